@@ -1,0 +1,1 @@
+"""Clinical data platform: SDTM, sensor and omics deliveries to curated and feature datasets."""

@@ -1,0 +1,1 @@
+"""Synthetic data generators: realistic, deterministic deliveries for tests and benchmarks."""

@@ -1,0 +1,153 @@
+"""The lake from the Dagster side: landing deliveries, zone paths, lineage records.
+
+Spark jobs read and write the data; this module only lands files (copy plus manifest, then an
+atomic rename) and reads the small `_lineage.json` records for commands and the dossier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from spark_jobs.common.layout import (
+    LINEAGE_NAME,
+    MANIFEST_NAME,
+    Delivery,
+    LakeLayout,
+    local_path,
+)
+
+CHUNK = 1 << 20
+
+
+class LandingError(ValueError):
+    """A delivery that cannot be landed; the message names the folder or file and the problem."""
+
+
+class ClinicalLake(dg.ConfigurableResource):
+    """Where the lake is; assets turn it into zone paths for the Spark jobs."""
+
+    uri: str = Field(description="Lake root: a local path or s3://bucket/prefix")
+
+    @property
+    def layout(self) -> LakeLayout:
+        return LakeLayout(self.uri)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    delivery: Delivery
+    uri: str
+    files: tuple[LandedFile, ...]
+    already_landed: bool
+
+
+def _manifest(delivery: Delivery, files: list[LandedFile], source: Path) -> dict[str, Any]:
+    return {
+        "manifest_version": 1,
+        "study": delivery.study,
+        "delivery": delivery.delivery,
+        "landed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "source_folder_name": source.name,
+        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
+    }
+
+
+def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> LandingResult:
+    """Copy a folder of delivered files into landing with a `_delivery.json` manifest.
+
+    Files are copied to a hidden staging folder, hashed, described in the manifest and only
+    then renamed into place, so a half-copied delivery is never visible. Landing the same
+    content again is a no-op; different content under an existing delivery id is refused,
+    because deliveries are immutable (use a `_2` suffix for a second transfer on one day).
+    """
+    if not source.is_dir():
+        raise LandingError(f"{source}: not a folder of delivery files")
+    entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
+    subfolders = [p.name for p in entries if p.is_dir()]
+    if subfolders:
+        raise LandingError(f"{source}: contains sub-folders {subfolders}; a delivery is one "
+                           "flat folder of files")
+    if not entries:
+        raise LandingError(f"{source}: the folder is empty")
+    if any(p.name == MANIFEST_NAME for p in entries):
+        raise LandingError(f"{source}: already contains {MANIFEST_NAME}; the manifest is "
+                           "written by landing")
+    target = Path(local_path(layout.landing(delivery)))
+    files = [LandedFile(p.name, p.stat().st_size, sha256_of(p)) for p in entries]
+    manifest_path = target / MANIFEST_NAME
+    if target.exists():
+        existing = _read_manifest(manifest_path)
+        same = existing is not None and [
+            (f["name"], f["size"], f["sha256"]) for f in existing["files"]
+        ] == [(f.name, f.size, f.sha256) for f in files]
+        if not same:
+            raise LandingError(
+                f"delivery {delivery.key} is already landed with different files; deliveries "
+                f"are immutable — land this one as {delivery.study}/{delivery.delivery}_2")
+        return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
+
+    staging = target.parent / f".{target.name}.landing-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for entry in entries:
+            shutil.copyfile(entry, staging / entry.name)
+            if sha256_of(staging / entry.name) != next(f.sha256 for f in files
+                                                       if f.name == entry.name):
+                raise LandingError(f"{entry}: changed while it was being copied; land it again")
+        (staging / MANIFEST_NAME).write_text(
+            json.dumps(_manifest(delivery, files, source), indent=2) + "\n")
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return LandingResult(delivery, layout.landing(delivery), tuple(files), False)
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_lineage(layout: LakeLayout, zone: str, dataset: str,
+                 delivery: Delivery) -> dict[str, Any] | None:
+    """The `_lineage.json` of one committed partition, or None if there is none."""
+    path = Path(local_path(layout.partition(zone, dataset, delivery))) / LINEAGE_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def rejected_files(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
+    folder = Path(local_path(layout.rejected_files(delivery)))
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]

@@ -1,0 +1,129 @@
+"""The one interface assets use to run Spark, whatever runs it (local, EMR, ...).
+
+An asset describes a `SparkJob` (entry point and arguments); the launcher ships the code
+bundle, starts Spark, streams results back through Dagster Pipes and returns them. Asset code
+never knows where Spark ran.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
+from spark_jobs.common.protocol import CODE_VERSION_ENV, GIT_SHA_ENV, LAUNCHER_ENV
+
+Result = dg.MaterializeResult | dg.AssetCheckResult
+
+
+@dataclass(frozen=True)
+class SparkJob:
+    """One spark-submit of a `spark_jobs` entry point."""
+
+    entry_point: str  # "ingest", "curate", "features"
+    arguments: Sequence[str]
+    # Secrets for the driver's environment only: never on a command line or in a step.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SparkRun:
+    """What came back from one Spark application."""
+
+    results: list[Result]
+    failure: str | None  # one line, set when the application failed
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def outputs(self) -> Iterator[Result]:
+        """Yield every reported result, then fail the step if the application failed.
+
+        Results come first: a partition committed before a later failure is real and must be
+        recorded as materialized.
+        """
+        yield from self.results
+        if self.failure:
+            raise dg.Failure(description=self.failure, metadata=dict(self.details),
+                             allow_retries=False)
+
+
+@cache
+def git_revision() -> str:
+    """Git commit of the project code (suffixed -dirty with local changes), or "unknown"."""
+    root = PACKAGE_DIR.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def selected_checks(context: dg.AssetExecutionContext) -> list[list[str]]:
+    """The (asset, check) pairs this step must report, for the Spark side to filter on."""
+    return [[key.asset_key.to_user_string(), key.name]
+            for key in sorted(context.selected_asset_check_keys, key=str)]
+
+
+class SparkLauncher(dg.ConfigurableResource, ABC):
+    """Runs `spark_jobs` entry points and returns their results through Dagster Pipes."""
+
+    @abstractmethod
+    def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
+               extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
+        """Start the application, wait for it, and collect what it reported."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Where Spark runs, for lineage ("local[*]", "emr j-123 step s-456")."""
+
+    def run(self, context: dg.AssetExecutionContext, job: SparkJob) -> SparkRun:
+        bundle = build_bundle()
+        provenance = {
+            "code_version": bundle.sha256,
+            "git_sha": git_revision(),
+            "launcher": self.description,
+        }
+        env = {
+            CODE_VERSION_ENV: bundle.sha256,
+            GIT_SHA_ENV: provenance["git_sha"],
+            LAUNCHER_ENV: self.description,
+            **job.secret_env,
+        }
+        extras = {"selected_checks": selected_checks(context), "run_id": context.run_id}
+        run = self.launch(context, job, extras, env)
+        run.results = [_with_provenance(r, {**provenance, **run.details}) for r in run.results]
+        return run
+
+
+def _with_provenance(result: Result, provenance: Mapping[str, Any]) -> Result:
+    """Add the code and cluster identity to every materialization."""
+    if not isinstance(result, dg.MaterializeResult):
+        return result
+    metadata = dict(result.metadata or {})
+    for key, value in provenance.items():
+        metadata.setdefault(key, value)
+    return dg.MaterializeResult(
+        asset_key=result.asset_key,
+        metadata=metadata,
+        check_results=result.check_results,
+        data_version=result.data_version,
+        tags=result.tags,
+    )
+
+
+def last_lines(path: Path, count: int = 30) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-count:]
+    except OSError:
+        return []

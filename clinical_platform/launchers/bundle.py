@@ -1,0 +1,84 @@
+"""The `spark_jobs` code bundle shipped to Spark: a deterministic, content-hashed zip.
+
+The same bytes give the same hash on every machine, so the hash is the code version recorded
+in lineage, the folder a bundle is stored under, and the reason an unchanged bundle is never
+uploaded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import spark_jobs
+
+PACKAGE_DIR = Path(spark_jobs.__file__).resolve().parent
+ENTRY_POINTS = ("ingest", "curate", "features")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class CodeBundle:
+    """The zipped package plus the entry scripts spark-submit runs."""
+
+    sha256: str
+    archive: bytes
+
+    @property
+    def version(self) -> str:
+        """Short form used as Dagster code_version."""
+        return self.sha256[:12]
+
+    def entry_script(self, entry_point: str) -> bytes:
+        if entry_point not in ENTRY_POINTS:
+            raise ValueError(f"unknown Spark entry point {entry_point!r}; known: {ENTRY_POINTS}")
+        return (PACKAGE_DIR / f"{entry_point}.py").read_bytes()
+
+    def write_to(self, directory: Path) -> Path:
+        """Store the bundle under `<directory>/<sha256>/` once; return that folder."""
+        target = directory / self.sha256
+        archive = target / "spark_jobs.zip"
+        if archive.exists() and hashlib.sha256(archive.read_bytes()).hexdigest() == self.sha256:
+            return target
+        staging = directory / f".{self.sha256}.tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "spark_jobs.zip").write_bytes(self.archive)
+        for entry_point in ENTRY_POINTS:
+            (staging / f"{entry_point}.py").write_bytes(self.entry_script(entry_point))
+        if target.exists():
+            for stale in target.iterdir():
+                stale.unlink()
+            target.rmdir()
+        staging.rename(target)
+        return target
+
+
+def _source_files() -> list[Path]:
+    return sorted(
+        p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts
+    )
+
+
+@cache
+def build_bundle() -> CodeBundle:
+    """Zip `spark_jobs` with fixed timestamps and order, so the hash depends on content only."""
+    buffer = io.BytesIO()
+    # Stored, not deflated: the bytes then depend on our files only, not on the zlib build.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for path in _source_files():
+            name = "spark_jobs/" + path.relative_to(PACKAGE_DIR).as_posix()
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, path.read_bytes())
+    data = buffer.getvalue()
+    return CodeBundle(sha256=hashlib.sha256(data).hexdigest(), archive=data)
+
+
+def code_version() -> str:
+    """The code version of every Spark-backed asset: the bundle hash, short form."""
+    return build_bundle().version

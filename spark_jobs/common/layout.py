@@ -1,0 +1,125 @@
+"""Lake layout: where each zone keeps each dataset partition, identical locally and on S3.
+
+Hive-style `study=<S>/delivery=<D>` directories let Spark, Athena and Glue read a zone's
+dataset as one table with partition columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+
+ZONES = ("landing", "raw", "curated", "quarantine", "features")
+MANIFEST_NAME = "_delivery.json"
+LINEAGE_NAME = "_lineage.json"
+REJECTED_FILES_DATASET = "rejected_files"
+
+_STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_DELIVERY = re.compile(r"^(\d{4}-\d{2}-\d{2})(_[2-9]|_[1-9][0-9]+)?$")
+
+
+class PartitionKeyError(ValueError):
+    """A study or delivery id that cannot name a partition."""
+
+
+@dataclass(frozen=True, order=True)
+class Delivery:
+    """One delivery of one study: the unit of partitioning (`STUDY/YYYY-MM-DD[_n]`)."""
+
+    study: str
+    delivery: str
+
+    def __post_init__(self) -> None:
+        if not _STUDY.match(self.study):
+            raise PartitionKeyError(
+                f"study {self.study!r} is not a valid study id (letters, digits, '_' and '-', "
+                "at most 40, starting with a letter or digit)"
+            )
+        match = _DELIVERY.match(self.delivery)
+        if not match:
+            raise PartitionKeyError(
+                f"delivery {self.delivery!r} is not a transfer date YYYY-MM-DD "
+                "(with _2, _3 ... for further transfers on one day)"
+            )
+        try:
+            dt.date.fromisoformat(match.group(1))
+        except ValueError:
+            raise PartitionKeyError(
+                f"delivery {self.delivery!r} is not a real calendar date"
+            ) from None
+
+    @property
+    def key(self) -> str:
+        return f"{self.study}/{self.delivery}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Delivery:
+        study, sep, delivery = key.partition("/")
+        if not sep:
+            raise PartitionKeyError(f"partition key {key!r} is not of the form STUDY/DELIVERY")
+        return cls(study, delivery)
+
+    @property
+    def hive_path(self) -> str:
+        return f"study={self.study}/delivery={self.delivery}"
+
+
+def normalize_lake_uri(uri: str) -> str:
+    """An absolute URI for the lake root: `s3://...` unchanged, local paths as `file:/abs`."""
+    uri = uri.rstrip("/")
+    if re.match(r"^[a-z][a-z0-9+.-]*://", uri) or uri.startswith("file:"):
+        return uri
+    return "file:" + os.path.abspath(os.path.expanduser(uri))
+
+
+def local_path(uri: str) -> str:
+    """The filesystem path of a `file:` URI (or of a plain path)."""
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    if uri.startswith("file:"):
+        return uri[len("file:") :]
+    if "://" in uri:
+        raise ValueError(f"{uri} is not on the local filesystem")
+    return uri
+
+
+@dataclass(frozen=True)
+class LakeLayout:
+    """Paths of every zone under one lake root URI."""
+
+    root: str
+    family: str = "clinical"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", normalize_lake_uri(self.root))
+
+    def zone(self, zone: str) -> str:
+        if zone not in ZONES:
+            raise ValueError(f"unknown zone {zone!r}; zones are {ZONES}")
+        return f"{self.root}/{zone}/{self.family}"
+
+    def landing(self, delivery: Delivery) -> str:
+        return f"{self.zone('landing')}/{delivery.study}/{delivery.delivery}"
+
+    def dataset(self, zone: str, name: str) -> str:
+        return f"{self.zone(zone)}/{name}"
+
+    def partition(self, zone: str, name: str, delivery: Delivery) -> str:
+        return f"{self.dataset(zone, name)}/{delivery.hive_path}"
+
+    def study_dir(self, zone: str, name: str, study: str) -> str:
+        return f"{self.dataset(zone, name)}/study={study}"
+
+    def rejected_files(self, delivery: Delivery) -> str:
+        return self.partition("quarantine", REJECTED_FILES_DATASET, delivery)
+
+    @property
+    def code_dir(self) -> str:
+        """Where content-hashed `spark_jobs` bundles are kept, for audit and for EMR."""
+        return f"{self.root}/_system/code"
+
+    @property
+    def logs_dir(self) -> str:
+        return f"{self.root}/_system/logs"

@@ -1,0 +1,127 @@
+"""Results of a Spark job, streamed to Dagster through Pipes when Dagster launched the job.
+
+Launched by hand (plain `spark-submit`), the same calls log the results as JSON lines, so a job
+never depends on an orchestrator to run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+
+LOG = logging.getLogger("spark_jobs")
+
+
+def json_value(value: Any) -> dict[str, Any]:
+    return {"type": "json", "raw_value": value}
+
+
+def path_value(value: str) -> dict[str, Any]:
+    return {"type": "path", "raw_value": value}
+
+
+def table_schema_value(columns: Sequence[tuple[str, str, str | None]]) -> dict[str, Any]:
+    """Pipes form of a Dagster TableSchema from (name, type, description) triples."""
+    return {
+        "type": "table_schema",
+        "raw_value": {
+            "columns": [
+                {"name": name, "type": type_, "description": description}
+                for name, type_, description in columns
+            ]
+        },
+    }
+
+
+class JobReporter:
+    """Materializations, check results and log lines of one job run."""
+
+    def __init__(self, pipes: PipesContext | None) -> None:
+        self._pipes = pipes
+        extras = pipes.extras if pipes is not None else {}
+        selected = extras.get("selected_checks")
+        self._selected_checks: set[tuple[str, str]] | None = (
+            {(asset, check) for asset, check in selected} if selected is not None else None
+        )
+
+    @property
+    def extras(self) -> Mapping[str, Any]:
+        return self._pipes.extras if self._pipes is not None else {}
+
+    def info(self, message: str) -> None:
+        LOG.info(message)
+        if self._pipes is not None:
+            self._pipes.log.info(message)
+
+    def warning(self, message: str) -> None:
+        LOG.warning(message)
+        if self._pipes is not None:
+            self._pipes.log.warning(message)
+
+    def error(self, message: str) -> None:
+        LOG.error(message)
+        if self._pipes is not None:
+            self._pipes.log.error(message)
+
+    def materialization(
+        self, asset_key: str, metadata: Mapping[str, Any], data_version: str | None = None
+    ) -> None:
+        if self._pipes is None:
+            _print_result("materialization", asset_key=asset_key, data_version=data_version,
+                          metadata=metadata)
+            return
+        self._pipes.report_asset_materialization(
+            metadata=dict(metadata), data_version=data_version, asset_key=asset_key
+        )
+
+    def wants_check(self, asset_key: str, check_name: str) -> bool:
+        """Whether Dagster asked for this check (all checks when run by hand)."""
+        return self._selected_checks is None or (asset_key, check_name) in self._selected_checks
+
+    def check(
+        self,
+        asset_key: str,
+        check_name: str,
+        passed: bool,
+        *,
+        blocking_severity: bool,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        """Report a check; a failing blocking rule is ERROR, everything else WARN."""
+        if not self.wants_check(asset_key, check_name):
+            return
+        severity = "ERROR" if blocking_severity else "WARN"
+        if self._pipes is None:
+            _print_result("check", asset_key=asset_key, check_name=check_name, passed=passed,
+                          severity=severity, metadata=metadata)
+            return
+        self._pipes.report_asset_check(
+            check_name=check_name,
+            passed=passed,
+            severity=severity,
+            metadata=dict(metadata),
+            asset_key=asset_key,
+        )
+
+
+def _print_result(kind: str, **fields: Any) -> None:
+    LOG.info("%s %s", kind, json.dumps(fields, default=str, sort_keys=True))
+
+
+@contextmanager
+def open_reporter() -> Iterator[JobReporter]:
+    """A reporter connected to Dagster Pipes if this process was launched through Pipes."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        with open_dagster_pipes() as pipes:
+            yield JobReporter(pipes)
+    else:
+        yield JobReporter(None)

@@ -1,0 +1,64 @@
+"""What every entry point shares: the Spark session, one-line failures, code identity."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from pyspark.sql import SparkSession
+
+from spark_jobs.common.protocol import CODE_VERSION_ENV, FAILURE_PREFIX
+from spark_jobs.common.reporting import JobReporter, open_reporter
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+class JobError(Exception):
+    """A failure the user can act on; its message is one line naming file and problem."""
+
+
+def build_session(app_name: str) -> SparkSession:
+    """The session of an entry point; cluster settings come from spark-submit, not from here."""
+    spark = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        # Conversions are judged by contract rules (castable, iso8601), never by exceptions.
+        .config("spark.sql.ansi.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel(os.environ.get("CLINICAL_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def code_version() -> str:
+    """Content hash of the `spark_jobs` bundle this job runs from, as set by the launcher."""
+    return os.environ.get(CODE_VERSION_ENV, "unversioned")
+
+
+def run_job(name: str, body: Callable[[JobReporter], None]) -> NoReturn:
+    """Run an entry point's body and exit with a status the launcher understands."""
+    failure: tuple[int, str] | None = None
+    with open_reporter() as reporter:
+        try:
+            body(reporter)
+        except JobError as error:
+            message = str(error).replace("\n", " ")
+            reporter.error(message)
+            failure = (EXIT_USER_ERROR, f"{name}: {message}")
+        except Exception as error:  # noqa: BLE001 - last line of defence of an entry point
+            traceback.print_exc()
+            last = traceback.format_exception_only(type(error), error)[-1].strip()
+            reporter.error(f"{name} failed unexpectedly: {last}")
+            failure = (EXIT_INTERNAL_ERROR, f"{name} failed unexpectedly: {last}")
+    if failure is None:
+        sys.exit(0)
+    code, message = failure
+    sys.stderr.write(f"{FAILURE_PREFIX}{message}\n")
+    sys.stderr.flush()
+    sys.exit(code)

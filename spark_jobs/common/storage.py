@@ -1,0 +1,96 @@
+"""File operations through Hadoop's FileSystem API, so the same code works on file:, hdfs: and
+s3: (EMRFS) lakes without boto3 on the cluster.
+
+Only the Spark driver calls these; executors never touch the JVM gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    uri: str
+    name: str
+    size: int
+    is_dir: bool
+
+
+class LakeStorage:
+    """Thin, typed wrapper over `org.apache.hadoop.fs.FileSystem` for one Spark session."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._spark = spark
+        jvm = spark.sparkContext._jvm  # pyright: ignore[reportPrivateUsage]
+        assert jvm is not None, "the Spark JVM gateway is not running"
+        self._jvm: Any = jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
+
+    def _path(self, uri: str) -> tuple[Any, Any]:
+        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        return path.getFileSystem(self._conf), path
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self._path(uri)
+        return bool(fs.exists(path))
+
+    def list(self, uri: str) -> list[FileStatus]:
+        """Direct children of a directory, sorted by name; empty if it does not exist."""
+        fs, path = self._path(uri)
+        if not fs.exists(path):
+            return []
+        statuses = [
+            FileStatus(
+                uri=str(s.getPath().toString()),
+                name=str(s.getPath().getName()),
+                size=int(s.getLen()),
+                is_dir=bool(s.isDirectory()),
+            )
+            for s in fs.listStatus(path)
+        ]
+        return sorted(statuses, key=lambda s: s.name)
+
+    def read_bytes(self, uri: str) -> bytes:
+        fs, path = self._path(uri)
+        stream = fs.open(path)
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_text(uri))
+
+    def write_text(self, uri: str, text: str) -> None:
+        fs, path = self._path(uri)
+        stream = fs.create(path, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def write_json(self, uri: str, value: Any) -> None:
+        self.write_text(uri, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+    def mkdirs(self, uri: str) -> None:
+        fs, path = self._path(uri)
+        fs.mkdirs(path)
+
+    def rename(self, source: str, target: str) -> None:
+        fs, src = self._path(source)
+        _, dst = self._path(target)
+        if not fs.rename(src, dst):
+            raise OSError(f"could not rename {source} to {target}")
+
+    def delete(self, uri: str) -> None:
+        fs, path = self._path(uri)
+        if fs.exists(path):
+            fs.delete(path, True)

@@ -1,0 +1,68 @@
+"""Dataset contracts: the single source of truth for columns, keys and data-quality rules."""
+
+from __future__ import annotations
+
+import re
+
+from spark_jobs.contracts.features import FEATURE_CONTRACTS, SUBJECT_PROFILE, FeatureContract
+from spark_jobs.contracts.model import (
+    Column,
+    ColumnType,
+    DatasetContract,
+    Effect,
+    Level,
+    PlausibleRange,
+    Rule,
+    RuleKind,
+)
+from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
+from spark_jobs.contracts.studies import STUDY_OVERRIDES
+
+__all__ = [
+    "FEATURE_CONTRACTS",
+    "SDTM_CONTRACTS",
+    "STUDY_OVERRIDES",
+    "SUBJECT_PROFILE",
+    "Column",
+    "ColumnType",
+    "DatasetContract",
+    "Effect",
+    "FeatureContract",
+    "Level",
+    "PlausibleRange",
+    "Rule",
+    "RuleKind",
+    "contract_for",
+    "domain_of_file",
+    "sdtm_contract",
+]
+
+_BY_NAME = {c.name: c for c in SDTM_CONTRACTS}
+# SDTM split datasets: the domain code plus up to two letters (lbch, lbhe, qscg ...).
+_SPLIT_DATASET = re.compile(r"^([a-z]{2})[a-z0-9]{0,2}$")
+
+
+def sdtm_contract(name: str) -> DatasetContract:
+    """The default contract of an SDTM dataset by its lower-case name."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no contract for SDTM dataset {name!r}; known: {sorted(_BY_NAME)}") from None
+
+
+def contract_for(name: str, study: str) -> DatasetContract:
+    """The contract of a dataset with the study's configured rule effects applied."""
+    contract = sdtm_contract(name)
+    overrides = STUDY_OVERRIDES.get(study, {}).get(name)
+    return contract.with_effects(overrides) if overrides else contract
+
+
+def domain_of_file(file_name: str) -> str | None:
+    """The SDTM dataset a landing file belongs to (`lbch.xpt` -> `lb`), or None if unknown."""
+    stem = file_name.rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    if stem in _BY_NAME:
+        return stem
+    match = _SPLIT_DATASET.match(stem)
+    if match and match.group(1) in _BY_NAME:
+        return match.group(1)
+    return None

@@ -1,0 +1,91 @@
+"""Contracts of the de-identified feature tables built from curated SDTM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spark_jobs.contracts.model import Column, ColumnType, Effect, Level, Rule, RuleKind
+
+S = ColumnType.STRING
+D = ColumnType.DOUBLE
+I = ColumnType.INTEGER  # noqa: E741 - the SDTM "integer" column type
+
+# Column names that would re-identify a subject if they ever reached a feature table.
+IDENTIFYING_COLUMNS = ("USUBJID", "SUBJID", "SITEID", "INVID", "INVNAM", "BRTHDTC")
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    """Columns and checks of one feature table (one row per `grain`)."""
+
+    name: str
+    title: str
+    description: str
+    grain: str
+    columns: tuple[Column, ...]
+    upstream: tuple[str, ...]  # curated datasets it reads
+    rules: tuple[Rule, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+def _vital(code: str, label: str, unit: str) -> tuple[Column, ...]:
+    return (
+        Column(f"{code}_baseline", D, f"{label} at baseline (mean of VSBLFL=Y records), {unit}"),
+        Column(f"{code}_last", D, f"{label} at the last post-baseline visit (mean), {unit}"),
+        Column(f"{code}_change", D, f"{label} change from baseline to last visit, {unit}"),
+    )
+
+
+SUBJECT_PROFILE = FeatureContract(
+    name="subject_profile",
+    title="Subject profile",
+    description="One row per subject: demographics, arm, vital-sign change from baseline, "
+    "adverse-event counts, exposure, abnormal labs and disposition. De-identified: a keyed "
+    "HMAC pseudonym instead of USUBJID, study days instead of dates, ages above 89 capped at 90.",
+    grain="subject",
+    columns=(
+        Column("subject_pseudonym", S, "HMAC-SHA256 of STUDYID/USUBJID under the study's key"),
+        Column("age", D, "Age in years at reference start; 90 means 90 or older"),
+        Column("sex", S, "SEX"),
+        Column("race", S, "RACE"),
+        Column("arm", S, "Planned arm (ARM)"),
+        *_vital("sysbp", "Systolic blood pressure", "mmHg"),
+        *_vital("diabp", "Diastolic blood pressure", "mmHg"),
+        *_vital("pulse", "Pulse rate", "beats/min"),
+        Column("ae_count", I, "Adverse events reported"),
+        Column("ae_mild_count", I, "Adverse events with AESEV=MILD"),
+        Column("ae_moderate_count", I, "Adverse events with AESEV=MODERATE"),
+        Column("ae_severe_count", I, "Adverse events with AESEV=SEVERE"),
+        Column("ae_serious_count", I, "Adverse events with AESER=Y"),
+        Column("first_dose_study_day", I, "Study day of the first exposure record"),
+        Column("last_dose_study_day", I, "Study day of the end of the last exposure record"),
+        Column("treatment_duration_days", I, "Days from first dose to last dose, inclusive"),
+        Column("lab_out_of_range_count", I,
+               "Lab results outside their reference range (numeric or by LBNRIND)"),
+        Column("disposition", S, "completed, discontinued, screen_failure or ongoing"),
+        Column("disposition_reason", S, "DSDECOD of the disposition event"),
+        Column("disposition_study_day", I, "Study day of the disposition event"),
+    ),
+    upstream=("dm", "ae", "vs", "lb", "ex", "ds"),
+    rules=(
+        Rule(
+            name="no_identifiers",
+            kind=RuleKind.SCHEMA_DRIFT,
+            level=Level.FILE,
+            effect=Effect.BLOCK,
+            description="No USUBJID or other identifying column and no date or timestamp column.",
+        ),
+        Rule(
+            name="one_row_per_subject",
+            kind=RuleKind.NATURAL_KEY,
+            level=Level.PARTITION,
+            effect=Effect.BLOCK,
+            description="Exactly one row per curated DM subject, pseudonyms unique.",
+        ),
+    ),
+)
+
+FEATURE_CONTRACTS: tuple[FeatureContract, ...] = (SUBJECT_PROFILE,)
