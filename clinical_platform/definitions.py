@@ -11,9 +11,8 @@ from clinical_platform.launchers.local import LocalSparkLauncher
 from clinical_platform.pseudonymization import Pseudonymization
 
 
-def resources_for(environment: str) -> dict[str, object]:
+def resources_for(environment: str, lake_uri: str) -> dict[str, object]:
     """The resource set of an environment; asset code is the same in all of them."""
-    lake_uri = settings.lake_uri()
     if environment == "local":
         return {
             "lake": ClinicalLake(uri=lake_uri),
@@ -26,5 +25,5 @@ def resources_for(environment: str) -> dict[str, object]:
 
 defs = dg.Definitions(
     assets=CLINICAL_ASSETS,
-    resources=resources_for(settings.environment()),
+    resources=resources_for(settings.environment(), settings.lake_uri()),
 )

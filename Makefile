@@ -1,0 +1,68 @@
+# The two commands a new user needs are `make demo` and `make test`; both create the
+# environment first. Everything installed comes from pyproject.toml + uv.lock.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.installed
+PYTHON := $(shell scripts/find-python.sh 2>/dev/null)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: help setup demo ui test test-fast lint format clean check-prerequisites
+
+help:
+	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
+	@echo "make test       run the whole test suite (make test-fast skips the slow end-to-end tests)"
+	@echo "make ui         Dagster UI on http://127.0.0.1:3000"
+	@echo "make lint       ruff and pyright"
+	@echo "make setup      create $(VENV) from uv.lock (the other targets do this when needed)"
+
+check-prerequisites:
+	@scripts/check-prerequisites.sh
+
+$(UV):
+	@scripts/find-python.sh >/dev/null
+	@echo "Installing uv $(UV_VERSION) into $(TOOLS)/"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@scripts/check-prerequisites.sh
+	@echo "Creating $(VENV) from uv.lock"
+	@$(UV) sync --frozen --python "$(PYTHON)" --quiet
+	@touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	@$(VENV)/bin/clinical-platform demo
+
+ui: $(STAMP)
+	@mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
+	@if [ -z "$$CLINICAL_PSEUDONYM_KEY" ]; then echo "Using the demo pseudonym key; set CLINICAL_PSEUDONYM_KEY for real data."; fi
+	CLINICAL_PSEUDONYM_KEY="$${CLINICAL_PSEUDONYM_KEY:-demo-key-not-for-real-data}" \
+		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .lake .dagster .demo .pytest_cache .ruff_cache

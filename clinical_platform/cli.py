@@ -1,0 +1,201 @@
+"""`clinical-platform`: land, materialize, generate, demo, dossier.
+
+Every failure a user can cause ends in one line on stderr naming what was wrong, and a
+non-zero exit status; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clinical_platform import settings
+from clinical_platform.demo import run_demo
+from clinical_platform.generators.sdtm import generate_sdtm
+from clinical_platform.lake import LandingError, land_delivery
+from clinical_platform.lineage.dossier import render_dossier
+from clinical_platform.runs import (
+    MaterializeOutcome,
+    SelectionError,
+    local_instance,
+    materialize_delivery,
+    register_delivery,
+    select_assets,
+)
+from spark_jobs.common.layout import Delivery, LakeLayout, PartitionKeyError, local_path
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A one-line, user-facing reason a command could not do its work."""
+
+
+def _delivery(study: str, delivery: str) -> Delivery:
+    try:
+        return Delivery(study, delivery)
+    except PartitionKeyError as error:
+        raise CommandError(str(error)) from None
+
+
+def _layout(lake: str | None) -> LakeLayout:
+    return LakeLayout(lake or settings.lake_uri())
+
+
+def _require_local(layout: LakeLayout) -> None:
+    if not layout.root.startswith("file:"):
+        raise CommandError(f"{layout.root}: this command works on a local lake; run it where "
+                           "the lake is mounted, or land to S3 with the landing sensor")
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    delivery = _delivery(args.study, args.delivery)
+    layout = _layout(args.lake)
+    _require_local(layout)
+    try:
+        result = land_delivery(Path(args.folder), delivery, layout)
+    except LandingError as error:
+        raise CommandError(str(error)) from None
+    registered = register_delivery(local_instance(), delivery)
+    state = "already landed (same files)" if result.already_landed else "landed"
+    print(f"{delivery.key}: {state}, {len(result.files)} files -> {result.uri}")
+    for landed in result.files:
+        print(f"  {landed.name:<14} {landed.size:>10} bytes  sha256 {landed.sha256}")
+    print(f"partition {delivery.key} {'registered' if registered else 'already registered'} "
+          f"in {settings.dagster_home()}")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    delivery = _delivery(args.study, args.delivery)
+    if args.lake:
+        os.environ[settings.LAKE_URI_VAR] = args.lake
+    # Imported here: definitions read the lake setting when they are built.
+    from clinical_platform.definitions import defs
+
+    layout = _layout(args.lake)
+    if layout.root.startswith("file:"):
+        if not Path(local_path(layout.landing(delivery))).is_dir():
+            raise CommandError(f"delivery {delivery.key} is not landed in {layout.root}; "
+                               "run clinical-platform land first")
+    patterns = [p.strip() for p in (args.select or "").split(",") if p.strip()]
+    try:
+        selection = select_assets(defs, patterns)
+    except SelectionError as error:
+        raise CommandError(str(error)) from None
+    outcome = materialize_delivery(defs, delivery, local_instance(), selection)
+    print_outcome(outcome, [k.to_user_string() for k in selection])
+    if not outcome.success:
+        first = outcome.problems[0] if outcome.problems else "see the run in the Dagster UI"
+        raise CommandError(f"materialize {delivery.key} failed: {first}")
+    return 0
+
+
+def print_outcome(outcome: MaterializeOutcome, selected: Sequence[str]) -> None:
+    width = max((len(name) for name in selected), default=10)
+    print(f"{'asset':<{width}}  {'rows':>8}  status")
+    for name in selected:
+        rows = outcome.rows.get(name)
+        status = outcome.statuses.get(name, "not materialized")
+        print(f"{name:<{width}}  {'' if rows is None else rows:>8}  {status}")
+    for problem in outcome.problems:
+        print(f"  ! {problem}", file=sys.stderr)
+    print(f"run {outcome.run_id}: {'succeeded' if outcome.success else 'failed'}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    try:
+        files = generate_sdtm(Path(args.out), args.subjects, study=args.study, seed=args.seed)
+    except ValueError as error:
+        raise CommandError(f"generate sdtm: {error}") from None
+    for generated in files:
+        print(f"  {generated.name:<10} {generated.rows:>8} rows  {generated.path}")
+    print(f"{len(files)} SDTM files for {args.subjects} subjects of {args.study} in {args.out}")
+    return 0
+
+
+def cmd_dossier(args: argparse.Namespace) -> int:
+    delivery = _delivery(args.study, args.delivery)
+    layout = _layout(args.lake)
+    _require_local(layout)
+    text = render_dossier(layout, delivery)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"dossier of {delivery.key} written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(subjects=args.subjects, delivery_folder=os.environ.get("DEMO_DELIVERY"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clinical-platform",
+        description="Land clinical deliveries and materialize them through Spark and Dagster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    land = commands.add_parser("land", help="copy a delivery folder into landing and register it")
+    land.add_argument("folder")
+    land.add_argument("--study", required=True)
+    land.add_argument("--delivery", required=True, help="transfer date YYYY-MM-DD[_n]")
+    land.add_argument("--lake", help=f"lake root (default ${settings.LAKE_URI_VAR} or .lake)")
+    land.set_defaults(handler=cmd_land)
+
+    materialize = commands.add_parser("materialize",
+                                      help="materialize a delivery's assets in this process")
+    materialize.add_argument("--study", required=True)
+    materialize.add_argument("--delivery", required=True)
+    materialize.add_argument("--select", help="comma-separated asset keys or patterns, "
+                             "e.g. 'raw_*,curated_dm' (default: all)")
+    materialize.add_argument("--lake")
+    materialize.set_defaults(handler=cmd_materialize)
+
+    generate = commands.add_parser("generate", help="generate synthetic test data")
+    kinds = generate.add_subparsers(dest="kind", required=True)
+    sdtm = kinds.add_parser("sdtm", help="a deterministic synthetic SDTM delivery (.xpt)")
+    sdtm.add_argument("--subjects", type=int, required=True)
+    sdtm.add_argument("--out", required=True)
+    sdtm.add_argument("--study", default="SYNTH01")
+    sdtm.add_argument("--seed", type=int, default=20240115)
+    sdtm.set_defaults(handler=cmd_generate)
+
+    dossier = commands.add_parser("dossier", help="print the audit dossier of a delivery")
+    dossier.add_argument("--study", required=True)
+    dossier.add_argument("--delivery", required=True)
+    dossier.add_argument("--lake")
+    dossier.add_argument("--out", help="write to this file instead of stdout")
+    dossier.set_defaults(handler=cmd_dossier)
+
+    demo = commands.add_parser("demo", help="generate, land and materialize a sample delivery")
+    demo.add_argument("--subjects", type=int, default=120)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except CommandError as error:
+        print(f"clinical-platform: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    except settings.SettingsError as error:
+        print(f"clinical-platform: {error}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("clinical-platform: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The audit dossier of one delivery: where every number of every zone came from.
+
+Built only from what the lake itself holds (the landing manifest and the `_lineage.json`
+written beside each partition), so it can be produced without the Dagster database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from clinical_platform.lake import read_lineage, rejected_files
+from spark_jobs.common.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts import FEATURE_CONTRACTS, SDTM_CONTRACTS
+
+ZONE_DATASETS: tuple[tuple[str, str, str], ...] = (
+    *[("raw", c.name, f"raw_{c.name}") for c in SDTM_CONTRACTS],
+    *[("curated", c.name, f"curated_{c.name}") for c in SDTM_CONTRACTS],
+    *[("features", f.name, f"features_{f.name}") for f in FEATURE_CONTRACTS],
+)
+
+
+def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
+    """Lineage records of every committed partition of the delivery, in zone order."""
+    records = []
+    for zone, dataset, asset in ZONE_DATASETS:
+        record = read_lineage(layout, zone, dataset, delivery)
+        if record is not None:
+            records.append({"asset": asset, **record})
+    return records
+
+
+def _short(value: Any, width: int = 12) -> str:
+    text = "" if value is None else str(value)
+    return text[:width]
+
+
+def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
+    """Markdown dossier: manifest, rejected files, then per asset its lineage and checks."""
+    lines = [f"# Audit dossier — {delivery.key}", ""]
+    landing = Path(local_path(layout.landing(delivery)))
+    manifest_path = landing / MANIFEST_NAME
+    lines += ["## Delivery as landed", "", f"Landing folder: `{landing}`", ""]
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        lines += [f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.", "",
+                  "| file | bytes | sha256 |", "|---|---:|---|"]
+        lines += [f"| {f['name']} | {f['size']} | `{f['sha256']}` |" for f in manifest["files"]]
+    else:
+        lines.append("No delivery manifest: the delivery was not landed through the platform.")
+    rejected = rejected_files(layout, delivery)
+    lines += ["", "## Rejected files", ""]
+    if rejected:
+        lines += ["| file | dataset | reason |", "|---|---|---|"]
+        lines += [f"| {r['file']} | {r.get('dataset') or '-'} | {r['reason']} |"
+                  for r in rejected]
+    else:
+        lines.append("None.")
+
+    records = partition_records(layout, delivery)
+    lines += ["", "## Assets", "",
+              "| asset | status | rows in | rows out | quarantined | collapsed | content hash "
+              "| run | Spark application | code version |",
+              "|---|---|---:|---:|---:|---:|---|---|---|---|"]
+    for r in records:
+        rows = r.get("rows") or {}
+        lines.append(
+            f"| {r['asset']} | {r['status']} | {rows.get('in', '')} | {rows.get('out', '')} "
+            f"| {rows.get('quarantined', '')} | {rows.get('collapsed', '')} "
+            f"| `{_short(r.get('content_hash'), 16)}` | `{_short(r.get('run_id'), 8)}` "
+            f"| {r.get('spark_application_id', '')} | `{_short(r.get('code_version'))}` |")
+    for r in records:
+        lines += ["", f"### {r['asset']}", "",
+                  f"- produced at {r.get('produced_at')} by `{r.get('launcher')}`, git "
+                  f"`{r.get('git_sha')}`"]
+        if r.get("reason"):
+            lines.append(f"- reason: {r['reason']}")
+        for source in r.get("sources", []):
+            lines.append(f"- source `{source.get('uri')}` ({source.get('size')} bytes, sha256 "
+                         f"`{source.get('sha256')}`, {source.get('rows')} rows)")
+        for upstream in r.get("inputs", []):
+            lines.append(f"- input {upstream.get('asset')} {upstream.get('partition')} "
+                         f"(content `{_short(upstream.get('content_hash'), 16)}`, run "
+                         f"`{_short(upstream.get('run_id'), 8)}`)")
+        checks = r.get("checks", [])
+        if checks:
+            failed = [c for c in checks if not c.get("passed")]
+            summary = ", ".join(f"{c['check']} ({c.get('effect', '')})" for c in failed)
+            lines.append(f"- checks: {len(checks) - len(failed)} of {len(checks)} passed"
+                         + (f"; not passed: {summary}" if failed else ""))
+    return "\n".join(lines) + "\n"

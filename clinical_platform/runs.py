@@ -1,0 +1,133 @@
+"""Materializing a delivery in-process, as `clinical-platform materialize` and the demo do.
+
+Runs go into the same Dagster instance as `make ui` (DAGSTER_HOME), so everything done from
+the command line shows up in the UI's run history and asset catalog.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from clinical_platform import settings
+from clinical_platform.partitions import CLINICAL_DELIVERIES
+from spark_jobs.common.layout import Delivery
+
+DAGSTER_YAML = """\
+# Written by clinical-platform for local use: SQLite storage under this folder.
+telemetry:
+  enabled: false
+"""
+
+
+class SelectionError(ValueError):
+    """A --select pattern that matches no asset."""
+
+
+def local_instance() -> dg.DagsterInstance:
+    """The persistent instance under DAGSTER_HOME (default ./.dagster), created if missing."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def register_delivery(instance: dg.DagsterInstance, delivery: Delivery) -> bool:
+    """Add the delivery's partition key; return False if it was already there."""
+    name = CLINICAL_DELIVERIES.name
+    assert name is not None
+    if instance.has_dynamic_partition(name, delivery.key):
+        return False
+    instance.add_dynamic_partitions(name, [delivery.key])
+    return True
+
+
+def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.AssetKey]:
+    """Asset keys matching shell-style patterns (`curated_*`), in graph order."""
+    keys = sorted(defs.resolve_asset_graph().get_all_asset_keys(),
+                  key=lambda k: k.to_user_string())
+    if not patterns:
+        return keys
+    chosen: list[dg.AssetKey] = []
+    for pattern in patterns:
+        matched = [k for k in keys if fnmatch.fnmatchcase(k.to_user_string(), pattern)]
+        if not matched:
+            raise SelectionError(f"--select {pattern!r} matches no asset; assets are "
+                                 f"{', '.join(k.to_user_string() for k in keys)}")
+        chosen += [k for k in matched if k not in chosen]
+    return chosen
+
+
+@dataclass
+class MaterializeOutcome:
+    success: bool
+    rows: dict[str, int | None] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # one line each
+    run_id: str = ""
+
+
+def materialize_delivery(
+    defs: dg.Definitions,
+    delivery: Delivery,
+    instance: dg.DagsterInstance,
+    selection: Sequence[dg.AssetKey] | None = None,
+) -> MaterializeOutcome:
+    """Materialize (a selection of) the assets of one delivery in this process."""
+    register_delivery(instance, delivery)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        partition_key=delivery.key,
+        instance=instance,
+        asset_selection=list(selection) if selection else None,
+        raise_on_error=False,
+        tags={"clinical/entry": "cli"},
+    )
+    outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        if materialization is None:
+            continue
+        name = materialization.asset_key.to_user_string()
+        row_count = materialization.metadata.get("dagster/row_count")
+        status = materialization.metadata.get("status")
+        outcome.rows[name] = int(row_count.value) if isinstance(  # pyright: ignore[reportArgumentType]
+            row_count, dg.IntMetadataValue) else None
+        outcome.statuses[name] = str(status.value) if status is not None else "accepted"
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        reason = evaluation.metadata.get("reason")
+        detail = f": {reason.value}" if reason is not None else ""
+        outcome.problems.append(
+            f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name} failed"
+            f"{detail}")
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            message = (error.message or "").strip().splitlines()
+            first = message[0] if message else "failed"
+            if "blocking asset check" in first:
+                continue  # already reported above, check by check, with its reason
+            outcome.problems.append(f"step {event.step_key}: {_without_class(first)}")
+        elif event.is_step_skipped:
+            outcome.problems.append(f"step {event.step_key} skipped: an upstream step failed")
+    return outcome
+
+
+def _without_class(message: str) -> str:
+    """`dagster._core.definitions.events.Failure: text` -> `text`."""
+    head, sep, tail = message.partition(": ")
+    return tail if sep and "." in head and " " not in head else message
+
+
+def demo_data_dir() -> Path:
+    return Path(".demo").resolve()
