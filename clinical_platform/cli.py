@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clinical_platform import settings
 from clinical_platform.demo import run_demo
+from clinical_platform.emr_cli import add_emr_commands
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.dossier import render_dossier
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate, land and materialize a sample delivery")
     demo.add_argument("--subjects", type=int, default=120)
     demo.set_defaults(handler=cmd_demo)
+
+    add_emr_commands(commands)
     return parser
 
 

@@ -93,7 +93,7 @@ def materialize_delivery(
     )
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.materialization
         if materialization is None:
             continue
         name = materialization.asset_key.to_user_string()

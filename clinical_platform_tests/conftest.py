@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,31 @@ def spark() -> Iterator[object]:
 def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
     return TEST_PSEUDONYM_KEY
+
+
+@dataclass
+class PilotRun:
+    """Where the shared pilot run's lake is, and what Dagster returned for it."""
+
+    lake: Path
+    delivery: Any  # spark_jobs.common.layout.Delivery
+    result: Any  # dagster.ExecuteInProcessResult
+
+
+@pytest.fixture(scope="session")
+def pilot_run(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PilotRun]:
+    """The CDISC pilot landed as CDISCPILOT01/2024-01-15 and materialized once, end to end.
+
+    Session-scoped because it starts three Spark applications (about two minutes here);
+    tests that only read its results share it.
+    """
+    from clinical_platform_tests.helpers import land, materialize
+    from spark_jobs.common.layout import Delivery
+
+    lake = tmp_path_factory.mktemp("pilot") / "lake"
+    delivery = Delivery("CDISCPILOT01", "2024-01-15")
+    land(pilot_dir, delivery, lake)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+        result = materialize(lake, delivery)
+    yield PilotRun(lake=lake, delivery=delivery, result=result)

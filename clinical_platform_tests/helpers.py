@@ -46,7 +46,7 @@ def materialize(
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
     found = {}
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.materialization
         assert materialization is not None
         found[materialization.asset_key.to_user_string()] = materialization
     return found

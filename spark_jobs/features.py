@@ -238,11 +238,36 @@ def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
     ])
 
 
+# Same suffix as clinical_platform.launchers.aws.SECRET_ID_SUFFIX (no Dagster imports here).
+SECRET_ID_SUFFIX = "_SECRET_ID"
+
+
+def pseudonym_key(key_env: str) -> str:
+    """The key from `key_env`, else from the Secrets Manager secret `<key_env>_SECRET_ID` names.
+
+    On EMR the launcher passes only the secret's id, so the key is in no step, Spark conf or S3
+    object; boto3 is imported only then. Empty when neither is set.
+    """
+    key = os.environ.get(key_env, "")
+    secret_id = os.environ.get(f"{key_env}{SECRET_ID_SUFFIX}", "")
+    if key or not secret_id:
+        return key
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        answer = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
+    except (BotoCoreError, ClientError) as error:
+        raise JobError(f"{ASSET_KEY}: cannot read the pseudonym key from Secrets Manager secret "
+                       f"{secret_id} ({type(error).__name__}: {error})") from None
+    return str(answer.get("SecretString") or "")
+
+
 def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
     if args.checks_only:
         recheck(args, reporter)
         return
-    key = os.environ.get(args.key_env, "")
+    key = pseudonym_key(args.key_env)
     if not key:
         raise JobError(f"{ASSET_KEY}: environment variable {args.key_env} with the pseudonym "
                        "key is not set; features are never written without pseudonymisation")

@@ -124,7 +124,7 @@ def clinical_raw(
         "--study", delivery.study,
         "--delivery", delivery.delivery,
         "--datasets", ",".join(selected_datasets(context, "raw_")),
-        "--run-id", context.run_id,
+        "--run-id", context.run.run_id,
     ]
     if _checks_only(context):
         arguments.append("--checks-only")
@@ -150,7 +150,7 @@ def clinical_curated(
         "--study", delivery.study,
         "--delivery", delivery.delivery,
         "--datasets", ",".join(selected_datasets(context, "curated_")),
-        "--run-id", context.run_id,
+        "--run-id", context.run.run_id,
     ]
     if _checks_only(context):
         arguments.append("--checks-only")
@@ -180,7 +180,7 @@ def clinical_features(
         "--output", layout.zone("features"),
         "--study", delivery.study,
         "--delivery", delivery.delivery,
-        "--run-id", context.run_id,
+        "--run-id", context.run.run_id,
         "--key-env", pseudonymization.key_env_var,
     ]
     secret: dict[str, str] = {}

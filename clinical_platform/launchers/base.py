@@ -18,7 +18,12 @@ from typing import Any
 import dagster as dg
 
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
-from spark_jobs.common.protocol import CODE_VERSION_ENV, GIT_SHA_ENV, LAUNCHER_ENV
+from spark_jobs.common.protocol import (
+    CODE_VERSION_ENV,
+    FAILURE_PREFIX,
+    GIT_SHA_ENV,
+    LAUNCHER_ENV,
+)
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
 
@@ -100,7 +105,7 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
             LAUNCHER_ENV: self.description,
             **job.secret_env,
         }
-        extras = {"selected_checks": selected_checks(context), "run_id": context.run_id}
+        extras = {"selected_checks": selected_checks(context), "run_id": context.run.run_id}
         run = self.launch(context, job, extras, env)
         run.results = [_with_provenance(r, {**provenance, **run.details}) for r in run.results]
         return run
@@ -127,3 +132,28 @@ def last_lines(path: Path, count: int = 30) -> list[str]:
         return path.read_text(errors="replace").splitlines()[-count:]
     except OSError:
         return []
+
+
+def job_failure_reason(lines: Sequence[str]) -> str | None:
+    """The one-line reason a job printed after FAILURE_PREFIX (the last one wins), if any."""
+    for line in reversed(lines):
+        stripped = line.strip()
+        if stripped.startswith(FAILURE_PREFIX):
+            return stripped[len(FAILURE_PREFIX):].strip()
+    return None
+
+
+def last_error_line(lines: Sequence[str]) -> str:
+    """The last line that names an error or exception, else the last line, for a hint."""
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return errors[-1].strip() if errors else (lines[-1].strip() if lines else "no output")
+
+
+def explain_failure(entry_point: str, returncode: int, log_path: Path) -> str:
+    """One line: the job's own reason if it gave one, else the last error line of the log."""
+    lines = last_lines(log_path, 200)
+    reason = job_failure_reason(lines)
+    if reason:
+        return reason
+    return (f"Spark job {entry_point} exited with code {returncode}: {last_error_line(lines)} "
+            f"(log: {log_path})")

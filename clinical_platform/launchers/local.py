@@ -16,10 +16,15 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from clinical_platform.launchers.base import SparkJob, SparkLauncher, SparkRun, last_lines
+from clinical_platform.launchers.base import (
+    SparkJob,
+    SparkLauncher,
+    SparkRun,
+    explain_failure,
+    last_lines,
+)
 from clinical_platform.launchers.bundle import build_bundle
 from spark_jobs.common.layout import LakeLayout, local_path
-from spark_jobs.common.protocol import FAILURE_PREFIX
 
 
 
@@ -91,7 +96,7 @@ class LocalSparkLauncher(SparkLauncher):
                extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
         code_dir = build_bundle().write_to(self._system_dir("code"))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        log_path = self._system_dir("logs", context.run_id, f"{job.entry_point}-{stamp}.log")
+        log_path = self._system_dir("logs", context.run.run_id, f"{job.entry_point}-{stamp}.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = self.command(job, code_dir)
         process_env = self.environment(env)
@@ -119,17 +124,6 @@ class LocalSparkLauncher(SparkLauncher):
             details["spark_log_tail"] = dg.MetadataValue.md(
                 "```\n" + "\n".join(last_lines(log_path)) + "\n```")
         return SparkRun(results=list(session.get_results()), failure=failure, details=details)
-
-
-def explain_failure(entry_point: str, returncode: int, log_path: Path) -> str:
-    """One line: the job's own reason if it gave one, else the last error line of the log."""
-    lines = last_lines(log_path, 200)
-    for line in reversed(lines):
-        if line.startswith(FAILURE_PREFIX):
-            return line[len(FAILURE_PREFIX):].strip()
-    errors = [line for line in lines if "Error" in line or "Exception" in line]
-    hint = errors[-1].strip() if errors else (lines[-1].strip() if lines else "no output")
-    return f"Spark job {entry_point} exited with code {returncode}: {hint} (log: {log_path})"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -120,8 +120,32 @@ def open_reporter() -> Iterator[JobReporter]:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
+    params = PipesEnvVarParamsLoader()
+    if params.is_dagster_pipes_process():
+        with _open_pipes(params) as pipes:
             yield JobReporter(pipes)
     else:
         yield JobReporter(None)
+
+
+def _open_pipes(params: PipesEnvVarParamsLoader) -> PipesContext:
+    """Pipes through temp files locally, through S3 when the launcher staged them there (EMR).
+
+    The launcher's params say which: S3 ones carry a `bucket`. boto3 is imported only then, so
+    a cluster running jobs without S3 Pipes needs no boto3; it finds its region and credentials
+    the usual way (AWS_DEFAULT_REGION, instance profile, AWS_ENDPOINT_URL for an emulator).
+    """
+    context_params = params.load_context_params()
+    messages_params = params.load_messages_params()
+    if "bucket" not in context_params and "bucket" not in messages_params:
+        return open_dagster_pipes(params_loader=params)
+    import boto3
+    from dagster_pipes import PipesS3ContextLoader, PipesS3MessageWriter
+
+    client = boto3.client("s3")
+    return open_dagster_pipes(
+        params_loader=params,
+        context_loader=PipesS3ContextLoader(client) if "bucket" in context_params else None,
+        message_writer=(PipesS3MessageWriter(client, interval=float(
+            messages_params.get("interval", 10))) if "bucket" in messages_params else None),
+    )

@@ -1,0 +1,152 @@
+"""Level 2: the CDISC pilot delivery through every asset, with exact counts (issue 3)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clinical_platform_tests.conftest import PilotRun
+from clinical_platform_tests.helpers import (
+    checks,
+    lineage,
+    materializations,
+    materialize,
+    metadata_value,
+    partition_dir,
+)
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_ROWS = {"dm": 306, "ae": 961, "vs": 29_643, "lb": 54_667, "ex": 591, "ds": 596,
+                 "sv": 3_559}
+
+
+def readme_checksums(pilot_dir: Path) -> dict[str, str]:
+    """file -> sha256 from the table in the pilot's README."""
+    table = re.findall(r"^\| (\S+\.(?:xpt|xml)) \|.*\| ([0-9a-f]{64}) \|$",
+                       (pilot_dir / "README.md").read_text(), flags=re.MULTILINE)
+    return dict(table)
+
+
+def test_every_asset_materializes_with_the_pilot_row_counts(pilot_run: PilotRun) -> None:
+    assert pilot_run.result.success
+    found = materializations(pilot_run.result)
+    for domain, rows in EXPECTED_ROWS.items():
+        raw, curated = found[f"raw_{domain}"], found[f"curated_{domain}"]
+        assert metadata_value(raw, "dagster/row_count") == rows, domain
+        collapsed = metadata_value(curated, "duplicates_collapsed")
+        quarantined = metadata_value(curated, "rows_quarantined")
+        assert metadata_value(curated, "rows_in") == rows
+        assert metadata_value(curated, "dagster/row_count") == rows - collapsed - quarantined
+        # The clean pilot delivery has neither duplicates nor rule-breaking rows.
+        assert (collapsed, quarantined) == (0, 0), domain
+    assert metadata_value(found["features_subject_profile"], "dagster/row_count") == 306
+
+
+def test_source_files_carry_the_published_sha256(pilot_run: PilotRun, pilot_dir: Path) -> None:
+    published = readme_checksums(pilot_dir)
+    assert len(published) == 9
+    found = materializations(pilot_run.result)
+    seen: dict[str, str] = {}
+    for domain in EXPECTED_ROWS:
+        for source in metadata_value(found[f"raw_{domain}"], "source_files"):
+            seen[source["name"]] = source["sha256"]
+            assert source["size"] == (pilot_dir / source["name"]).stat().st_size
+            assert source["uri"].endswith(f"/landing/clinical/CDISCPILOT01/2024-01-15/"
+                                          f"{source['name']}")
+    assert {name: published[name] for name in seen} == seen
+    assert sorted(seen) == sorted(n for n in published if n.endswith(".xpt"))
+
+
+def test_lb_folds_chemistry_and_hematology(pilot_run: PilotRun) -> None:
+    sources = metadata_value(materializations(pilot_run.result)["raw_lb"], "source_files")
+    assert {s["name"]: s["rows"] for s in sources} == {"lbch.xpt": 32_740, "lbhe.xpt": 21_927}
+
+
+def test_materializations_record_code_schema_and_spark_application(pilot_run: PilotRun) -> None:
+    found = materializations(pilot_run.result)
+    for name, materialization in found.items():
+        meta = materialization.metadata
+        assert re.fullmatch(r"[0-9a-f]{64}", metadata_value(materialization, "code_version"))
+        assert str(metadata_value(materialization, "spark_application_id")).startswith("local-")
+        assert metadata_value(materialization, "path").endswith(
+            "study=CDISCPILOT01/delivery=2024-01-15"), name
+        assert "dagster/column_schema" in meta, name
+        assert metadata_value(materialization, "content_hash"), name
+    schema = metadata_value(found["curated_ae"], "dagster/column_schema")
+    types = {c.name: c.type for c in schema.columns}
+    assert types["AESEQ"] == "bigint"
+    assert types["AESTDTC_DATE"] == "date"
+
+
+def test_one_spark_application_per_stage(pilot_run: PilotRun) -> None:
+    found = materializations(pilot_run.result)
+    apps = {zone: {metadata_value(m, "spark_application_id") for n, m in found.items()
+                   if n.startswith(zone)} for zone in ("raw_", "curated_", "features_")}
+    assert all(len(ids) == 1 for ids in apps.values()), apps
+    assert len(set().union(*apps.values())) == 3
+
+
+def test_every_check_passes_on_the_clean_pilot(pilot_run: PilotRun) -> None:
+    evaluations = checks(pilot_run.result)
+    # 7 raw + every curated rule + 2 feature checks
+    assert len(evaluations) == 112
+    assert [key for key, e in evaluations.items() if not e.passed] == []
+    # Informational: lab results outside their own reference range are flagged, not rejected.
+    reference = evaluations[("curated_lb", "reference_range")]
+    assert reference.metadata["failing_rows"].value == 2_439
+
+
+def test_features_are_de_identified(pilot_run: PilotRun, spark) -> None:  # noqa: ANN001
+    folder = partition_dir(pilot_run.lake, "features", "subject_profile", pilot_run.delivery)
+    features = spark.read.parquet(str(folder))
+    assert features.count() == 306
+    names = [c.upper() for c in features.columns]
+    assert "USUBJID" not in names and "SUBJID" not in names
+    date_types = [f.name for f in features.schema.fields
+                  if f.dataType.typeName() in ("date", "timestamp", "timestamp_ntz")]
+    assert date_types == []
+    assert not [n for n in names if n.endswith(("DTC", "_DATE"))]
+    assert features.select("subject_pseudonym").distinct().count() == 306
+    disposition = {r["disposition"]: r["count"]
+                   for r in features.groupBy("disposition").count().collect()}
+    assert disposition == {"completed": 110, "discontinued": 144, "screen_failure": 52}
+
+
+def test_lineage_is_written_beside_the_data(pilot_run: PilotRun) -> None:
+    record = lineage(pilot_run.lake, "curated", "vs", pilot_run.delivery)
+    assert record["status"] == "accepted"
+    assert record["rows"] == {"in": 29_643, "out": 29_643, "quarantined": 0, "collapsed": 0}
+    assert [i["asset"] for i in record["inputs"]] == ["raw_vs", "raw_dm"]
+    raw = lineage(pilot_run.lake, "raw", "vs", pilot_run.delivery)
+    assert record["inputs"][0]["content_hash"] == raw["content_hash"]
+    assert raw["sources"][0]["sha256"] == (
+        "ce2c17eeb807e2a33d4d4ee9b82d0cd978a9f02cafb290b68b985f2a2c591ea3")
+
+
+@pytest.mark.usefixtures("pseudonym_key")
+def test_rematerializing_replaces_the_partition_with_identical_content(
+    pilot_run: PilotRun, spark  # noqa: ANN001
+) -> None:
+    first = {d: lineage(pilot_run.lake, "curated", d, pilot_run.delivery)
+             for d in EXPECTED_ROWS}
+    again = materialize(pilot_run.lake, pilot_run.delivery,
+                        selection=[f"raw_{d}" for d in EXPECTED_ROWS]
+                        + [f"curated_{d}" for d in EXPECTED_ROWS])
+    assert again.success
+    found = materializations(again)
+    for domain, before in first.items():
+        after = lineage(pilot_run.lake, "curated", domain, pilot_run.delivery)
+        assert after["run_id"] != before["run_id"]
+        assert after["content_hash"] == before["content_hash"], domain
+        assert after["rows"] == before["rows"]
+        assert metadata_value(found[f"curated_{domain}"], "content_hash") == before[
+            "content_hash"]
+        # Replaced, not appended: the files on disk hold exactly one copy of the rows,
+        # and nothing is left in staging.
+        folder = partition_dir(pilot_run.lake, "curated", domain, pilot_run.delivery)
+        assert spark.read.parquet(str(folder)).count() == EXPECTED_ROWS[domain]
+        staging = folder.parent.parent / "_staging"
+        assert not staging.exists() or not any(staging.iterdir())
