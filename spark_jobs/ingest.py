@@ -166,20 +166,23 @@ def check_against_manifest(
 
 def inspect_files(spark: SparkSession, files: Sequence[LandingFile]) -> list[FileInspection]:
     """Validate the bytes of each file on the executors, one task per file's content."""
-    if not files:
-        return []
-    uris = [f.status.uri for f in files]
+    # Spark's binaryFile source skips empty files; they need no executor to be judged.
+    empty = {f.status.uri: inspect_bytes(f.status.name, f.status.uri, b"")
+             for f in files if f.status.size == 0}
+    uris = [f.status.uri for f in files if f.status.uri not in empty]
     names = {f.status.uri: f.status.name for f in files}
-    binaries = spark.read.format("binaryFile").load(uris).select("path", "content")
-    records = binaries.rdd.map(
-        lambda row: inspect_bytes(names.get(row.path, row.path.rsplit("/", 1)[-1]), row.path,
-                                  bytes(row.content)).as_record()
-    ).collect()
-    by_uri = {r["uri"]: FileInspection.from_record(r) for r in records}
-    missing = [u for u in uris if u not in by_uri]
+    by_uri: dict[str, FileInspection] = dict(empty)
+    if uris:
+        binaries = spark.read.format("binaryFile").load(uris).select("path", "content")
+        records = binaries.rdd.map(
+            lambda row: inspect_bytes(names.get(row.path, row.path.rsplit("/", 1)[-1]),
+                                      row.path, bytes(row.content)).as_record()
+        ).collect()
+        by_uri.update({r["uri"]: FileInspection.from_record(r) for r in records})
+    missing = [f.status.uri for f in files if f.status.uri not in by_uri]
     if missing:
         raise JobError(f"Spark could not read {missing[0]} (listed but not returned)")
-    return [by_uri[u] for u in uris]
+    return [by_uri[f.status.uri] for f in files]
 
 
 def inspect_parquet(spark: SparkSession, inspection: FileInspection) -> FileInspection:

@@ -111,6 +111,16 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
         return run
 
 
+def reported_results(session: dg.PipesSession) -> list[Result]:
+    """Exactly what the job reported: an asset it did not report was not materialized.
+
+    Pipes would otherwise invent a materialization for every selected asset, which would
+    mark a rejected domain as materialized.
+    """
+    return [r for r in session.get_results(implicit_materializations=False)
+            if isinstance(r, (dg.MaterializeResult, dg.AssetCheckResult))]
+
+
 def _with_provenance(result: Result, provenance: Mapping[str, Any]) -> Result:
     """Add the code and cluster identity to every materialization."""
     if not isinstance(result, dg.MaterializeResult):

@@ -22,6 +22,7 @@ from clinical_platform.launchers.base import (
     SparkRun,
     explain_failure,
     last_lines,
+    reported_results,
 )
 from clinical_platform.launchers.bundle import build_bundle
 from spark_jobs.common.layout import LakeLayout, local_path
@@ -123,7 +124,7 @@ class LocalSparkLauncher(SparkLauncher):
             failure = explain_failure(job.entry_point, returncode, log_path)
             details["spark_log_tail"] = dg.MetadataValue.md(
                 "```\n" + "\n".join(last_lines(log_path)) + "\n```")
-        return SparkRun(results=list(session.get_results()), failure=failure, details=details)
+        return SparkRun(results=reported_results(session), failure=failure, details=details)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

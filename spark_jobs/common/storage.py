@@ -71,6 +71,7 @@ class LakeStorage:
 
     def write_text(self, uri: str, text: str) -> None:
         fs, path = self._path(uri)
+        fs.setWriteChecksum(False)  # no .crc side files next to our JSON records
         stream = fs.create(path, True)
         try:
             stream.write(bytearray(text.encode("utf-8")))
