@@ -24,6 +24,7 @@ from spark_jobs.common.layout import (
     Delivery,
     LakeLayout,
     local_path,
+    next_delivery,
 )
 
 CHUNK = 1 << 20
@@ -98,7 +99,7 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
         raise LandingError(f"{source}: already contains {MANIFEST_NAME}; the manifest is "
                            "written by landing")
     target = Path(local_path(layout.landing(delivery)))
-    files = [LandedFile(p.name, p.stat().st_size, sha256_of(p)) for p in entries]
+    files = [_describe(p) for p in entries]
     manifest_path = target / MANIFEST_NAME
     if target.exists():
         existing = _read_manifest(manifest_path)
@@ -108,7 +109,8 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
         if not same:
             raise LandingError(
                 f"delivery {delivery.key} is already landed with different files; deliveries "
-                f"are immutable — land this one as {delivery.study}/{delivery.delivery}_2")
+                f"are immutable — land this one as {delivery.study}/"
+                f"{next_delivery(delivery.delivery)}")
         return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
 
     staging = target.parent / f".{target.name}.landing-{os.getpid()}"
@@ -116,7 +118,10 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
     staging.mkdir(parents=True)
     try:
         for entry in entries:
-            shutil.copyfile(entry, staging / entry.name)
+            try:
+                shutil.copyfile(entry, staging / entry.name)
+            except OSError as error:
+                raise LandingError(f"{entry}: cannot be copied ({error.strerror})") from None
             if sha256_of(staging / entry.name) != next(f.sha256 for f in files
                                                        if f.name == entry.name):
                 raise LandingError(f"{entry}: changed while it was being copied; land it again")
@@ -127,6 +132,13 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return LandingResult(delivery, layout.landing(delivery), tuple(files), False)
+
+
+def _describe(path: Path) -> LandedFile:
+    try:
+        return LandedFile(path.name, path.stat().st_size, sha256_of(path))
+    except OSError as error:
+        raise LandingError(f"{path}: cannot be read ({error.strerror})") from None
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:

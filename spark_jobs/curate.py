@@ -26,7 +26,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.common.conform import conform, date_column, precision_column, raw_name
-from spark_jobs.common.layout import LINEAGE_NAME, Delivery, PartitionKeyError
+from spark_jobs.common.layout import (
+    LINEAGE_NAME,
+    Delivery,
+    PartitionKeyError,
+    delivery_order,
+)
 from spark_jobs.common.outputs import (
     PartitionWriter,
     WrittenData,
@@ -308,10 +313,12 @@ class DatasetCurator:
 
     def _previous_delivery_rows(self) -> tuple[str, int] | None:
         study_dir = f"{self.args.output}/{self.contract.name}/study={self.args.delivery.study}"
+        current = delivery_order(self.args.delivery.delivery)
         earlier = sorted(
-            s.name.removeprefix("delivery=") for s in self.storage.list(study_dir)
-            if s.is_dir and s.name.startswith("delivery=")
-            and s.name.removeprefix("delivery=") < self.args.delivery.delivery
+            (s.name.removeprefix("delivery=") for s in self.storage.list(study_dir)
+             if s.is_dir and s.name.startswith("delivery=")
+             and delivery_order(s.name.removeprefix("delivery=")) < current),
+            key=delivery_order,
         )
         for delivery in reversed(earlier):
             uri = f"{study_dir}/delivery={delivery}/{LINEAGE_NAME}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import cache
@@ -39,22 +41,36 @@ class CodeBundle:
         return (PACKAGE_DIR / f"{entry_point}.py").read_bytes()
 
     def write_to(self, directory: Path) -> Path:
-        """Store the bundle under `<directory>/<sha256>/` once; return that folder."""
+        """Store the bundle under `<directory>/<sha256>/` once; return that folder.
+
+        Each writer stages in its own temporary folder, so two runs storing the same new
+        bundle at once cannot disturb each other; the loser keeps the winner's copy.
+        """
         target = directory / self.sha256
-        archive = target / "spark_jobs.zip"
-        if archive.exists() and hashlib.sha256(archive.read_bytes()).hexdigest() == self.sha256:
+        if self._complete(target):
             return target
-        staging = directory / f".{self.sha256}.tmp"
-        staging.mkdir(parents=True, exist_ok=True)
-        (staging / "spark_jobs.zip").write_bytes(self.archive)
-        for entry_point in ENTRY_POINTS:
-            (staging / f"{entry_point}.py").write_bytes(self.entry_script(entry_point))
-        if target.exists():
-            for stale in target.iterdir():
-                stale.unlink()
-            target.rmdir()
-        staging.rename(target)
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.sha256[:12]}-", dir=directory))
+        try:
+            (staging / "spark_jobs.zip").write_bytes(self.archive)
+            for entry_point in ENTRY_POINTS:
+                (staging / f"{entry_point}.py").write_bytes(self.entry_script(entry_point))
+            if target.exists() and not self._complete(target):
+                shutil.rmtree(target, ignore_errors=True)
+            try:
+                staging.rename(target)
+            except OSError:
+                if not self._complete(target):
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return target
+
+    def _complete(self, target: Path) -> bool:
+        archive = target / "spark_jobs.zip"
+        return (archive.exists()
+                and hashlib.sha256(archive.read_bytes()).hexdigest() == self.sha256
+                and all((target / f"{e}.py").exists() for e in ENTRY_POINTS))
 
 
 def _source_files() -> list[Path]:

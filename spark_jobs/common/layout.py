@@ -7,6 +7,7 @@ dataset as one table with partition columns.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ class PartitionKeyError(ValueError):
     """A study or delivery id that cannot name a partition."""
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Delivery:
     """One delivery of one study: the unit of partitioning (`STUDY/YYYY-MM-DD[_n]`)."""
 
@@ -32,12 +34,12 @@ class Delivery:
     delivery: str
 
     def __post_init__(self) -> None:
-        if not _STUDY.match(self.study):
+        if not _STUDY.fullmatch(self.study):
             raise PartitionKeyError(
                 f"study {self.study!r} is not a valid study id (letters, digits, '_' and '-', "
                 "at most 40, starting with a letter or digit)"
             )
-        match = _DELIVERY.match(self.delivery)
+        match = _DELIVERY.fullmatch(self.delivery)
         if not match:
             raise PartitionKeyError(
                 f"delivery {self.delivery!r} is not a transfer date YYYY-MM-DD "
@@ -54,6 +56,16 @@ class Delivery:
     def key(self) -> str:
         return f"{self.study}/{self.delivery}"
 
+    @property
+    def sort_key(self) -> tuple[str, str, int]:
+        """Chronological order: by date, then transfer number (`_10` after `_9`)."""
+        return (self.study, *delivery_order(self.delivery))
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Delivery):
+            return NotImplemented
+        return self.sort_key < other.sort_key
+
     @classmethod
     def from_key(cls, key: str) -> Delivery:
         study, sep, delivery = key.partition("/")
@@ -64,6 +76,18 @@ class Delivery:
     @property
     def hive_path(self) -> str:
         return f"study={self.study}/delivery={self.delivery}"
+
+
+def delivery_order(delivery: str) -> tuple[str, int]:
+    """(date, transfer number) of a delivery id; the first transfer of a day is number 1."""
+    date, _, number = delivery.partition("_")
+    return date, int(number) if number.isdigit() else 1
+
+
+def next_delivery(delivery: str) -> str:
+    """The id of the next transfer on the same day: 2024-01-15 -> 2024-01-15_2, _2 -> _3."""
+    date, number = delivery_order(delivery)
+    return f"{date}_{number + 1}"
 
 
 def normalize_lake_uri(uri: str) -> str:

@@ -34,6 +34,7 @@ ROW_RULE_KINDS = (
     RuleKind.REFERENCE_RANGE,
 )
 IN_DM = "__in_dm"
+ZONE = "(T[0-9:.,]*)(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"  # a time followed by its zone
 
 Item = tuple[str, str]  # (SQL condition, SQL message)
 
@@ -154,6 +155,8 @@ class RuleItems:
         items = []
         for start_name, end_name in self.contract.date_pairs:
             start, end = ident(start_name), ident(end_name)
+            # Compare local date/time text only: "Z" or "+01:00" is not a finer component.
+            start, end = (f"regexp_replace({c}, {text(ZONE)}, '$1')" for c in (start, end))
             shared = f"least(length({start}), length({end}))"
             condition = (
                 f"{start} IS NOT NULL AND {end} IS NOT NULL "
@@ -161,8 +164,9 @@ class RuleItems:
                 f"AND {ident(iso_valid_column(end_name))} "
                 f"AND substring({end}, 1, {shared}) < substring({start}, 1, {shared})"
             )
-            items.append((condition, concat(text(f"{end_name}="), quoted(end),
-                                            text(f" is before {start_name}="), quoted(start))))
+            items.append((condition, concat(
+                text(f"{end_name}="), quoted(ident(end_name)),
+                text(f" is before {start_name}="), quoted(ident(start_name)))))
         return items
 
     def reference_range(self) -> list[Item]:
@@ -228,10 +232,13 @@ def evaluate(
     df = df.selectExpr("*", *[f"{present(builder.items(r))} AS {detail_column(r.name)}"
                               for r in row_level])
 
-    # Exact duplicates: identical in every contract column and in the source text of numeric
-    # columns (two different bad values must not look alike once both became null).
-    identity = [*contract.column_names,
-                *[source_name(c) for c in contract.column_names if source_name(c) in df.columns]]
+    # Exact duplicates: identical in every contract column. Where a numeric value did not
+    # convert, its source text stands in, so "abc" and "xyz" never look alike as two nulls.
+    unconverted = {source_name(c): f"CASE WHEN {ident(c)} IS NULL THEN {ident(source_name(c))} "
+                   "END" for c in contract.column_names if source_name(c) in df.columns}
+    df = df.selectExpr("*", *[f"{sql} AS {ident('__dup_' + name)}"
+                              for name, sql in unconverted.items()])
+    identity = [*contract.column_names, *[f"__dup_{name}" for name in unconverted]]
     df = df.repartition(*[F.col(k) for k in contract.natural_key])
     if _effect(contract, RuleKind.EXACT_DUPLICATES) is not Effect.OFF:
         same_row = Window.partitionBy(*identity)
