@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+import dagster as dg
 
 from clinical_platform import settings
 from clinical_platform.demo import run_demo
@@ -184,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Dagster marks some Pipes internals as preview; that is noise for a user of this CLI.
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -52,8 +52,7 @@ def register_delivery(instance: dg.DagsterInstance, delivery: Delivery) -> bool:
 
 def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.AssetKey]:
     """Asset keys matching shell-style patterns (`curated_*`), in graph order."""
-    keys = sorted(defs.resolve_asset_graph().get_all_asset_keys(),
-                  key=lambda k: k.to_user_string())
+    keys = list(defs.resolve_asset_graph().toposorted_asset_keys)
     if not patterns:
         return keys
     chosen: list[dg.AssetKey] = []
@@ -90,6 +89,8 @@ def materialize_delivery(
         asset_selection=list(selection) if selection else None,
         raise_on_error=False,
         tags={"clinical/entry": "cli"},
+        # Progress and problems on the console; step-by-step DEBUG events stay in the UI.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
