@@ -82,9 +82,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from clinical_platform.definitions import defs
 
     layout = _layout(args.lake)
-    if layout.root.startswith("file:"):
-        if not Path(local_path(layout.landing(delivery))).is_dir():
-            raise CommandError(f"delivery {delivery.key} is not landed in {layout.root}; "
+    if layout.root.startswith("file:") and not Path(
+            local_path(layout.landing(delivery))).is_dir():
+        raise CommandError(f"delivery {delivery.key} is not landed in {layout.root}; "
                                "run clinical-platform land first")
     patterns = [p.strip() for p in (args.select or "").split(",") if p.strip()]
     try:

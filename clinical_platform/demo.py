@@ -1,4 +1,4 @@
-"""`make demo`: generate (or take) a delivery, land it, materialize everything, say where to look."""
+"""`make demo`: generate (or take) a delivery, land it, materialize it all, say where to look."""
 
 from __future__ import annotations
 

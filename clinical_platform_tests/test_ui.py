@@ -91,7 +91,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Webserver, Pa
             process.wait()
 
 
-def test_assets_are_grouped_by_zone_with_descriptions_and_kinds(ui) -> None:  # noqa: ANN001
+def test_assets_are_grouped_by_zone_with_descriptions_and_kinds(ui) -> None:
     server, _ = ui
     nodes = server.query("{ assetNodes { assetKey { path } groupName kinds description } }")[
         "assetNodes"]
@@ -103,7 +103,7 @@ def test_assets_are_grouped_by_zone_with_descriptions_and_kinds(ui) -> None:  # 
     assert all(len(n["description"] or "") > 40 for n in nodes)
 
 
-def test_one_partition_materializes_from_the_ui(ui) -> None:  # noqa: ANN001
+def test_one_partition_materializes_from_the_ui(ui) -> None:
     server, lake = ui
     repository = server.query(
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } }"
@@ -129,7 +129,8 @@ def test_one_partition_materializes_from_the_ui(ui) -> None:  # noqa: ANN001
     assert status == "SUCCESS"
     assert (partition_dir(lake, "curated", "dm", DELIVERY) / "_lineage.json").exists()
     latest = server.query(
-        """{ assetNodes(assetKeys: [{path: ["curated_dm"]}]) {
-             assetMaterializations(partitions: ["%s"]) { runId partition } } }""" % DELIVERY.key
+        "query($partition: String!) { assetNodes(assetKeys: [{path: [\"curated_dm\"]}]) {"
+        " assetMaterializations(partitions: [$partition]) { runId partition } } }",
+        {"partition": DELIVERY.key},
     )["assetNodes"][0]["assetMaterializations"]
     assert latest and latest[0]["runId"] == run_id and latest[0]["partition"] == DELIVERY.key

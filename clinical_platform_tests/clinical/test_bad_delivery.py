@@ -43,7 +43,7 @@ def tiny_png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bad_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def bad_run(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("bad") / "delivery"
     generate_sdtm(folder, 20, study=DELIVERY.study)
     ae = (folder / "ae.xpt").read_bytes()
@@ -62,8 +62,8 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_good_domains_are_raw_and_curated(bad_run) -> None:  # noqa: ANN001
-    lake, result, _, _ = bad_run
+def test_good_domains_are_raw_and_curated(bad_run) -> None:
+    _, result, _, _ = bad_run
     found = materializations(result)
     for domain in GOOD:
         assert metadata_value(found[f"raw_{domain}"], "status") == "accepted"
@@ -73,7 +73,7 @@ def test_good_domains_are_raw_and_curated(bad_run) -> None:  # noqa: ANN001
     assert "features_subject_profile" not in found
 
 
-def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:  # noqa: ANN001
+def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:
     _, result, _, _ = bad_run
     found = materializations(result)
     evaluations = checks(result)
@@ -91,7 +91,7 @@ def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:  # noqa: AN
         assert reason in curated_check.metadata["reason"].value
 
 
-def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:  # noqa: ANN001
+def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:
     _, result, instance, _ = bad_run
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     for name, reason in [("ae.xpt", "truncated"), ("ex.xpt", "empty file (0 bytes)"),
@@ -102,7 +102,7 @@ def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:  # noqa
         assert all("\n" not in line for line in lines)
 
 
-def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) -> None:  # noqa: ANN001
+def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) -> None:
     lake, _, _, originals = bad_run
     layout = LakeLayout(str(lake))
     records = {p.stem.removesuffix(".xpt"): json.loads(p.read_text())
@@ -115,7 +115,7 @@ def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) ->
             for p in landing.iterdir() if p.name != "_delivery.json"} == originals
 
 
-def test_nothing_of_a_rejected_domain_reaches_curated(bad_run) -> None:  # noqa: ANN001
+def test_nothing_of_a_rejected_domain_reaches_curated(bad_run) -> None:
     lake, _, _, _ = bad_run
     for domain in BAD:
         assert not partition_dir(lake, "curated", domain, DELIVERY).exists()

@@ -101,8 +101,22 @@ def rows_where(table: Table, column: str, value: str, count: int, skip: set[int]
     return found[:count]
 
 
-def broken_first_delivery(pilot: Path, folder: Path) -> None:
-    """The pilot with quarantine-level defects in AE, VS, DS (as CSV) and SV; no blocking."""
+def write_single_parquet(spark: Any, table: Table, path: Path) -> None:
+    """One Parquet file (not a Spark folder) holding the table, as a CRO would send it."""
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(name, T.DoubleType() if kind == "numeric" else T.StringType())
+              for name, kind, _, _ in table.variables]
+    folder = path.with_suffix(".parts")
+    spark.createDataFrame(table.rows, T.StructType(fields)).coalesce(1).write.parquet(
+        str(folder))
+    shutil.copyfile(next(folder.glob("part-*.parquet")), path)
+    shutil.rmtree(folder)
+
+
+def broken_first_delivery(pilot: Path, folder: Path, spark: Any) -> None:
+    """The pilot with quarantine-level defects in AE, VS, DS (as CSV) and SV (as Parquet with
+    an extra column); nothing that blocks."""
     folder.mkdir(parents=True)
     for name in ("dm.xpt", "lbch.xpt", "lbhe.xpt", "ex.xpt"):
         shutil.copyfile(pilot / name, folder / name)
@@ -149,7 +163,7 @@ def broken_first_delivery(pilot: Path, folder: Path) -> None:
 
     sv = Table.read(pilot / "sv.xpt")
     sv.add("SVNOTE", "n")
-    sv.write_xpt(folder / "sv.xpt")
+    write_single_parquet(spark, sv, folder / "sv.parquet")
 
 
 def broken_second_delivery(pilot: Path, folder: Path) -> None:
@@ -172,9 +186,9 @@ class QualityRuns:
 
 
 @pytest.fixture(scope="module")
-def runs(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> QualityRuns:
+def runs(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) -> QualityRuns:
     base = tmp_path_factory.mktemp("quality")
-    broken_first_delivery(pilot_dir, base / "first")
+    broken_first_delivery(pilot_dir, base / "first", spark)
     broken_second_delivery(pilot_dir, base / "second")
     lake = base / "lake"
     land(base / "first", FIRST, lake)
@@ -268,7 +282,14 @@ def test_csv_domain_with_unconvertible_numbers(runs: QualityRuns, spark: Any) ->
     assert metadata_value(materializations(runs.first)["curated_ds"], "dagster/row_count") == 594
 
 
-def test_schema_drift_is_kept_in_raw_only(runs: QualityRuns, spark: Any) -> None:
+def test_parquet_domain_with_an_extra_column(runs: QualityRuns, spark: Any) -> None:
+    raw = materializations(runs.first)["raw_sv"]
+    assert [s["name"] for s in metadata_value(raw, "source_files")] == ["sv.parquet"]
+    assert metadata_value(raw, "dagster/row_count") == 3_559
+    rows = spark.read.parquet(str(partition_dir(runs.lake, "raw", "sv", FIRST)))
+    assert rows.agg({"_source_row": "min"}).first()[0] == 1
+    assert rows.agg({"_source_row": "max"}).first()[0] == 3_559
+    assert metadata_value(materializations(runs.first)["curated_sv"], "dagster/row_count") == 3_559
     drift = checks(runs.first)[("curated_sv", "schema_drift")]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["unknown_columns"].value == ["SVNOTE"]

@@ -99,7 +99,7 @@ def test_every_check_passes_on_the_clean_pilot(pilot_run: PilotRun) -> None:
     assert reference.metadata["failing_rows"].value == 2_439
 
 
-def test_features_are_de_identified(pilot_run: PilotRun, spark) -> None:  # noqa: ANN001
+def test_features_are_de_identified(pilot_run: PilotRun, spark) -> None:
     folder = partition_dir(pilot_run.lake, "features", "subject_profile", pilot_run.delivery)
     features = spark.read.parquet(str(folder))
     assert features.count() == 306
@@ -128,7 +128,7 @@ def test_lineage_is_written_beside_the_data(pilot_run: PilotRun) -> None:
 
 @pytest.mark.usefixtures("pseudonym_key")
 def test_rematerializing_replaces_the_partition_with_identical_content(
-    pilot_run: PilotRun, spark  # noqa: ANN001
+    pilot_run: PilotRun, spark
 ) -> None:
     first = {d: lineage(pilot_run.lake, "curated", d, pilot_run.delivery)
              for d in EXPECTED_ROWS}

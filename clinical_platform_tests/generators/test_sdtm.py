@@ -87,7 +87,8 @@ class Table:
         self.types: dict[str, str] = dict(meta.readstat_variable_types)
         self.data: dict[str, list[Any]] = {name: list(values) for name, values in data.items()}
         self.rows: list[Record] = [
-            dict(zip(self.columns, values, strict=True)) for values in zip(*data.values())
+            dict(zip(self.columns, values, strict=True))
+            for values in zip(*data.values(), strict=True)
         ]
 
     def __len__(self) -> int:

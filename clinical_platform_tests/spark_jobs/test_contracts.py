@@ -20,7 +20,7 @@ from spark_jobs.contracts.rules import DEFAULT_RULES
 
 
 @pytest.mark.parametrize("contract", SDTM_CONTRACTS, ids=lambda c: c.name)
-def test_natural_key_columns_are_required_contract_columns(contract) -> None:  # noqa: ANN001
+def test_natural_key_columns_are_required_contract_columns(contract) -> None:
     assert set(contract.natural_key) <= set(contract.required_columns)
     assert {"STUDYID", "DOMAIN", "USUBJID"} <= set(contract.required_columns)
     assert len(contract.column_names) == len(set(contract.column_names))

@@ -158,7 +158,8 @@ def test_pilot_values_equal_pyreadstat_exactly(stem: str) -> None:
     theirs = [frame[name].tolist() for name in frame.columns]
     mismatches: list[str] = []
     for row_number, row in enumerate(xport.iter_rows(data, layout)):
-        for variable, ours, expected in zip(variables, row, (c[row_number] for c in theirs)):
+        expected_row = (c[row_number] for c in theirs)
+        for variable, ours, expected in zip(variables, row, expected_row, strict=True):
             if variable.kind == "char":
                 same = ours == expected
             elif ours is None:
@@ -229,9 +230,9 @@ def test_read_header_works_on_a_prefix() -> None:
     data = pilot_bytes("vs")
     header = xport.inspect(data).header
     assert xport.read_header(data[: header.data_offset]) == header
-    with pytest.raises(XportFormatError, match="^truncated inside the headers"):
+    with pytest.raises(XportFormatError, match=r"^truncated inside the headers"):
         xport.read_header(data[: header.data_offset - 1])
-    with pytest.raises(XportFormatError, match="^truncated inside the headers"):
+    with pytest.raises(XportFormatError, match=r"^truncated inside the headers"):
         xport.read_header(data[:40])
 
 
@@ -282,7 +283,7 @@ SNIFF_CASES: list[tuple[str, bytes, str, str]] = [
 def test_not_xport_names_what_it_looks_like(content: bytes, kind: str, phrase: str) -> None:
     assert xport.sniff_format(content) == kind
     for function in (xport.inspect, xport.read_header):
-        with pytest.raises(XportFormatError, match="^not a SAS XPORT v5 file") as caught:
+        with pytest.raises(XportFormatError, match=r"^not a SAS XPORT v5 file") as caught:
             function(content)
         message = str(caught.value)
         assert phrase in message
@@ -335,7 +336,7 @@ def test_truncation_is_detected(stem: str) -> None:
 def test_truncation_inside_the_headers() -> None:
     data = pilot_bytes("vs")
     for cut in (160, 640, 640 + 80 * 10):
-        with pytest.raises(XportFormatError, match="^truncated inside the headers"):
+        with pytest.raises(XportFormatError, match=r"^truncated inside the headers"):
             xport.inspect(data[:cut])
 
 
@@ -496,7 +497,7 @@ def test_missing_values() -> None:
 
 def test_out_of_range_and_bad_lengths() -> None:
     for value in (math.inf, -math.inf, 16.0**63, -1e76, 1e300):
-        with pytest.raises(ValueError, match="range|cannot be stored"):
+        with pytest.raises(ValueError, match=r"range|cannot be stored"):
             xport.ieee_to_ibm(value)
     for raw in (b"", b"\x41", bytes(9)):
         with pytest.raises(ValueError, match="2 to 8 bytes"):
@@ -575,7 +576,7 @@ def test_ibm_decoding_matches_pyreadstat_bit_for_bit(tmp_path: Path) -> None:
     frame, _ = pyreadstat.read_xport(str(path))
     ours = [row[0] for row in xport.iter_rows(bytes(data), xport.inspect(bytes(data)))]
     assert len(ours) == len(frame) == len(raws)
-    for raw, mine, theirs in zip(raws, ours, frame["X"].tolist()):
+    for raw, mine, theirs in zip(raws, ours, frame["X"].tolist(), strict=True):
         assert isinstance(mine, float)
         assert bits(mine) == bits(theirs), raw.hex()
         assert mine == xport.ibm_to_ieee(raw)
@@ -634,7 +635,7 @@ def test_writer_output_is_read_identically_by_pyreadstat(tmp_path: Path) -> None
     assert meta.table_name == "DMX"
     assert len(frame) == len(EXPECTED)
     for column_index, name in enumerate(frame.columns):
-        for expected_row, theirs in zip(EXPECTED, frame[name].tolist()):
+        for expected_row, theirs in zip(EXPECTED, frame[name].tolist(), strict=True):
             expected = expected_row[column_index]
             if expected is None:
                 assert math.isnan(theirs)

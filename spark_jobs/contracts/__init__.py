@@ -47,7 +47,8 @@ def sdtm_contract(name: str) -> DatasetContract:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"no contract for SDTM dataset {name!r}; known: {sorted(_BY_NAME)}") from None
+        known = sorted(_BY_NAME)
+        raise KeyError(f"no contract for SDTM dataset {name!r}; known: {known}") from None
 
 
 def contract_for(name: str, study: str) -> DatasetContract:

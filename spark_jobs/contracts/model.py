@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     """Logical types a contract column can have; each maps to one Spark SQL type."""
 
     STRING = "string"
@@ -24,7 +24,7 @@ class ColumnType(str, Enum):
         return "string" if self is ColumnType.DATETIME else self.value
 
 
-class Effect(str, Enum):
+class Effect(StrEnum):
     """What a rule violation does to the data (the severity of a rule)."""
 
     REJECT_FILE = "reject_file"  # the whole domain file is rejected; blocking check
@@ -40,7 +40,7 @@ class Effect(str, Enum):
         return self in (Effect.REJECT_FILE, Effect.BLOCK)
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """What a rule looks at."""
 
     FILE = "file"
@@ -48,7 +48,7 @@ class Level(str, Enum):
     PARTITION = "partition"
 
 
-class RuleKind(str, Enum):
+class RuleKind(StrEnum):
     """Rule families the curation job knows how to evaluate."""
 
     FILES_READABLE = "files_readable"
