@@ -77,7 +77,7 @@ def test_loading_definitions_starts_no_spark_and_touches_no_network() -> None:
     assert done.stdout.strip().endswith("ok")
 
 
-def test_dagster_validates_the_workspace(tmp_path) -> None:  # noqa: ANN001
+def test_dagster_validates_the_workspace(tmp_path) -> None:
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

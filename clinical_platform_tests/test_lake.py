@@ -223,7 +223,7 @@ def test_failed_copy_leaves_nothing_behind(
         return real_copyfile(src, dst)
 
     monkeypatch.setattr(shutil, "copyfile", copy_until_disk_full)
-    with pytest.raises(LandingError, match="cannot be copied \(No space left on device\)"):
+    with pytest.raises(LandingError, match=r"cannot be copied \(No space left on device\)"):
         land_delivery(source, DELIVERY, layout)
     assert study_dir_entries(layout) == []
 
