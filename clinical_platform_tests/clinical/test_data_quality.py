@@ -232,7 +232,7 @@ def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
         assert failing(results[name]) == count, name
         assert results[name].passed is (count == 0), name
         assert results[name].severity == dg.AssetCheckSeverity.WARN
-    assert results["natural_key"].metadata["examples"].value[0].startswith("01-701-")
+    assert metadata_value(results["natural_key"], "examples")[0].startswith("01-701-")
     assert not results["exact_duplicates"].passed
     assert results["exact_duplicates"].metadata["collapsed_rows"].value == 5
     for name in ("files_readable", "required_columns", "schema_drift", "reconciliation",
@@ -259,7 +259,7 @@ def test_quarantined_rows_keep_source_values_and_every_reason(
     bad_dates = quarantine.where("AESTDTC = '2014-13-45'").collect()
     assert len(bad_dates) == 4
     assert all(r["_reject_reasons"] == ["iso8601"] for r in bad_dates)
-    assert all("AESTDTC='2014-13-45' is not an ISO 8601 date/time" in r["_reject_details"]
+    assert all("iso8601: AESTDTC='2014-13-45' is not an ISO 8601 date/time" in r["_reject_details"]
                for r in bad_dates)
     assert {r["_source_row"] for r in bad_dates} == {21, 22, 23, 24}
     assert all(r["_source_uri"].endswith("/ae.xpt") for r in bad_dates)
@@ -360,4 +360,4 @@ def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> N
                                              raise_on_error=False)
     broken = checks(tampered)[("curated_vs", "reconciliation")]
     assert not broken.passed and broken.severity == dg.AssetCheckSeverity.ERROR
-    assert broken.metadata["curated_rows"].value < 29_637
+    assert metadata_value(broken, "curated_rows") < 29_637

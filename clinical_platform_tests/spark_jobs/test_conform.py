@@ -98,7 +98,7 @@ def evaluate_cases(
     """
     full = [(label, {**base, **values}) for label, values in cases]
     raw, source_types = raw_frame(spark, full, types)
-    evaluated = evaluate(conform(raw, contract, source_types), contract, source_types, context)
+    evaluated = evaluate(raw, contract, source_types, context)
     rows = evaluated.select(
         "_source_row",
         "_reject_reasons",
@@ -339,8 +339,11 @@ def test_clean_row_has_no_reasons_or_flags(ae_rows: dict[str, Row]) -> None:
 def test_castable(ae_rows: dict[str, Row]) -> None:
     """Values that do not convert to their type are quarantined, naming column and value."""
     assert with_reason(ae_rows, "castable") == {"seq_fraction", "code_text", "seq_abc", "seq_xyz"}
-    assert ae_rows["seq_fraction"]["_reject_details"][0] == "AESEQ='1.5' is not an integer"
-    assert ae_rows["code_text"]["_reject_details"] == ["AELLTCD='abc' is not an integer"]
+    assert ae_rows["seq_fraction"]["_reject_details"][0] == (
+        "castable: "
+        "AESEQ='1.5' is not an integer"
+    )
+    assert ae_rows["code_text"]["_reject_details"] == ["castable: AELLTCD='abc' is not an integer"]
     assert ae_rows["code_whole"]["AELLTCD"] == 10019211
 
 
@@ -348,7 +351,7 @@ def test_iso8601(ae_rows: dict[str, Row]) -> None:
     """Only impossible or malformed dates are quarantined; partial dates are valid."""
     assert with_reason(ae_rows, "iso8601") == {"bad_date", "bad_end"}
     assert ae_rows["bad_date"]["_reject_details"] == [
-        "AESTDTC='2014-02-30' is not an ISO 8601 date/time"
+        "iso8601: AESTDTC='2014-02-30' is not an ISO 8601 date/time"
     ]
 
 
@@ -356,7 +359,7 @@ def test_max_length(ae_rows: dict[str, Row]) -> None:
     """A text one character over its limit is quarantined; exactly at the limit is fine."""
     assert with_reason(ae_rows, "max_length") == {"too_long"}
     assert ae_rows["too_long"]["_reject_details"] == [
-        "AEACN has 201 characters, at most 200 allowed"
+        "max_length: AEACN has 201 characters, at most 200 allowed"
     ]
 
 
@@ -364,10 +367,10 @@ def test_study_matches(ae_rows: dict[str, Row]) -> None:
     """A row of another study, or without a study, is quarantined."""
     assert with_reason(ae_rows, "study_matches") == {"other_study", "no_study"}
     assert ae_rows["other_study"]["_reject_details"] == [
-        f"STUDYID='OTHER' differs from the partition's study {STUDY}"
+        f"study_matches: STUDYID='OTHER' differs from the partition's study {STUDY}"
     ]
     assert ae_rows["no_study"]["_reject_details"] == [
-        f"STUDYID='' differs from the partition's study {STUDY}"
+        f"study_matches: STUDYID='' differs from the partition's study {STUDY}"
     ]
 
 
@@ -375,15 +378,21 @@ def test_subject_in_dm(ae_rows: dict[str, Row]) -> None:
     """A subject that DM of the delivery does not know (or no subject) is quarantined."""
     assert with_reason(ae_rows, "subject_in_dm") == {"not_in_dm", "no_subject"}
     assert ae_rows["not_in_dm"]["_reject_details"] == [
-        "USUBJID='S01-999' is not in DM of this delivery"
+        "subject_in_dm: USUBJID='S01-999' is not in DM of this delivery"
     ]
 
 
 def test_future_date(ae_rows: dict[str, Row]) -> None:
     """Dates after today are quarantined, partial ones when even their earliest day is later."""
     assert with_reason(ae_rows, "future_date") == {"future_day", "future_year", "future_end"}
-    assert ae_rows["future_year"]["_reject_details"] == ["AESTDTC='2099' lies after 2024-01-15"]
-    assert ae_rows["future_end"]["_reject_details"] == ["AEENDTC='2025-03' lies after 2024-01-15"]
+    assert ae_rows["future_year"]["_reject_details"] == [(
+        "future_date: "
+        "AESTDTC='2099' lies after 2024-01-15"
+    )]
+    assert ae_rows["future_end"]["_reject_details"] == [(
+        "future_date: "
+        "AEENDTC='2025-03' lies after 2024-01-15"
+    )]
 
 
 def test_end_before_start_at_shared_precision(ae_rows: dict[str, Row]) -> None:
@@ -394,7 +403,7 @@ def test_end_before_start_at_shared_precision(ae_rows: dict[str, Row]) -> None:
         "end_minute_before",
     }
     assert ae_rows["end_month_before"]["_flag_details"] == [
-        "AEENDTC='2014-01' is before AESTDTC='2014-02-10'"
+        "end_before_start: AEENDTC='2014-01' is before AESTDTC='2014-02-10'"
     ]
     # WARN: the row stays curated.
     assert ae_rows["end_month_before"]["_reject_reasons"] == []
@@ -406,7 +415,10 @@ def test_terminology_flags_unknown_values_and_keeps_them(ae_rows: dict[str, Row]
     unknown = ae_rows["severity_unknown"]
     assert unknown["AESEV"] == "VERY BAD"
     assert unknown["_reject_reasons"] == []
-    assert unknown["_flag_details"] == ["AESEV='VERY BAD' is not in its controlled terminology"]
+    assert unknown["_flag_details"] == [(
+        "terminology: "
+        "AESEV='VERY BAD' is not in its controlled terminology"
+    )]
     assert ae_rows["severity_case"]["AESEV"] == "MODERATE"
 
 
@@ -437,15 +449,15 @@ def test_natural_key(ae_rows: dict[str, Row]) -> None:
     for label in ("conflict_a", "conflict_b"):
         assert ae_rows[label]["_reject_reasons"] == ["natural_key"]
         assert ae_rows[label]["_reject_details"] == [
-            f"natural key {SUBJECT}/31 is shared by 2 differing rows"
+            f"natural_key: natural key {SUBJECT}/31 is shared by 2 differing rows"
         ]
     assert ae_rows["no_subject"]["_reject_reasons"] == ["natural_key", "subject_in_dm"]
     assert ae_rows["no_subject"]["_reject_details"][0] == (
-        "natural key <missing>/32 has a missing part"
+        "natural_key: natural key <missing>/32 has a missing part"
     )
     assert ae_rows["seq_fraction"]["_reject_reasons"] == ["castable", "natural_key"]
     assert ae_rows["seq_fraction"]["_reject_details"][1] == (
-        f"natural key {SUBJECT}/<missing> has a missing part"
+        f"natural_key: natural key {SUBJECT}/<missing> has a missing part"
     )
 
 
@@ -456,7 +468,7 @@ def test_different_bad_numbers_are_not_collapsed(ae_rows: dict[str, Row]) -> Non
         assert row["AESEQ"] is None
         assert row["_duplicates_collapsed"] == 0
         assert row["_reject_reasons"] == ["castable", "natural_key"]
-        assert row["_reject_details"][0] == f"AESEQ='{text}' is not an integer"
+        assert row["_reject_details"][0] == f"castable: AESEQ='{text}' is not an integer"
 
 
 # ---------------------------------------------------------------------------- VS and LB rules
@@ -493,7 +505,7 @@ def test_plausible_range(vs_rows: dict[str, Row]) -> None:
         "temp_hot",
     }
     assert vs_rows["too_high"]["_reject_details"] == [
-        "VSSTRESN=301.0 mmHg is outside the plausible range 40-300 for SYSBP"
+        "plausible_range: VSSTRESN=301.0 mmHg is outside the plausible range 40-300 for SYSBP"
     ]
 
 
@@ -502,10 +514,13 @@ def test_non_standard_unit_is_not_range_checked_but_flagged(vs_rows: dict[str, R
     wrong = vs_rows["wrong_unit"]
     assert wrong["_reject_reasons"] == []
     assert wrong["_flags"] == ["terminology"]
-    assert wrong["_flag_details"] == ["VSSTRESU='kg' is not the standard unit 'mmHg' of SYSBP"]
+    assert wrong["_flag_details"] == [(
+        "terminology: "
+        "VSSTRESU='kg' is not the standard unit 'mmHg' of SYSBP"
+    )]
     assert with_flag(vs_rows, "terminology") == {"wrong_unit", "temp_fahrenheit", "unknown_test"}
     assert vs_rows["unknown_test"]["_flag_details"] == [
-        "VSTESTCD='GRIP' is not in its controlled terminology"
+        "terminology: VSTESTCD='GRIP' is not in its controlled terminology"
     ]
     assert vs_rows["lower_case_unit"]["VSSTRESU"] == "mmHg"
 
@@ -525,10 +540,10 @@ def test_reference_range_flags_lab_results(spark: SparkSession) -> None:
     rows = evaluate_cases(spark, LB, LB_BASE, cases, context_with_dm(spark))
     assert with_flag(rows, "reference_range") == {"above", "below", "no_high_below"}
     assert rows["above"]["_flag_details"] == [
-        "LBSTRESN=41.0 is outside its reference range 5.0-40.0"
+        "reference_range: LBSTRESN=41.0 is outside its reference range 5.0-40.0"
     ]
     assert rows["no_high_below"]["_flag_details"] == [
-        "LBSTRESN=1.0 is outside its reference range 5.0-"
+        "reference_range: LBSTRESN=1.0 is outside its reference range 5.0-"
     ]
     assert all(row["_reject_reasons"] == [] for row in rows.values())
 
@@ -544,7 +559,8 @@ def test_dm_unavailable_quarantines_every_row_with_the_reason(spark: SparkSessio
     assert {
         label: (row["_reject_reasons"], row["_reject_details"]) for label, row in rows.items()
     } == {
-        label: (["subject_in_dm"], ["USUBJID cannot be verified: dm.xpt was rejected: truncated"])
+        label: (["subject_in_dm"],
+                ["subject_in_dm: USUBJID cannot be verified: dm.xpt was rejected: truncated"])
         for label in ("first", "second")
     }
 
@@ -618,7 +634,10 @@ def test_study_override_moves_terminology_to_quarantine(spark: SparkSession) -> 
     rows = evaluate_cases(spark, strict, AE_BASE, cases, context_with_dm(spark))
     unknown = rows["unknown"]
     assert unknown["_reject_reasons"] == ["terminology"]
-    assert unknown["_reject_details"] == ["AESEV='VERY BAD' is not in its controlled terminology"]
+    assert unknown["_reject_details"] == [(
+        "terminology: "
+        "AESEV='VERY BAD' is not in its controlled terminology"
+    )]
     assert unknown["_flags"] == []  # end_before_start is switched off for this study
 
 

@@ -151,10 +151,10 @@ def _select(df: DataFrame, expressions: Mapping[str, str]) -> DataFrame:
     return df.selectExpr("*", *[f"{sql} AS {ident(alias)}" for alias, sql in expressions.items()])
 
 
-def conform(
+def conform_types(
     raw: DataFrame, contract: DatasetContract, source_types: Mapping[str, str]
 ) -> DataFrame:
-    """Raw rows (columns renamed `__raw_<name>`) plus typed contract columns and parsed dates.
+    """Raw rows (columns renamed `__raw_<name>`) plus the typed, normalised contract columns.
 
     `source_types` maps each raw data column present to its Spark type name.
     """
@@ -170,9 +170,20 @@ def conform(
             column, source_type, units if column.name == contract.unit_column else ())
         if column.type in (ColumnType.DOUBLE, ColumnType.INTEGER) and source_type is not None:
             typed[source_name(column.name)] = source_text(column.name, source_type)
-    work = _select(work, typed)
-    work = _select(work, {_rank_column(n): _iso_rank(n) for n in contract.datetime_columns})
+    return _select(work, typed)
+
+
+def parse_dates(typed: DataFrame, contract: DatasetContract) -> DataFrame:
+    """Validity, `<col>_DATE`, `<col>_PRECISION` and earliest day of every ISO 8601 column."""
+    work = _select(typed, {_rank_column(n): _iso_rank(n) for n in contract.datetime_columns})
     parts: dict[str, str] = {}
     for name in contract.datetime_columns:
         parts.update(_iso_parts(name))
     return _select(work, parts)
+
+
+def conform(
+    raw: DataFrame, contract: DatasetContract, source_types: Mapping[str, str]
+) -> DataFrame:
+    """Raw rows plus typed contract columns and parsed dates (see the two steps above)."""
+    return parse_dates(conform_types(raw, contract, source_types), contract)

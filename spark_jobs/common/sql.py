@@ -29,11 +29,16 @@ def number(value: float) -> str:
 
 
 def present(items: Iterable[tuple[str, str]]) -> str:
-    """Array of the values whose condition holds, as `array<string>` (empty if none)."""
-    cases = [f"CASE WHEN {condition} THEN {value} END" for condition, value in items]
+    """Array of the values whose condition holds, as `array<string>` (empty if none).
+
+    `array_remove` rather than `filter(..., x -> ...)`: lambda functions are evaluated
+    row by row outside generated code, which made rule evaluation ~10x slower.
+    """
+    cases = [f"CASE WHEN {condition} THEN coalesce({value}, '?') ELSE '' END"
+             for condition, value in items]
     if not cases:
         return "CAST(array() AS array<string>)"
-    return f"filter(array({', '.join(cases)}), x -> x IS NOT NULL)"
+    return f"array_remove(array({', '.join(cases)}), '')"
 
 
 def concat(*parts: str) -> str:
