@@ -19,6 +19,15 @@ def resources_for(environment: str, lake_uri: str) -> dict[str, object]:
             "spark": LocalSparkLauncher(lake_uri=lake_uri),
             "pseudonymization": Pseudonymization(),
         }
+    if environment == "aws":
+        # Imported here: boto3 and dagster-aws load only where EMR is used.
+        from clinical_platform.launchers.emr import emr_launcher_from_environment
+
+        return {
+            "lake": ClinicalLake(uri=lake_uri),
+            "spark": emr_launcher_from_environment(),
+            "pseudonymization": Pseudonymization(),
+        }
     raise settings.SettingsError(
         f"{settings.ENVIRONMENT_VAR}={environment}: no launcher is configured for it yet")
 

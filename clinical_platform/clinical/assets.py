@@ -183,12 +183,12 @@ def clinical_features(
         "--run-id", context.run.run_id,
         "--key-env", pseudonymization.key_env_var,
     ]
-    secret: dict[str, str] = {}
+    secrets: dict[str, str] = {}
     if _checks_only(context):
         arguments.append("--checks-only")
     else:
-        secret[pseudonymization.key_env_var] = pseudonymization.key()
-    yield from spark.run(context, SparkJob("features", arguments, secret)).outputs()
+        secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
+    yield from spark.run(context, SparkJob("features", arguments, secrets)).outputs()
 
 
 CLINICAL_ASSETS = [clinical_raw, clinical_curated, clinical_features]

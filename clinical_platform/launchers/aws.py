@@ -12,7 +12,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +21,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from dagster._core.pipes.client import PipesParams
 from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
+from dagster_pipes import PipesBlobStoreMessageWriter, PipesParams
 
+from clinical_platform.launchers.base import SecretUnavailable
 from clinical_platform.launchers.bundle import ENTRY_POINTS, CodeBundle
 
 DEFAULT_REGION = "eu-central-1"
@@ -50,6 +51,9 @@ TRANSIENT_FAILURE_PATTERNS = (
     "serviceunavailable",
     "503 service unavailable",
 )
+# Fast polling after the job closed Pipes lasts this long; a driver that hangs on its way out
+# then goes back to backoff rather than spend the account's polling rate (DescribeStep, GetJobRun).
+FINISHING_WINDOW_S = 120.0
 _S3_URI = re.compile(r"^s3[an]?://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 
 
@@ -168,7 +172,7 @@ class StagedS3MessageReader(PipesS3MessageReader):
         try:
             yield {"bucket": prefix.bucket, "key_prefix": prefix.key,
                    "interval": self._upload_interval,
-                   self.INCLUDE_STDIO_IN_MESSAGES_KEY: False}
+                   PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False}
         finally:
             delete_prefix(self.client, prefix)
 
@@ -249,17 +253,18 @@ def is_transient_failure(texts: Sequence[str], patterns: Sequence[str]) -> str |
 # --------------------------------------------------------------------------- secrets
 
 
-def secret_references(secret_env: Mapping[str, str], secret_ids: Mapping[str, str],
+def secret_references(secret_names: Collection[str], secret_ids: Mapping[str, str],
                       where: str) -> dict[str, str]:
-    """Replace each secret value by `<NAME>_SECRET_ID=<secret id>` for the driver to resolve.
+    """`<NAME>_SECRET_ID=<secret id>` for each secret, for the driver to resolve itself.
 
-    Raises AwsConfigError (one line) when a secret has no Secrets Manager mapping: a secret is
-    never sent to a cluster in clear, so the job cannot run without one.
+    Raises SecretUnavailable (one line) when a secret has no Secrets Manager mapping: a secret
+    is never sent to a cluster in clear, so the job cannot run without one. The value never
+    has to exist on the Dagster side.
     """
-    missing = sorted(name for name in secret_env if name not in secret_ids)
+    missing = sorted(name for name in secret_names if name not in secret_ids)
     if missing:
         names = ", ".join(missing)
-        raise AwsConfigError(
+        raise SecretUnavailable(
             f"{names} must not travel to {where} in clear; map it to an AWS Secrets Manager "
             f"secret in the launcher's secret_ids (env {missing[0]}{SECRET_ID_SUFFIX})")
-    return {f"{name}{SECRET_ID_SUFFIX}": secret_ids[name] for name in sorted(secret_env)}
+    return {f"{name}{SECRET_ID_SUFFIX}": secret_ids[name] for name in sorted(secret_names)}

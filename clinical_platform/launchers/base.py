@@ -7,6 +7,7 @@ never knows where Spark ran.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,8 +35,15 @@ class SparkJob:
 
     entry_point: str  # "ingest", "curate", "features"
     arguments: Sequence[str]
-    # Secrets for the driver's environment only: never on a command line or in a step.
-    secret_env: Mapping[str, str] = field(default_factory=dict)
+    # Environment variables holding secrets the driver needs, each with what it is for. Only
+    # names travel here; the launcher decides how a value reaches the driver (locally from
+    # this process's environment, on AWS as a Secrets Manager reference), never on a command
+    # line or in a step definition.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+class SecretUnavailable(ValueError):
+    """A secret the job needs cannot be handed to its driver; the message says why."""
 
 
 @dataclass
@@ -92,7 +100,21 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
     def description(self) -> str:
         """Where Spark runs, for lineage ("local[*]", "emr j-123 step s-456")."""
 
+    def secret_environment(self, job: SparkJob) -> dict[str, str]:
+        """How the job's secrets reach the driver; here, copied from this process's env."""
+        values: dict[str, str] = {}
+        for name, purpose in sorted(job.secrets.items()):
+            value = os.environ.get(name, "")
+            if not value:
+                raise SecretUnavailable(f"{name} is not set: {purpose}; export {name}")
+            values[name] = value
+        return values
+
     def run(self, context: dg.AssetExecutionContext, job: SparkJob) -> SparkRun:
+        try:
+            secrets = self.secret_environment(job)
+        except SecretUnavailable as error:
+            return SparkRun(results=[], failure=str(error))
         bundle = build_bundle()
         provenance = {
             "code_version": bundle.sha256,
@@ -103,7 +125,7 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
             CODE_VERSION_ENV: bundle.sha256,
             GIT_SHA_ENV: provenance["git_sha"],
             LAUNCHER_ENV: self.description,
-            **job.secret_env,
+            **secrets,
         }
         extras = {"selected_checks": selected_checks(context), "run_id": context.run.run_id}
         run = self.launch(context, job, extras, env)

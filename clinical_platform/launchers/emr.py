@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,7 @@ from pydantic import Field
 
 from clinical_platform.launchers.aws import (
     DEFAULT_REGION,
+    FINISHING_WINDOW_S,
     SECRET_ID_SUFFIX,
     TRANSIENT_FAILURE_PATTERNS,
     AwsConfigError,
@@ -46,6 +47,7 @@ from clinical_platform.launchers.base import (
     SparkRun,
     job_failure_reason,
     last_error_line,
+    reported_results,
 )
 from clinical_platform.launchers.bundle import build_bundle
 from clinical_platform.launchers.emr_cluster import (
@@ -64,6 +66,7 @@ from clinical_platform.settings import PSEUDONYM_KEY_VAR
 
 STEP_DONE = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 CLUSTER_ENDED = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
+CLUSTER_CHECK_INTERVAL_S = 60.0
 _APPLICATION_ID = re.compile(r"application_\d+_\d+")
 _TAIL_LINES = 20
 
@@ -141,16 +144,17 @@ class EmrStepLauncher(SparkLauncher):
 
     # ------------------------------------------------------------------ launch
 
+    def secret_environment(self, job: SparkJob) -> dict[str, str]:
+        """Secrets Manager references only: the driver reads the values on the cluster."""
+        return secret_references(job.secrets, self.secret_ids, f"EMR ({job.entry_point} step)")
+
     def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
                extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
         try:
-            secret_ids = secret_references(job.secret_env, self.secret_ids,
-                                           f"EMR ({job.entry_point} step)")
             staging = S3Uri.parse(self.staging_uri)
         except AwsConfigError as error:
             return SparkRun(results=[], failure=str(error))
-        driver_env = {name: value for name, value in env.items() if name not in job.secret_env}
-        driver_env.update(secret_ids)
+        driver_env = dict(env)
         driver_env["AWS_DEFAULT_REGION"] = self.region
         aws = _Aws(self.region, self.endpoint_url)
         try:
@@ -190,8 +194,9 @@ class EmrStepLauncher(SparkLauncher):
             if attempt.failure is None or attempt.transient is None:
                 return attempt
             if number > self.max_step_retries:
-                attempt.failure = (f"{attempt.failure} (gave up after {number} attempts; last "
-                                   f"failure looked transient: {attempt.transient!r})")
+                summary, newline, tails = attempt.failure.partition("\n")
+                attempt.failure = (f"{summary} (gave up after {number} attempts; the failure "
+                                   f"looked transient: {attempt.transient!r}){newline}{tails}")
                 return attempt
             context.log.warning(
                 f"EMR step {attempt.step_id} of {job.entry_point} failed transiently "
@@ -275,22 +280,26 @@ class EmrStepLauncher(SparkLauncher):
             try:
                 step = self._wait(context, aws.emr, cluster.cluster_id, step_id,
                                   lambda: session.message_handler.received_closed_message)
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt, ClientError,
+                    BotoCoreError):
+                # Terminated, or we lost track of it: never leave the step running unwatched.
                 self._cancel(context, aws.emr, cluster.cluster_id, step_id)
                 raise
-        attempt = _Attempt(step_id, step["Status"]["State"], list(session.get_results()))
+        attempt = _Attempt(step_id, step["Status"]["State"], reported_results(session))
         if attempt.state != "COMPLETED":
             self._explain(context, aws, cluster, step, job, attempt)
         return attempt
 
     def _wait(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
-              step_id: str, finishing: Any) -> dict[str, Any]:
+              step_id: str, finishing: Callable[[], bool]) -> dict[str, Any]:
         """Poll describe_step with backoff; poll fast once the job said it is done.
 
         The driver closes its Pipes channel just before it exits, so from then on the step is
         seconds from its end state and a short interval keeps Dagster close behind it.
         """
         state, interval = "SUBMITTED", self.poll_interval_s
+        next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
+        closed_at: float | None = None
         while True:
             step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
             current = step["Status"]["State"]
@@ -299,11 +308,19 @@ class EmrStepLauncher(SparkLauncher):
                 state, interval = current, self.poll_interval_s
             if current in STEP_DONE:
                 return step
+            if time.monotonic() >= next_cluster_check:
+                # EMR ends a dead cluster's steps too; this only guards against waiting forever.
+                cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+                if cluster["Status"]["State"] in CLUSTER_ENDED:
+                    return step
+                next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
             if finishing():
-                time.sleep(self.finishing_poll_interval_s)
-                continue
+                closed_at = closed_at or time.monotonic()
+                if time.monotonic() - closed_at < FINISHING_WINDOW_S:
+                    time.sleep(self.finishing_poll_interval_s)
+                    continue
             deadline = time.monotonic() + interval
-            while time.monotonic() < deadline and not finishing():
+            while time.monotonic() < deadline and (closed_at is not None or not finishing()):
                 time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
             interval = min(interval * 1.5, self.max_poll_interval_s)
 
@@ -343,7 +360,7 @@ class EmrStepLauncher(SparkLauncher):
         if cluster_state in CLUSTER_ENDED:
             attempt.failure = (f"EMR cluster {cluster.cluster_id} is {cluster_state} "
                                f"({_state_reason(described['Status'])}); step {step_id} of "
-                               f"{job.entry_point} ended {attempt.state}")
+                               f"{job.entry_point} was {attempt.state}")
             return
         if attempt.state != "FAILED":
             attempt.failure = (f"EMR step {step_id} of {job.entry_point} was {attempt.state} "

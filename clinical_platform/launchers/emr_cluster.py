@@ -208,10 +208,11 @@ def render_command(argv: list[str]) -> str:
 
 def cluster_spec_from_environment() -> EmrClusterSpec:
     """The seed cluster, with the deployment's log URI, subnet and security configuration."""
-    overrides = {field: os.environ[var] for field, var in (
-        ("log_uri", LOG_URI_VAR), ("subnet_id", SUBNET_ID_VAR),
-        ("security_configuration", SECURITY_CONFIGURATION_VAR)) if os.environ.get(var)}
-    return EmrClusterSpec(**overrides)
+    return EmrClusterSpec(
+        log_uri=os.environ.get(LOG_URI_VAR) or None,
+        subnet_id=os.environ.get(SUBNET_ID_VAR) or None,
+        security_configuration=os.environ.get(SECURITY_CONFIGURATION_VAR) or None,
+    )
 
 
 def region_from_environment() -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from clinical_platform.launchers import base
 from clinical_platform.launchers.base import (
+    SecretUnavailable,
     SparkJob,
     explain_failure,
     git_revision,
@@ -34,7 +35,7 @@ from spark_jobs.common.protocol import FAILURE_PREFIX
 JOB = SparkJob(
     "curate",
     ["--study", "S01", "--delivery", "2024-01-15"],
-    secret_env={"CLINICAL_PSEUDONYM_KEY": "secret-key"},
+    secrets={"CLINICAL_PSEUDONYM_KEY": "the pseudonym key"},
 )
 
 
@@ -146,6 +147,20 @@ def test_job_env_wins_over_process_env(tmp_path: Path, monkeypatch: pytest.Monke
         {"CLINICAL_PSEUDONYM_KEY": "from-job"}
     )
     assert env["CLINICAL_PSEUDONYM_KEY"] == "from-job"
+
+
+def test_local_secrets_come_from_this_process_or_fail_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launcher = LocalSparkLauncher(lake_uri=str(tmp_path))
+    monkeypatch.setenv("CLINICAL_PSEUDONYM_KEY", "secret-key")
+    assert launcher.secret_environment(JOB) == {"CLINICAL_PSEUDONYM_KEY": "secret-key"}
+
+    monkeypatch.delenv("CLINICAL_PSEUDONYM_KEY")
+    with pytest.raises(SecretUnavailable) as raised:
+        launcher.secret_environment(JOB)
+    assert str(raised.value) == (
+        "CLINICAL_PSEUDONYM_KEY is not set: the pseudonym key; export CLINICAL_PSEUDONYM_KEY")
 
 
 def test_missing_java_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

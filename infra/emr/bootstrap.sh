@@ -18,7 +18,8 @@ set -euo pipefail
 
 DAGSTER_PIPES_VERSION="1.13.27"
 BOTO3_VERSION="1.44.8"
-PREFIX="/opt/clinical"
+# emr-config.json points PYSPARK_PYTHON here; the variable exists for the script's own test.
+PREFIX="${CLINICAL_PYTHON_PREFIX:-/opt/clinical}"
 PYTHON="${PREFIX}/python/bin/python3.11"
 
 artifacts=""
@@ -37,7 +38,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "${work}"' EXIT
 
 aws s3 cp --recursive --only-show-errors "${artifacts}/python/" "${work}/python/"
-tarball="$(ls "${work}"/python/cpython-3.11.*-install_only.tar.gz 2>/dev/null | sort | tail -n 1)"
+tarball="$(ls "${work}"/python/cpython-3.11.*-install_only.tar.gz 2>/dev/null | sort | tail -n 1 \
+  || true)"
 if [[ -z "${tarball}" ]]; then
   echo "bootstrap.sh: no cpython-3.11.*-install_only.tar.gz under ${artifacts}/python/" >&2
   exit 1
