@@ -7,7 +7,9 @@ the command line shows up in the UI's run history and asset catalog.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +67,28 @@ def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.Asse
     return chosen
 
 
+class _FirstLineFormatter(logging.Formatter):
+    """One line per event: an error's stack trace belongs in the run's event log (UI)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        head, _, rest = super().format(record).partition("\n")
+        return f"{head} [details in the UI]" if rest.strip() else head
+
+
+@dg.logger(
+    config_schema={"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+    description="Dagster events on stderr, one line each (no stack traces)",
+)
+def one_line_console(init_context: dg.InitLoggerContext) -> logging.Logger:
+    level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
+    logger = logging.Logger("clinical_platform.run", level=level)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FirstLineFormatter("%(asctime)s %(levelname)s %(message)s",
+                                             datefmt="%H:%M:%S"))
+    logger.addHandler(handler)
+    return logger
+
+
 @dataclass
 class MaterializeOutcome:
     success: bool
@@ -82,14 +106,16 @@ def materialize_delivery(
 ) -> MaterializeOutcome:
     """Materialize (a selection of) the assets of one delivery in this process."""
     register_delivery(instance, delivery)
-    job = defs.resolve_implicit_global_asset_job_def()
+    # Progress and problems on the console, one line each; step-by-step DEBUG events and
+    # stack traces stay in the run's event log (the UI).
+    job = dg.Definitions.merge(defs, dg.Definitions(
+        loggers={"console": one_line_console})).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         partition_key=delivery.key,
         instance=instance,
         asset_selection=list(selection) if selection else None,
         raise_on_error=False,
         tags={"clinical/entry": "cli"},
-        # Progress and problems on the console; step-by-step DEBUG events stay in the UI.
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
