@@ -52,8 +52,9 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMat
     return found
 
 
-def metadata_value(materialization: dg.AssetMaterialization, key: str) -> Any:
-    value = materialization.metadata[key]
+def metadata_value(event: dg.AssetMaterialization | dg.AssetCheckEvaluation, key: str) -> Any:
+    """The plain value of one metadata entry (typed Any: tests compare it to literals)."""
+    value = event.metadata[key]
     return getattr(value, "value", value)
 
 

@@ -51,7 +51,8 @@ class FeatureArgs:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FeatureArgs:
-    parser = argparse.ArgumentParser(prog="features.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="features.py",
+                                     description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--input", required=True, help="curated zone root of the family")
     parser.add_argument("--output", required=True, help="features zone root")
     parser.add_argument("--study", required=True)
@@ -107,7 +108,7 @@ def vital_features(vs: DataFrame) -> DataFrame:
             .groupBy("USUBJID", "VSTESTCD").agg(F.avg("VSSTRESN").alias("last")))
     per_test = (baseline.join(last, ["USUBJID", "VSTESTCD"], "full")
                 .withColumn("change", F.col("last") - F.col("baseline")))
-    pivoted = per_test.groupBy("USUBJID").pivot("VSTESTCD", tests).agg(
+    pivoted = per_test.groupBy("USUBJID").pivot("VSTESTCD", list[Any](tests)).agg(
         F.first("baseline").alias("baseline"), F.first("last").alias("last"),
         F.first("change").alias("change"))
     return pivoted.select("USUBJID", *[

@@ -67,7 +67,7 @@ class IngestArgs:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> IngestArgs:
-    parser = argparse.ArgumentParser(prog="ingest.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ingest.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--input", required=True, help="landing folder of one delivery")
     parser.add_argument("--output", required=True, help="raw zone root of the source family")
     parser.add_argument("--quarantine", required=True, help="quarantine zone root")
@@ -170,12 +170,12 @@ def inspect_files(spark: SparkSession, files: Sequence[LandingFile]) -> list[Fil
     empty = {f.status.uri: inspect_bytes(f.status.name, f.status.uri, b"")
              for f in files if f.status.size == 0}
     uris = [f.status.uri for f in files if f.status.uri not in empty]
-    names = {f.status.uri: f.status.name for f in files}
+    names: dict[str, str] = {f.status.uri: f.status.name for f in files}
     by_uri: dict[str, FileInspection] = dict(empty)
     if uris:
         binaries = spark.read.format("binaryFile").load(uris).select("path", "content")
         records = binaries.rdd.map(
-            lambda row: inspect_bytes(names.get(row.path, row.path.rsplit("/", 1)[-1]),
+            lambda row: inspect_bytes(str(names.get(row.path) or row.path.rsplit("/", 1)[-1]),
                                       row.path, bytes(row.content)).as_record()
         ).collect()
         by_uri.update({r["uri"]: FileInspection.from_record(r) for r in records})
@@ -283,10 +283,8 @@ def _parquet_rows(
     present = set(df.columns)
     numbered = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
     df = numbered.toDF([*df.columns, "_source_row"])
-    selected = [
-        (F.col(c.name).cast(c.type) if c.name in present else F.lit(None).cast(c.type)).alias(c.name)
-        for c in columns
-    ]
+    selected = [(F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
+                for c in columns]
     return df.select(
         *selected,
         F.col("_source_row").cast("long").alias("_source_row"),

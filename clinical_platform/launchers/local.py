@@ -28,7 +28,6 @@ from clinical_platform.launchers.bundle import build_bundle
 from spark_jobs.common.layout import LakeLayout, local_path
 
 
-
 def spark_home() -> Path:
     """The pip-installed pyspark package, found without importing Spark into Dagster."""
     spec = importlib.util.find_spec("pyspark")
@@ -107,18 +106,18 @@ class LocalSparkLauncher(SparkLauncher):
             context_injector=dg.PipesTempFileContextInjector(),
             message_reader=dg.PipesTempFileMessageReader(),
             extras=dict(extras),
-        ) as session:
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    command, env={**process_env, **session.get_bootstrap_env_vars()},
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                try:
-                    returncode = process.wait()
-                except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                    context.log.warning(f"Run terminated: stopping Spark job {job.entry_point}")
-                    _stop(process)
-                    raise
-        details = {"spark_log": dg.MetadataValue.path(str(log_path))}
+        ) as session, log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, env={**process_env, **session.get_bootstrap_env_vars()},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                returncode = process.wait()
+            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                context.log.warning(f"Run terminated: stopping Spark job {job.entry_point}")
+                _stop(process)
+                raise
+        details: dict[str, dg.MetadataValue] = {
+            "spark_log": dg.MetadataValue.path(str(log_path))}
         failure = None
         if returncode != 0:
             failure = explain_failure(job.entry_point, returncode, log_path)

@@ -87,8 +87,8 @@ def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:
         curated_check = evaluations[(f"curated_{domain}", "files_readable")]
         assert not raw_check.passed and not curated_check.passed
         assert curated_check.blocking and curated_check.severity == dg.AssetCheckSeverity.ERROR
-        assert f"{domain}.xpt" in curated_check.metadata["reason"].value
-        assert reason in curated_check.metadata["reason"].value
+        assert f"{domain}.xpt" in metadata_value(curated_check, "reason")
+        assert reason in metadata_value(curated_check, "reason")
 
 
 def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:

@@ -117,9 +117,8 @@ def _print_result(kind: str, **fields: Any) -> None:
 @contextmanager
 def open_reporter() -> Iterator[JobReporter]:
     """A reporter connected to Dagster Pipes if this process was launched through Pipes."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     params = PipesEnvVarParamsLoader()
     if params.is_dagster_pipes_process():
         with _open_pipes(params) as pipes:

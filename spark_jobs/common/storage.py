@@ -29,7 +29,8 @@ class LakeStorage:
         jvm = spark.sparkContext._jvm  # pyright: ignore[reportPrivateUsage]
         assert jvm is not None, "the Spark JVM gateway is not running"
         self._jvm: Any = jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
+        jsc: Any = spark.sparkContext._jsc  # pyright: ignore[reportPrivateUsage]
+        self._conf = jsc.hadoopConfiguration()
 
     def _path(self, uri: str) -> tuple[Any, Any]:
         path = self._jvm.org.apache.hadoop.fs.Path(uri)
