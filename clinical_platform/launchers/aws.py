@@ -12,9 +12,9 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,52 @@ def wait_for_gzip_lines(s3: Any, uri: S3Uri, deadline: float,
         if lines is not None or time.monotonic() >= deadline:
             return lines
         time.sleep(min(interval_s, max(0.0, deadline - time.monotonic())))
+
+
+@dataclass
+class PollPacer:
+    """Backoff between polls of a remote job, and fast polls once its driver is finishing.
+
+    The driver closes its Pipes channel just before it exits, so from then on the job is
+    seconds from its end state and a short interval keeps Dagster close behind it.
+    """
+
+    initial_s: float
+    max_s: float
+    finishing_s: float
+    finishing: Callable[[], bool]  # True once the driver has closed its Pipes channel
+    interval_s: float = field(init=False)
+    closed_at: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.interval_s = self.initial_s
+
+    def restart(self) -> None:
+        """The state changed: poll at the initial pace again."""
+        self.interval_s = self.initial_s
+
+    def sleep(self) -> None:
+        if self.finishing():
+            self.closed_at = self.closed_at or time.monotonic()
+            if time.monotonic() - self.closed_at < FINISHING_WINDOW_S:
+                time.sleep(self.finishing_s)
+                return
+        deadline = time.monotonic() + self.interval_s
+        while time.monotonic() < deadline and (self.closed_at is not None or not self.finishing()):
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        self.interval_s = min(self.interval_s * 1.5, self.max_s)
+
+
+def wait_for_state(poll: Callable[[], str], done: Collection[str], timeout_s: float,
+                   interval_s: float = 1.0) -> str | None:
+    """Poll a job's state until it is one of `done`; None if that takes over `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = poll()
+        if state in done:
+            return state
+        time.sleep(interval_s)
+    return None
 
 
 def tail_block(title: str, lines: Sequence[str], count: int) -> str:

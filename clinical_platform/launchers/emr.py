@@ -23,10 +23,10 @@ from pydantic import Field
 
 from clinical_platform.launchers.aws import (
     DEFAULT_REGION,
-    FINISHING_WINDOW_S,
     SECRET_ID_SUFFIX,
     TRANSIENT_FAILURE_PATTERNS,
     AwsConfigError,
+    PollPacer,
     S3Uri,
     StagedCode,
     aws_client,
@@ -39,6 +39,7 @@ from clinical_platform.launchers.aws import (
     stage_file,
     tail_block,
     wait_for_gzip_lines,
+    wait_for_state,
 )
 from clinical_platform.launchers.base import (
     Result,
@@ -292,20 +293,18 @@ class EmrStepLauncher(SparkLauncher):
 
     def _wait(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
               step_id: str, finishing: Callable[[], bool]) -> dict[str, Any]:
-        """Poll describe_step with backoff; poll fast once the job said it is done.
-
-        The driver closes its Pipes channel just before it exits, so from then on the step is
-        seconds from its end state and a short interval keeps Dagster close behind it.
-        """
-        state, interval = "SUBMITTED", self.poll_interval_s
+        """Poll describe_step with backoff; poll fast once the job said it is done."""
+        state = "SUBMITTED"
+        pacer = PollPacer(self.poll_interval_s, self.max_poll_interval_s,
+                          self.finishing_poll_interval_s, finishing)
         next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
-        closed_at: float | None = None
         while True:
             step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
             current = step["Status"]["State"]
             if current != state:
                 context.log.info(f"EMR step {step_id} on {cluster_id}: {state} -> {current}")
-                state, interval = current, self.poll_interval_s
+                state = current
+                pacer.restart()
             if current in STEP_DONE:
                 return step
             if time.monotonic() >= next_cluster_check:
@@ -314,15 +313,7 @@ class EmrStepLauncher(SparkLauncher):
                 if cluster["Status"]["State"] in CLUSTER_ENDED:
                     return step
                 next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
-            if finishing():
-                closed_at = closed_at or time.monotonic()
-                if time.monotonic() - closed_at < FINISHING_WINDOW_S:
-                    time.sleep(self.finishing_poll_interval_s)
-                    continue
-            deadline = time.monotonic() + interval
-            while time.monotonic() < deadline and (closed_at is not None or not finishing()):
-                time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 1.5, self.max_poll_interval_s)
+            pacer.sleep()
 
     def _cancel(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
                 step_id: str) -> None:
@@ -335,16 +326,16 @@ class EmrStepLauncher(SparkLauncher):
                 if info.get("Status") == "FAILED":
                     context.log.warning(f"EMR refused to cancel step {step_id}: "
                                         f"{info.get('Reason')}")
-            deadline = time.monotonic() + self.cancel_timeout_s
-            while time.monotonic() < deadline:
-                state = emr.describe_step(ClusterId=cluster_id,
-                                          StepId=step_id)["Step"]["Status"]["State"]
-                if state in STEP_DONE:
-                    context.log.warning(f"EMR step {step_id} is {state}")
-                    return
-                time.sleep(1.0)
-            context.log.error(f"EMR step {step_id} still not stopped {self.cancel_timeout_s:.0f}"
-                              f" s after cancel_steps; check cluster {cluster_id}")
+            state = wait_for_state(
+                lambda: emr.describe_step(ClusterId=cluster_id,
+                                          StepId=step_id)["Step"]["Status"]["State"],
+                STEP_DONE, self.cancel_timeout_s)
+            if state is not None:
+                context.log.warning(f"EMR step {step_id} is {state}")
+            else:
+                context.log.error(f"EMR step {step_id} still not stopped "
+                                  f"{self.cancel_timeout_s:.0f} s after cancel_steps; check "
+                                  f"cluster {cluster_id}")
         except (ClientError, BotoCoreError) as error:
             context.log.error(f"Could not cancel EMR step {step_id} on {cluster_id}: "
                               f"{_one_line(str(error))}")

@@ -17,8 +17,8 @@ from pydantic import Field
 
 from clinical_platform.launchers.aws import (
     DEFAULT_REGION,
-    FINISHING_WINDOW_S,
     AwsConfigError,
+    PollPacer,
     S3Uri,
     StagedCode,
     aws_client,
@@ -27,6 +27,7 @@ from clinical_platform.launchers.aws import (
     stage_code,
     tail_block,
     wait_for_gzip_lines,
+    wait_for_state,
 )
 from clinical_platform.launchers.base import (
     SparkJob,
@@ -159,40 +160,33 @@ class EmrServerlessLauncher(SparkLauncher):
     def _wait(self, context: dg.AssetExecutionContext, serverless: Any, run_id: str,
               finishing: Callable[[], bool]) -> dict[str, Any]:
         """get_job_run with backoff, fast once the job has closed its Pipes channel."""
-        state, interval = "SUBMITTED", self.poll_interval_s
-        closed_at: float | None = None
+        state = "SUBMITTED"
+        pacer = PollPacer(self.poll_interval_s, self.max_poll_interval_s,
+                          self.finishing_poll_interval_s, finishing)
         while True:
             run = serverless.get_job_run(applicationId=self.application_id,
                                          jobRunId=run_id)["jobRun"]
             if run["state"] != state:
                 context.log.info(f"EMR Serverless job run {run_id}: {state} -> {run['state']}")
-                state, interval = run["state"], self.poll_interval_s
+                state = run["state"]
+                pacer.restart()
             if state in JOB_DONE:
                 return run
-            if finishing():
-                closed_at = closed_at or time.monotonic()
-                if time.monotonic() - closed_at < FINISHING_WINDOW_S:
-                    time.sleep(self.finishing_poll_interval_s)
-                    continue
-            deadline = time.monotonic() + interval
-            while time.monotonic() < deadline and (closed_at is not None or not finishing()):
-                time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-            interval = min(interval * 1.5, self.max_poll_interval_s)
+            pacer.sleep()
 
     def _cancel(self, context: dg.AssetExecutionContext, serverless: Any, run_id: str) -> None:
         context.log.warning(f"Run terminated: cancelling EMR Serverless job run {run_id}")
         try:
             serverless.cancel_job_run(applicationId=self.application_id, jobRunId=run_id)
-            deadline = time.monotonic() + self.cancel_timeout_s
-            while time.monotonic() < deadline:
-                state = serverless.get_job_run(applicationId=self.application_id,
-                                               jobRunId=run_id)["jobRun"]["state"]
-                if state in JOB_DONE:
-                    context.log.warning(f"EMR Serverless job run {run_id} is {state}")
-                    return
-                time.sleep(1.0)
-            context.log.error(f"EMR Serverless job run {run_id} still running "
-                              f"{self.cancel_timeout_s:.0f} s after cancel_job_run")
+            state = wait_for_state(
+                lambda: serverless.get_job_run(applicationId=self.application_id,
+                                               jobRunId=run_id)["jobRun"]["state"],
+                JOB_DONE, self.cancel_timeout_s)
+            if state is not None:
+                context.log.warning(f"EMR Serverless job run {run_id} is {state}")
+            else:
+                context.log.error(f"EMR Serverless job run {run_id} still running "
+                                  f"{self.cancel_timeout_s:.0f} s after cancel_job_run")
         except (ClientError, BotoCoreError) as error:
             context.log.error(f"Could not cancel EMR Serverless job run {run_id}: "
                               f"{' '.join(str(error).split())}")

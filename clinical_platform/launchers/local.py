@@ -114,7 +114,7 @@ class LocalSparkLauncher(SparkLauncher):
                 returncode = process.wait()
             except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
                 context.log.warning(f"Run terminated: stopping Spark job {job.entry_point}")
-                _stop(process)
+                stop_process_group(process)
                 raise
         details: dict[str, dg.MetadataValue] = {
             "spark_log": dg.MetadataValue.path(str(log_path))}
@@ -126,7 +126,7 @@ class LocalSparkLauncher(SparkLauncher):
         return SparkRun(results=reported_results(session), failure=failure, details=details)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """Stop spark-submit and its JVM and Python children; escalate if they linger."""
     try:
         os.killpg(process.pid, signal.SIGTERM)

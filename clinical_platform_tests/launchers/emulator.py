@@ -25,7 +25,6 @@ import datetime as dt
 import gzip
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +49,7 @@ from clinical_platform.launchers.local import (
     DEFAULT_CONF,
     DEFAULT_DRIVER_JAVA_OPTIONS,
     spark_home,
+    stop_process_group,
 )
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -305,7 +305,7 @@ class ClusterPlayer:
                 self.driver_started.set()
                 while process.poll() is None:
                     if run.state == "CANCELLED" or self._stop.is_set():
-                        _stop_process(process)
+                        stop_process_group(process)
                         break
                     time.sleep(0.1)
             played.returncode = process.returncode
@@ -361,7 +361,7 @@ class ClusterPlayer:
         started = time.monotonic()
         while process.poll() is None:
             if step.state == "CANCEL_PENDING":
-                _stop_process(process)
+                stop_process_group(process)
                 return "CANCELLED"
             if (plan.terminate_cluster_after_s is not None
                     and time.monotonic() - started >= plan.terminate_cluster_after_s):
@@ -369,7 +369,7 @@ class ClusterPlayer:
                 cluster.state = "TERMINATED_WITH_ERRORS"
                 cluster.last_state_change_reason = plan.termination_reason
             if cluster.state in CLUSTER_ENDED or self._stop.is_set():
-                _stop_process(process)
+                stop_process_group(process)
                 return "INTERRUPTED"
             time.sleep(0.1)
         return None
@@ -464,15 +464,3 @@ class ClusterPlayer:
         if cluster.state == "RUNNING" and not any(
                 s.state in ("PENDING", "RUNNING") for s in cluster.steps):
             cluster.state = "WAITING"
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the spark-submit process group (JVM and Python driver), then SIGKILL."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
