@@ -50,8 +50,10 @@ def session() -> SparkSession:
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.driver.memory", "4g")
         # Large generated methods must be JIT-compiled: measured 2-4x faster rule evaluation.
-        .config("spark.driver.extraJavaOptions",
-                os.environ.get("BENCH_JAVA_OPTIONS", "-XX:-DontCompileHugeMethods"))
+        .config(
+            "spark.driver.extraJavaOptions",
+            os.environ.get("BENCH_JAVA_OPTIONS", "-XX:-DontCompileHugeMethods"),
+        )
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -64,17 +66,30 @@ def build_raw(spark: SparkSession, pilot: Path, lake: LakeLayout, scale: int) ->
     landing.mkdir(parents=True)
     for name in ("dm.xpt", "vs.xpt", "lbch.xpt", "lbhe.xpt"):
         shutil.copyfile(pilot / name, landing / name)
-    ingest(IngestArgs(input=lake.landing(DELIVERY), output=lake.zone("raw"),
-                      quarantine=lake.zone("quarantine"), delivery=DELIVERY,
-                      datasets=("dm", "vs", "lb"), run_id="bench-ingest"), JobReporter(None))
+    ingest(
+        IngestArgs(
+            input=lake.landing(DELIVERY),
+            output=lake.zone("raw"),
+            quarantine=lake.zone("quarantine"),
+            delivery=DELIVERY,
+            datasets=("dm", "vs", "lb"),
+            run_id="bench-ingest",
+        ),
+        JobReporter(None),
+    )
     copies = spark.range(scale).withColumnRenamed("id", "copy")
     for name in ("dm", "vs", "lb"):
         uri = lake.partition("raw", name, DELIVERY)
         raw = spark.read.parquet(uri)
         rows = raw.count() * scale
-        cloned = raw.crossJoin(copies).withColumn(
-            "USUBJID", F.concat(F.col("USUBJID"), F.lit("-c"), F.col("copy").cast("string"))
-        ).drop("copy").select(*raw.columns)
+        cloned = (
+            raw.crossJoin(copies)
+            .withColumn(
+                "USUBJID", F.concat(F.col("USUBJID"), F.lit("-c"), F.col("copy").cast("string"))
+            )
+            .drop("copy")
+            .select(*raw.columns)
+        )
         staging = uri + "-scaled"
         cloned.write.mode("overwrite").parquet(staging)
         lineage = LakeStorage(spark).read_json(f"{uri}/_lineage.json")
@@ -89,16 +104,27 @@ def bare_cast_write(spark: SparkSession, lake: LakeLayout, name: str, out: str) 
     contract = contract_for(name, DELIVERY.study)
     raw = spark.read.parquet(lake.partition("raw", name, DELIVERY))
     typed: DataFrame = raw.select(
-        *[F.col(c.name).cast(c.type.spark_sql).alias(c.name) for c in contract.columns
-          if c.name in raw.columns],
-        *[c for c in raw.columns if c.startswith("_")])
+        *[
+            F.col(c.name).cast(c.type.spark_sql).alias(c.name)
+            for c in contract.columns
+            if c.name in raw.columns
+        ],
+        *[c for c in raw.columns if c.startswith("_")],
+    )
     typed.write.mode("overwrite").parquet(out)
 
 
 def curate_once(spark: SparkSession, lake: LakeLayout, name: str, run: str) -> None:
-    args = CurateArgs(input=lake.zone("raw"), output=lake.zone("curated"),
-                      quarantine=lake.zone("quarantine"), delivery=DELIVERY, datasets=(name,),
-                      run_id=run, today=dt.date(2026, 1, 1), checks_only=False)
+    args = CurateArgs(
+        input=lake.zone("raw"),
+        output=lake.zone("curated"),
+        quarantine=lake.zone("quarantine"),
+        delivery=DELIVERY,
+        datasets=(name,),
+        run_id=run,
+        today=dt.date(2026, 1, 1),
+        checks_only=False,
+    )
     context = dm_reference(spark, LakeStorage(spark), args)
     contract = contract_for(name, DELIVERY.study)
     DatasetCurator(spark, args, JobReporter(None), contract).run(context)
@@ -131,8 +157,10 @@ def main() -> None:
             base, full = (statistics.median(samples[k]) for k in ("baseline", "curate"))
             totals["baseline"] += base
             totals["curate"] += full
-            print(f"{name}: {rows:,} rows  baseline {base:6.2f}s  curate {full:6.2f}s  "
-                  f"ratio {full / base:.2f}")
+            print(
+                f"{name}: {rows:,} rows  baseline {base:6.2f}s  curate {full:6.2f}s  "
+                f"ratio {full / base:.2f}"
+            )
         ratio = totals["curate"] / totals["baseline"]
         print(f"VS+LB at {ns.scale}x: curate/baseline = {ratio:.2f} (target <= 1.30)")
     spark.stop()

@@ -60,8 +60,14 @@ DELIVERY = Delivery("SYNTH01", "2024-01-15")
 class BackoffOnlyLauncher(EmrStepLauncher):
     """The baseline: ignores the job's closed Pipes channel and just backs off."""
 
-    def _wait(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
-              step_id: str, finishing: Callable[[], bool]) -> dict[str, Any]:
+    def _wait(
+        self,
+        context: dg.AssetExecutionContext,
+        emr: Any,
+        cluster_id: str,
+        step_id: str,
+        finishing: Callable[[], bool],
+    ) -> dict[str, Any]:
         return super()._wait(context, emr, cluster_id, step_id, lambda: False)
 
 
@@ -69,21 +75,27 @@ def measure(launcher: EmrStepLauncher, lake: Path, player: ClusterPlayer) -> flo
     """Seconds from the step's COMPLETED to the recorded materialization of raw_dm."""
     instance = dg.DagsterInstance.ephemeral()
     already = len(player.played)
-    result = materialize(lake, DELIVERY, selection=["raw_dm"], instance=instance,
-                         resources={"spark": launcher})
+    result = materialize(
+        lake, DELIVERY, selection=["raw_dm"], instance=instance, resources={"spark": launcher}
+    )
     if not result.success:
         raise SystemExit(f"benchmark run {result.run_id} failed; see the log above")
     step = player.played[already]
-    recorded = [entry.timestamp for entry in instance.all_logs(result.run_id)
-                if entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    recorded = [
+        entry.timestamp
+        for entry in instance.all_logs(result.run_id)
+        if entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    ]
     return recorded[0] - step.ended_at
 
 
 def summary(delays: list[float]) -> str:
     ordered = sorted(delays)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return (f"median {statistics.median(ordered):.2f} s, p90 {p90:.2f} s "
-            f"(runs: {', '.join(f'{d:.2f}' for d in delays)})")
+    return (
+        f"median {statistics.median(ordered):.2f} s, p90 {p90:.2f} s "
+        f"(runs: {', '.join(f'{d:.2f}' for d in delays)})"
+    )
 
 
 def main() -> None:
@@ -95,8 +107,11 @@ def main() -> None:
         os.environ.pop(name, None)
     os.environ.update(FAKE_AWS_ENV)
 
-    with tempfile.TemporaryDirectory(prefix="emr-latency-") as scratch, moto_server() as aws, \
-            cancel_steps_installed():
+    with (
+        tempfile.TemporaryDirectory(prefix="emr-latency-") as scratch,
+        moto_server() as aws,
+        cancel_steps_installed(),
+    ):
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint
         work = Path(scratch)
         generate_sdtm(work / "delivery", subjects=20)
@@ -105,8 +120,12 @@ def main() -> None:
         player = ClusterPlayer(aws, work / "cluster")
         player.start()
         try:
-            settings: dict[str, Any] = {"staging_uri": STAGING_URI, "cluster_id": cluster_id,
-                                        "region": REGION, "endpoint_url": aws.endpoint}
+            settings: dict[str, Any] = {
+                "staging_uri": STAGING_URI,
+                "cluster_id": cluster_id,
+                "region": REGION,
+                "endpoint_url": aws.endpoint,
+            }
             adaptive, baseline = [], []
             for _ in range(args.runs):  # interleaved, so machine load hits both alike
                 adaptive.append(measure(EmrStepLauncher(**settings), work / "lake", player))

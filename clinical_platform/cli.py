@@ -52,8 +52,10 @@ def _layout(lake: str | None) -> LakeLayout:
 
 def _require_local(layout: LakeLayout) -> None:
     if not layout.root.startswith("file:"):
-        raise CommandError(f"{layout.root}: this command works on a local lake; run it where "
-                           "the lake is mounted, or land to S3 with the landing sensor")
+        raise CommandError(
+            f"{layout.root}: this command works on a local lake; run it where "
+            "the lake is mounted, or land to S3 with the landing sensor"
+        )
 
 
 def cmd_land(args: argparse.Namespace) -> int:
@@ -69,8 +71,10 @@ def cmd_land(args: argparse.Namespace) -> int:
     print(f"{delivery.key}: {state}, {len(result.files)} files -> {result.uri}")
     for landed in result.files:
         print(f"  {landed.name:<14} {landed.size:>10} bytes  sha256 {landed.sha256}")
-    print(f"partition {delivery.key} {'registered' if registered else 'already registered'} "
-          f"in {settings.dagster_home()}")
+    print(
+        f"partition {delivery.key} {'registered' if registered else 'already registered'} "
+        f"in {settings.dagster_home()}"
+    )
     return 0
 
 
@@ -82,10 +86,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     from clinical_platform.definitions import defs
 
     layout = _layout(args.lake)
-    if layout.root.startswith("file:") and not Path(
-            local_path(layout.landing(delivery))).is_dir():
-        raise CommandError(f"delivery {delivery.key} is not landed in {layout.root}; "
-                               "run clinical-platform land first")
+    if layout.root.startswith("file:") and not Path(local_path(layout.landing(delivery))).is_dir():
+        raise CommandError(
+            f"delivery {delivery.key} is not landed in {layout.root}; "
+            "run clinical-platform land first"
+        )
     patterns = [p.strip() for p in (args.select or "").split(",") if p.strip()]
     try:
         selection = select_assets(defs, patterns)
@@ -143,7 +148,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clinical-platform",
-        description="Land clinical deliveries and materialize them through Spark and Dagster.")
+        description="Land clinical deliveries and materialize them through Spark and Dagster.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     land = commands.add_parser("land", help="copy a delivery folder into landing and register it")
@@ -153,12 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--lake", help=f"lake root (default ${settings.LAKE_URI_VAR} or .lake)")
     land.set_defaults(handler=cmd_land)
 
-    materialize = commands.add_parser("materialize",
-                                      help="materialize a delivery's assets in this process")
+    materialize = commands.add_parser(
+        "materialize", help="materialize a delivery's assets in this process"
+    )
     materialize.add_argument("--study", required=True)
     materialize.add_argument("--delivery", required=True)
-    materialize.add_argument("--select", help="comma-separated asset keys or patterns, "
-                             "e.g. 'raw_*,curated_dm' (default: all)")
+    materialize.add_argument(
+        "--select",
+        help="comma-separated asset keys or patterns, e.g. 'raw_*,curated_dm' (default: all)",
+    )
     materialize.add_argument("--lake")
     materialize.set_defaults(handler=cmd_materialize)
 

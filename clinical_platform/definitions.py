@@ -29,7 +29,8 @@ def resources_for(environment: str, lake_uri: str) -> dict[str, object]:
             "pseudonymization": Pseudonymization(),
         }
     raise settings.SettingsError(
-        f"{settings.ENVIRONMENT_VAR}={environment}: no launcher is configured for it yet")
+        f"{settings.ENVIRONMENT_VAR}={environment}: no launcher is configured for it yet"
+    )
 
 
 defs = dg.Definitions(

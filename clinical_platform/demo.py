@@ -44,14 +44,17 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
     started = time.monotonic()
     if not os.environ.get(settings.PSEUDONYM_KEY_VAR):
         os.environ[settings.PSEUDONYM_KEY_VAR] = settings.DEMO_PSEUDONYM_KEY
-        print(f"Using the demo pseudonym key ({settings.PSEUDONYM_KEY_VAR} is not set); "
-              "never use it for real data.")
+        print(
+            f"Using the demo pseudonym key ({settings.PSEUDONYM_KEY_VAR} is not set); "
+            "never use it for real data."
+        )
     layout = LakeLayout(settings.lake_uri())
     if delivery_folder:
         folder = Path(delivery_folder).resolve()
-        delivery = Delivery(study_of(folder),
-                            os.environ.get("DEMO_DELIVERY_DATE")
-                            or dt.datetime.now(dt.UTC).date().isoformat())
+        delivery = Delivery(
+            study_of(folder),
+            os.environ.get("DEMO_DELIVERY_DATE") or dt.datetime.now(dt.UTC).date().isoformat(),
+        )
         print(f"Using the delivery in {folder} as {delivery.key}")
     else:
         folder = Path(".demo", DEMO_STUDY).resolve()
@@ -61,14 +64,18 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
             print(f"  {generated.name:<10} {generated.rows:>8} rows")
 
     landed = land_delivery(folder, delivery, layout)
-    print(f"Landed {len(landed.files)} files in {landed.uri}"
-          + (" (already there, same files)" if landed.already_landed else ""))
+    print(
+        f"Landed {len(landed.files)} files in {landed.uri}"
+        + (" (already there, same files)" if landed.already_landed else "")
+    )
 
     from clinical_platform.definitions import defs  # reads the lake setting
 
     selection = select_assets(defs, [])
-    print(f"Materializing {len(selection)} assets of {delivery.key} through Spark "
-          "(three Spark applications: raw, curated, features) ...")
+    print(
+        f"Materializing {len(selection)} assets of {delivery.key} through Spark "
+        "(three Spark applications: raw, curated, features) ..."
+    )
     outcome = materialize_delivery(defs, delivery, local_instance(), selection)
 
     lake_dir = Path(local_path(layout.root))
@@ -81,17 +88,23 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
     for key in selection:
         name = key.to_user_string()
         rows = outcome.rows.get(name)
-        print(f"{name:<26} {'' if rows is None else rows:>8}  "
-              f"{outcome.statuses.get(name, 'not materialized')}")
+        print(
+            f"{name:<26} {'' if rows is None else rows:>8}  "
+            f"{outcome.statuses.get(name, 'not materialized')}"
+        )
     for problem in outcome.problems:
         print(f"  ! {problem}", file=sys.stderr)
     minutes, seconds = divmod(int(time.monotonic() - started), 60)
     print()
-    print(f"Demo {'finished' if outcome.success else 'FAILED'} in {minutes}m{seconds:02d}s "
-          f"(run {outcome.run_id}).")
+    print(
+        f"Demo {'finished' if outcome.success else 'FAILED'} in {minutes}m{seconds:02d}s "
+        f"(run {outcome.run_id})."
+    )
     print(f"  Lake:          {lake_dir}  (landing/ raw/ curated/ quarantine/ features/)")
     print(f"  Audit dossier: {dossier_path}")
-    print(f"                 or: clinical-platform dossier --study {delivery.study} "
-          f"--delivery {delivery.delivery}")
+    print(
+        f"                 or: clinical-platform dossier --study {delivery.study} "
+        f"--delivery {delivery.delivery}"
+    )
     print("  Dagster UI:    make ui, then open http://127.0.0.1:3000")
     return 0 if outcome.success else 1

@@ -91,13 +91,15 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
     entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
     subfolders = [p.name for p in entries if p.is_dir()]
     if subfolders:
-        raise LandingError(f"{source}: contains sub-folders {subfolders}; a delivery is one "
-                           "flat folder of files")
+        raise LandingError(
+            f"{source}: contains sub-folders {subfolders}; a delivery is one flat folder of files"
+        )
     if not entries:
         raise LandingError(f"{source}: the folder is empty")
     if any(p.name == MANIFEST_NAME for p in entries):
-        raise LandingError(f"{source}: already contains {MANIFEST_NAME}; the manifest is "
-                           "written by landing")
+        raise LandingError(
+            f"{source}: already contains {MANIFEST_NAME}; the manifest is written by landing"
+        )
     target = Path(local_path(layout.landing(delivery)))
     files = [_describe(p) for p in entries]
     manifest_path = target / MANIFEST_NAME
@@ -110,7 +112,8 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
             raise LandingError(
                 f"delivery {delivery.key} is already landed with different files; deliveries "
                 f"are immutable — land this one as {delivery.study}/"
-                f"{next_delivery(delivery.delivery)}")
+                f"{next_delivery(delivery.delivery)}"
+            )
         return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
 
     staging = target.parent / f".{target.name}.landing-{os.getpid()}"
@@ -122,11 +125,13 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
                 shutil.copyfile(entry, staging / entry.name)
             except OSError as error:
                 raise LandingError(f"{entry}: cannot be copied ({error.strerror})") from None
-            if sha256_of(staging / entry.name) != next(f.sha256 for f in files
-                                                       if f.name == entry.name):
+            if sha256_of(staging / entry.name) != next(
+                f.sha256 for f in files if f.name == entry.name
+            ):
                 raise LandingError(f"{entry}: changed while it was being copied; land it again")
         (staging / MANIFEST_NAME).write_text(
-            json.dumps(_manifest(delivery, files, source), indent=2) + "\n")
+            json.dumps(_manifest(delivery, files, source), indent=2) + "\n"
+        )
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -148,8 +153,9 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def read_lineage(layout: LakeLayout, zone: str, dataset: str,
-                 delivery: Delivery) -> dict[str, Any] | None:
+def read_lineage(
+    layout: LakeLayout, zone: str, dataset: str, delivery: Delivery
+) -> dict[str, Any] | None:
     """The `_lineage.json` of one committed partition, or None if there is none."""
     path = Path(local_path(layout.partition(zone, dataset, delivery))) / LINEAGE_NAME
     try:

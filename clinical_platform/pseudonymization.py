@@ -17,10 +17,13 @@ class Pseudonymization(dg.ConfigurableResource):
     `<key_env_var>_SECRET_ID` that the driver resolves).
     """
 
-    key_env_var: str = Field(default=PSEUDONYM_KEY_VAR,
-                             description="Environment variable with the pseudonym key")
+    key_env_var: str = Field(
+        default=PSEUDONYM_KEY_VAR, description="Environment variable with the pseudonym key"
+    )
 
     def purpose(self) -> str:
         """What the key is for, for the one-line error when it cannot be provided."""
-        return ("feature tables are pseudonymised with a keyed HMAC and are never written "
-                "without the study's key (make demo and make ui use a demo key)")
+        return (
+            "feature tables are pseudonymised with a keyed HMAC and are never written "
+            "without the study's key (make demo and make ui use a demo key)"
+        )

@@ -61,8 +61,10 @@ def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.Asse
     for pattern in patterns:
         matched = [k for k in keys if fnmatch.fnmatchcase(k.to_user_string(), pattern)]
         if not matched:
-            raise SelectionError(f"--select {pattern!r} matches no asset; assets are "
-                                 f"{', '.join(k.to_user_string() for k in keys)}")
+            raise SelectionError(
+                f"--select {pattern!r} matches no asset; assets are "
+                f"{', '.join(k.to_user_string() for k in keys)}"
+            )
         chosen += [k for k in matched if k not in chosen]
     return chosen
 
@@ -83,8 +85,9 @@ def one_line_console(init_context: dg.InitLoggerContext) -> logging.Logger:
     level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
     logger = logging.Logger("clinical_platform.run", level=level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_FirstLineFormatter("%(asctime)s %(levelname)s %(message)s",
-                                             datefmt="%H:%M:%S"))
+    handler.setFormatter(
+        _FirstLineFormatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    )
     logger.addHandler(handler)
     return logger
 
@@ -108,8 +111,9 @@ def materialize_delivery(
     register_delivery(instance, delivery)
     # Progress and problems on the console, one line each; step-by-step DEBUG events and
     # stack traces stay in the run's event log (the UI).
-    job = dg.Definitions.merge(defs, dg.Definitions(
-        loggers={"console": one_line_console})).resolve_implicit_global_asset_job_def()
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(loggers={"console": one_line_console})
+    ).resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         partition_key=delivery.key,
         instance=instance,
@@ -126,8 +130,8 @@ def materialize_delivery(
         name = materialization.asset_key.to_user_string()
         row_count = materialization.metadata.get("dagster/row_count")
         status = materialization.metadata.get("status")
-        outcome.rows[name] = int(row_count.value) if isinstance(  # pyright: ignore[reportArgumentType]
-            row_count, dg.IntMetadataValue) else None
+        count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
+        outcome.rows[name] = int(count) if count is not None else None
         outcome.statuses[name] = str(status.value) if status is not None else "accepted"
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
@@ -135,8 +139,8 @@ def materialize_delivery(
         reason = evaluation.metadata.get("reason")
         detail = f": {reason.value}" if reason is not None else ""
         outcome.problems.append(
-            f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name} failed"
-            f"{detail}")
+            f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name} failed{detail}"
+        )
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error

@@ -26,9 +26,7 @@ class SettingsError(ValueError):
 def environment() -> str:
     value = os.environ.get(ENVIRONMENT_VAR, "local").strip().lower()
     if value not in ENVIRONMENTS:
-        raise SettingsError(
-            f"{ENVIRONMENT_VAR}={value!r} is not one of {', '.join(ENVIRONMENTS)}"
-        )
+        raise SettingsError(f"{ENVIRONMENT_VAR}={value!r} is not one of {', '.join(ENVIRONMENTS)}")
     return value
 
 

@@ -20,8 +20,10 @@ def pilot_dir_or_skip() -> Path:
     folder = Path(os.environ.get("CDISC_PILOT_DIR", DEFAULT_PILOT_DIR))
     if (folder / "dm.xpt").exists():
         return folder
-    message = (f"CDISC pilot delivery not found at {folder} (set CDISC_PILOT_DIR or put "
-               "../shared beside the checkout)")
+    message = (
+        f"CDISC pilot delivery not found at {folder} (set CDISC_PILOT_DIR or put "
+        "../shared beside the checkout)"
+    )
     if os.environ.get("CLINICAL_REQUIRE_PILOT"):
         pytest.fail(message)
     pytest.skip(message)

@@ -59,8 +59,10 @@ def metadata_value(event: dg.AssetMaterialization | dg.AssetCheckEvaluation, key
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
-    return {(e.asset_key.to_user_string(), e.check_name): e
-            for e in result.get_asset_check_evaluations()}
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
 
 
 def partition_dir(lake: Path, zone: str, dataset: str, delivery: Delivery) -> Path:

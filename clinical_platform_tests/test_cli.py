@@ -258,23 +258,37 @@ def test_materialize_bad_delivery_is_one_line(
 
 
 def test_features_without_pseudonym_key_is_one_line(
-    home: Path, delivery_folder: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    home: Path,
+    delivery_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No key, no features: the run fails before Spark starts, naming the variable."""
     monkeypatch.delenv("CLINICAL_PSEUDONYM_KEY", raising=False)
     assert run_cli(land_args(delivery_folder), capsys).code == 0
-    outcome = run_cli(["materialize", "--study", STUDY, "--delivery", DELIVERY.delivery,
-                       "--select", "features_subject_profile"], capsys)
+    outcome = run_cli(
+        [
+            "materialize",
+            "--study",
+            STUDY,
+            "--delivery",
+            DELIVERY.delivery,
+            "--select",
+            "features_subject_profile",
+        ],
+        capsys,
+    )
     assert outcome.code == 1
     assert outcome.err_lines[-1].startswith(
         "clinical-platform: materialize SYNTH01/2024-01-15 failed: step clinical_features: "
-        "CLINICAL_PSEUDONYM_KEY is not set: feature tables are pseudonymised with a keyed HMAC")
+        "CLINICAL_PSEUDONYM_KEY is not set: feature tables are pseudonymised with a keyed HMAC"
+    )
     assert outcome.err_lines[-1].endswith("; export CLINICAL_PSEUDONYM_KEY")
     # Dagster's events stay one line each on the console: no stack trace, no traceback.
     assert "Stack Trace" not in outcome.err and "Traceback" not in outcome.err
-    assert any("STEP_FAILURE" in line and "[details in the UI]" in line
-               for line in outcome.err_lines), outcome.err
+    assert any(
+        "STEP_FAILURE" in line and "[details in the UI]" in line for line in outcome.err_lines
+    ), outcome.err
     spark_logs = Path(str(home).replace("dagster_home", "lake")) / "_system" / "logs"
     assert not spark_logs.exists()  # no Spark application was started
 

@@ -17,9 +17,13 @@ DOMAINS = [c.name for c in SDTM_CONTRACTS]
 
 def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    assert sorted(specs) == sorted([*[f"raw_{d}" for d in DOMAINS],
-                                    *[f"curated_{d}" for d in DOMAINS],
-                                    "features_subject_profile"])
+    assert sorted(specs) == sorted(
+        [
+            *[f"raw_{d}" for d in DOMAINS],
+            *[f"curated_{d}" for d in DOMAINS],
+            "features_subject_profile",
+        ]
+    )
     for name, spec in specs.items():
         assert spec.group_name == name.split("_", 1)[0], name
         assert spec.kinds == {"spark", "parquet"}
@@ -33,12 +37,13 @@ def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
 
 def test_lineage_edges_follow_the_zones() -> None:
     graph = defs.resolve_asset_graph()
-    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
-               for k in graph.get_all_asset_keys()}
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
     assert parents["curated_ae"] == {"raw_ae", "raw_dm"}
     assert parents["curated_dm"] == {"raw_dm"}
-    assert parents["features_subject_profile"] == {f"curated_{d}" for d in
-                                                   SUBJECT_PROFILE.upstream}
+    assert parents["features_subject_profile"] == {f"curated_{d}" for d in SUBJECT_PROFILE.upstream}
 
 
 def test_checks_come_from_the_contracts() -> None:
@@ -48,11 +53,15 @@ def test_checks_come_from_the_contracts() -> None:
         curated = {k.name for k in keys if k.asset_key == dg.AssetKey(f"curated_{contract.name}")}
         assert curated == {r.name for r in contract.rules}
         for rule in contract.rules:
-            check = graph.get_check_spec(dg.AssetCheckKey(
-                dg.AssetKey(f"curated_{contract.name}"), rule.name))
+            check = graph.get_check_spec(
+                dg.AssetCheckKey(dg.AssetKey(f"curated_{contract.name}"), rule.name)
+            )
             assert check.blocking is rule.blocking, (contract.name, rule.name)
-    blocking = {k.name for k in keys if graph.get_check_spec(k).blocking
-                and k.asset_key == dg.AssetKey("curated_vs")}
+    blocking = {
+        k.name
+        for k in keys
+        if graph.get_check_spec(k).blocking and k.asset_key == dg.AssetKey("curated_vs")
+    }
     assert blocking == {"files_readable", "required_columns", "reconciliation"}
     features = {k.name for k in keys if k.asset_key == dg.AssetKey("features_subject_profile")}
     assert features == {"no_identifiers", "one_row_per_subject"}
@@ -71,8 +80,14 @@ def test_loading_definitions_starts_no_spark_and_touches_no_network() -> None:
         "print('ok')\n"
     )
     env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
 
@@ -81,8 +96,13 @@ def test_dagster_validates_the_workspace(tmp_path) -> None:
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    done = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     assert "Validation successful" in done.stdout + done.stderr

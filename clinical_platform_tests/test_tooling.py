@@ -18,17 +18,23 @@ def fake_bin(folder: Path, programs: dict[str, str]) -> str:
         script.write_text(f"#!/bin/sh\n{body}\n")
         script.chmod(0o755)
     for tool in ("awk", "cut", "cat", "env", "sh", "bash"):
-        target = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True,
-                                text=True).stdout.strip()
+        target = subprocess.run(
+            ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True
+        ).stdout.strip()
         if target and not (folder / tool).exists():
             (folder / tool).symlink_to(target)
     return str(folder)
 
 
 def run_check(path: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "scripts/check-prerequisites.sh"], cwd=PROJECT_ROOT,
-                          env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", "scripts/check-prerequisites.sh"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_prerequisites_pass_here() -> None:
@@ -41,27 +47,37 @@ def test_missing_java_is_one_clear_line(tmp_path: Path) -> None:
     done = run_check(path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "Java 17 is required by Spark and 'java' is not on PATH "
-        "(install openjdk-17-jre-headless)."]
+        "Java 17 is required by Spark and 'java' is not on PATH (install openjdk-17-jre-headless)."
+    ]
 
 
 def test_old_java_and_old_python_are_named(tmp_path: Path) -> None:
-    path = fake_bin(tmp_path / "bin", {
-        "java": 'echo \'openjdk version "11.0.21" 2023-10-17\' >&2',
-        "python3": "exit 1",  # too old: the version probe fails
-    })
+    path = fake_bin(
+        tmp_path / "bin",
+        {
+            "java": "echo 'openjdk version \"11.0.21\" 2023-10-17' >&2",
+            "python3": "exit 1",  # too old: the version probe fails
+        },
+    )
     done = run_check(path)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("Python 3.11 or newer is required")
-    assert lines[1] == ("Java 17 or newer is required by Spark; found Java 11.0.21 "
-                        "(install openjdk-17-jre-headless).")
+    assert lines[1] == (
+        "Java 17 or newer is required by Spark; found Java 11.0.21 "
+        "(install openjdk-17-jre-headless)."
+    )
 
 
 def test_ci_run_returns_the_test_status(tmp_path: Path) -> None:
     path = fake_bin(tmp_path / "bin", {"make": 'echo "make $*"; exit 3'})
-    done = subprocess.run(["bash", ".ci/run"], cwd=PROJECT_ROOT,
-                          env={"PATH": f"{path}:/usr/bin:/bin"}, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["bash", ".ci/run"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": f"{path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3
     assert done.stdout.strip() == "make test"

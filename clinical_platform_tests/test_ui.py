@@ -42,8 +42,10 @@ class Webserver:
 
     def query(self, text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(
-            self.url, data=json.dumps({"query": text, "variables": variables or {}}).encode(),
-            headers={"content-type": "application/json"})
+            self.url,
+            data=json.dumps({"query": text, "variables": variables or {}}).encode(),
+            headers={"content-type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = json.loads(response.read())
         assert "errors" not in body, body["errors"]
@@ -58,18 +60,33 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Webserver, Pa
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     generate_sdtm(base / "delivery", 10, study=DELIVERY.study)
     land(base / "delivery", DELIVERY, lake)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLINICAL_LAKE_URI": str(lake),
-           "CLINICAL_PSEUDONYM_KEY": "test-key"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CLINICAL_LAKE_URI": str(lake),
+        "CLINICAL_PSEUDONYM_KEY": "test-key",
+    }
     # Register the partition in this instance, as `clinical-platform land` does.
-    subprocess.run([sys.executable, "-c",
-                    "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
-                    f"'clinical_deliveries', ['{DELIVERY.key}'])"], env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
+            f"'clinical_deliveries', ['{DELIVERY.key}'])",
+        ],
+        env=env,
+        check=True,
+    )
     port = free_port()
     dagster = Path(sys.executable).parent / "dagster"
     process = subprocess.Popen(
         [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     server = Webserver(port)
     try:
         deadline = time.monotonic() + 180
@@ -94,7 +111,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Webserver, Pa
 def test_assets_are_grouped_by_zone_with_descriptions_and_kinds(ui) -> None:
     server, _ = ui
     nodes = server.query("{ assetNodes { assetKey { path } groupName kinds description } }")[
-        "assetNodes"]
+        "assetNodes"
+    ]
     groups = {n["assetKey"]["path"][0]: n["groupName"] for n in nodes}
     assert groups["raw_vs"] == "raw" and groups["curated_vs"] == "curated"
     assert groups["features_subject_profile"] == "features"
@@ -107,29 +125,39 @@ def test_one_partition_materializes_from_the_ui(ui) -> None:
     server, lake = ui
     repository = server.query(
         "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } }"
-        " } }")["repositoriesOrError"]["nodes"][0]
+        " } }"
+    )["repositoriesOrError"]["nodes"][0]
     launched = server.query(
         """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
              __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
            } }""",
-        {"params": {
-            "selector": {"repositoryLocationName": repository["location"]["name"],
-                         "repositoryName": repository["name"], "jobName": "__ASSET_JOB",
-                         "assetSelection": [{"path": ["raw_dm"]}, {"path": ["curated_dm"]}]},
-            "executionMetadata": {"tags": [{"key": "dagster/partition",
-                                            "value": DELIVERY.key}]}}})["launchRun"]
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": repository["location"]["name"],
+                    "repositoryName": repository["name"],
+                    "jobName": "__ASSET_JOB",
+                    "assetSelection": [{"path": ["raw_dm"]}, {"path": ["curated_dm"]}],
+                },
+                "executionMetadata": {
+                    "tags": [{"key": "dagster/partition", "value": DELIVERY.key}]
+                },
+            }
+        },
+    )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
     status = "QUEUED"
     deadline = time.monotonic() + 420
     while status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
         time.sleep(3)
-        status = server.query("query($id: ID!) { runOrError(runId: $id) { ... on Run { status }"
-                              " } }", {"id": run_id})["runOrError"]["status"]
+        status = server.query(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )["runOrError"]["status"]
     assert status == "SUCCESS"
     assert (partition_dir(lake, "curated", "dm", DELIVERY) / "_lineage.json").exists()
     latest = server.query(
-        "query($partition: String!) { assetNodes(assetKeys: [{path: [\"curated_dm\"]}]) {"
+        'query($partition: String!) { assetNodes(assetKeys: [{path: ["curated_dm"]}]) {'
         " assetMaterializations(partitions: [$partition]) { runId partition } } }",
         {"partition": DELIVERY.key},
     )["assetNodes"][0]["assetMaterializations"]

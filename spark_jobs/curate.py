@@ -114,15 +114,25 @@ class CheckResult:
     metadata: dict[str, Any]
 
     def as_record(self) -> dict[str, Any]:
-        return {"check": self.rule.name, "passed": self.passed, "effect": self.rule.effect.value,
-                "blocking": self.rule.blocking, "metadata": self.metadata}
+        return {
+            "check": self.rule.name,
+            "passed": self.passed,
+            "effect": self.rule.effect.value,
+            "blocking": self.rule.blocking,
+            "metadata": self.metadata,
+        }
 
 
 class DatasetCurator:
     """Curates one dataset of one delivery and reports what it did."""
 
-    def __init__(self, spark: SparkSession, args: CurateArgs, reporter: JobReporter,
-                 contract: DatasetContract) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        args: CurateArgs,
+        reporter: JobReporter,
+        contract: DatasetContract,
+    ) -> None:
         self.spark = spark
         self.args = args
         self.reporter = reporter
@@ -142,18 +152,26 @@ class DatasetCurator:
 
     def report_checks(self) -> None:
         for result in self.results:
-            meta = {k: (json_value(v) if isinstance(v, (list, dict)) else v)
-                    for k, v in result.metadata.items()}
+            meta = {
+                k: (json_value(v) if isinstance(v, (list, dict)) else v)
+                for k, v in result.metadata.items()
+            }
             meta["description"] = result.rule.description
-            self.reporter.check(self.asset_key, result.rule.name, result.passed,
-                                blocking_severity=result.rule.blocking and not result.passed,
-                                metadata=meta)
+            self.reporter.check(
+                self.asset_key,
+                result.rule.name,
+                result.passed,
+                blocking_severity=result.rule.blocking and not result.passed,
+                metadata=meta,
+            )
 
     def reject(self, kind: RuleKind, reason: str, **metadata: Any) -> None:
         """A file-level failure: nothing of this dataset reaches curated for this delivery."""
         self.result(kind, False, reason=reason, **metadata)
-        self.reporter.error(f"{self.asset_key} {self.args.delivery.key}: {kind.value} failed: "
-                            f"{reason}; nothing written to curated")
+        self.reporter.error(
+            f"{self.asset_key} {self.args.delivery.key}: {kind.value} failed: "
+            f"{reason}; nothing written to curated"
+        )
         self.report_checks()
 
     # ---- inputs ----------------------------------------------------------------------------
@@ -164,30 +182,34 @@ class DatasetCurator:
     def run(self, context: EvaluationContext) -> None:
         lineage = self.raw_lineage()
         if lineage is None:
-            self.reject(RuleKind.FILES_READABLE,
-                        f"raw_{self.contract.name} has not been materialized for "
-                        f"{self.args.delivery.key}")
+            self.reject(
+                RuleKind.FILES_READABLE,
+                f"raw_{self.contract.name} has not been materialized for {self.args.delivery.key}",
+            )
             return
         if lineage["status"] != "accepted":
-            self.reject(RuleKind.FILES_READABLE,
-                        lineage.get("reason") or f"raw {lineage['status']}",
-                        rejected_files=[s for s in lineage.get("sources", [])
-                                        if not s.get("accepted")])
+            self.reject(
+                RuleKind.FILES_READABLE,
+                lineage.get("reason") or f"raw {lineage['status']}",
+                rejected_files=[s for s in lineage.get("sources", []) if not s.get("accepted")],
+            )
             return
-        self.result(RuleKind.FILES_READABLE, True,
-                    files=[s["name"] for s in lineage.get("sources", [])])
+        self.result(
+            RuleKind.FILES_READABLE, True, files=[s["name"] for s in lineage.get("sources", [])]
+        )
         missing = {
             s["name"]: sorted(set(self.contract.required_columns) - set(s.get("columns", [])))
             for s in lineage.get("sources", [])
         }
         missing = {name: cols for name, cols in missing.items() if cols}
         if missing:
-            reason = "; ".join(f"{name} lacks required column(s) {', '.join(cols)}"
-                               for name, cols in missing.items())
+            reason = "; ".join(
+                f"{name} lacks required column(s) {', '.join(cols)}"
+                for name, cols in missing.items()
+            )
             self.reject(RuleKind.REQUIRED_COLUMNS, reason, missing=missing)
             return
-        self.result(RuleKind.REQUIRED_COLUMNS, True,
-                    required=list(self.contract.required_columns))
+        self.result(RuleKind.REQUIRED_COLUMNS, True, required=list(self.contract.required_columns))
         self.curate(lineage, context)
 
     # ---- the pass --------------------------------------------------------------------------
@@ -195,24 +217,33 @@ class DatasetCurator:
         contract = self.contract
         raw = self.spark.read.parquet(self.raw_uri)
         data_columns = [c for c in raw.columns if not c.startswith("_")]
-        source_types = {f.name: f.dataType.simpleString() for f in raw.schema.fields
-                        if f.name in data_columns}
+        source_types = {
+            f.name: f.dataType.simpleString() for f in raw.schema.fields if f.name in data_columns
+        }
         unknown = [c for c in data_columns if c not in contract.column_names]
         self.result(RuleKind.SCHEMA_DRIFT, not unknown, unknown_columns=unknown)
         if unknown:
-            self.reporter.warning(f"{self.asset_key} {self.args.delivery.key}: columns outside "
-                                  f"the contract kept in raw only: {', '.join(unknown)}")
+            self.reporter.warning(
+                f"{self.asset_key} {self.args.delivery.key}: columns outside "
+                f"the contract kept in raw only: {', '.join(unknown)}"
+            )
 
         # The single read of raw: everything below works from this cached evaluation.
         evaluated = evaluate(raw, contract, source_types, context).persist(
-            StorageLevel.MEMORY_AND_DISK)
+            StorageLevel.MEMORY_AND_DISK
+        )
         try:
             self._curate_evaluated(evaluated, raw_lineage, data_columns, context)
         finally:
             evaluated.unpersist()
 
-    def _curate_evaluated(self, evaluated: DataFrame, raw_lineage: Mapping[str, Any],
-                          data_columns: Sequence[str], context: EvaluationContext) -> None:
+    def _curate_evaluated(
+        self,
+        evaluated: DataFrame,
+        raw_lineage: Mapping[str, Any],
+        data_columns: Sequence[str],
+        context: EvaluationContext,
+    ) -> None:
         """Count every rule, write quarantine and curated, prove the balance, then commit."""
         contract, args = self.contract, self.args
         rules = row_rules(contract)
@@ -220,25 +251,38 @@ class DatasetCurator:
         counts = evaluated.agg(
             F.count(F.lit(1)).alias("rows"),
             F.coalesce(F.sum("_duplicates_collapsed"), F.lit(0)).alias("collapsed"),
-            *[F.coalesce(F.sum(F.col(fail_column(r.name)).cast("long")), F.lit(0))
-              .alias(r.name) for r in rules],
+            *[
+                F.coalesce(F.sum(F.col(fail_column(r.name)).cast("long")), F.lit(0)).alias(r.name)
+                for r in rules
+            ],
         ).first()
         assert counts is not None
         rejected = F.size("_reject_reasons") > 0
         run_column = F.lit(args.run_id).alias("_curated_run_id")
         quarantine = evaluated.filter(rejected).select(
             *[F.col(raw_name(c)).alias(c) for c in data_columns],
-            F.expr(key_text(contract)).alias("_natural_key"), *PROVENANCE,
-            "_reject_reasons", "_reject_details", "_flags", "_flag_details",
-            "_duplicates_collapsed", run_column)
+            F.expr(key_text(contract)).alias("_natural_key"),
+            *PROVENANCE,
+            "_reject_reasons",
+            "_reject_details",
+            "_flags",
+            "_flag_details",
+            "_duplicates_collapsed",
+            run_column,
+        )
         curated_columns: list[str] = []
         for column in contract.columns:
             curated_columns.append(column.name)
             if column.is_datetime:
                 curated_columns += [date_column(column.name), precision_column(column.name)]
         curated = evaluated.filter(~rejected).select(
-            *curated_columns, "_flags", "_flag_details", "_duplicates_collapsed", *PROVENANCE,
-            run_column)
+            *curated_columns,
+            "_flags",
+            "_flag_details",
+            "_duplicates_collapsed",
+            *PROVENANCE,
+            run_column,
+        )
 
         if args.checks_only:
             self._rule_results(rules, counts.asDict(), quarantine, curated)
@@ -255,9 +299,14 @@ class DatasetCurator:
         self._rule_results(rules, counts.asDict(), quarantine, curated)
 
         balanced = raw_rows == written_c.rows + written_q.rows + collapsed
-        self.result(RuleKind.RECONCILIATION, balanced, raw_rows=raw_rows,
-                    curated_rows=written_c.rows, quarantined_rows=written_q.rows,
-                    collapsed_duplicates=collapsed)
+        self.result(
+            RuleKind.RECONCILIATION,
+            balanced,
+            raw_rows=raw_rows,
+            curated_rows=written_c.rows,
+            quarantined_rows=written_q.rows,
+            collapsed_duplicates=collapsed,
+        )
         self._volume_check(written_c.rows)
         if not balanced:
             self.writer.discard(curated_staging)
@@ -265,19 +314,37 @@ class DatasetCurator:
             self.reporter.error(
                 f"{self.asset_key} {args.delivery.key}: reconciliation failed: raw {raw_rows} != "
                 f"curated {written_c.rows} + quarantined {written_q.rows} + collapsed "
-                f"{collapsed}; nothing committed")
+                f"{collapsed}; nothing committed"
+            )
             self.report_checks()
             return
-        self._commit(raw_lineage, context, written_c, written_q, curated_dataset,
-                     quarantine_dataset, collapsed, curated)
+        self._commit(
+            raw_lineage,
+            context,
+            written_c,
+            written_q,
+            curated_dataset,
+            quarantine_dataset,
+            collapsed,
+            curated,
+        )
 
-    def _rule_results(self, rules: Sequence[Rule], counts: Mapping[str, Any],
-                      quarantined: DataFrame, curated: DataFrame) -> None:
+    def _rule_results(
+        self,
+        rules: Sequence[Rule],
+        counts: Mapping[str, Any],
+        quarantined: DataFrame,
+        curated: DataFrame,
+    ) -> None:
         """One check result per rule, with examples from the (cached) outputs."""
         rows, collapsed = int(counts["rows"]), int(counts["collapsed"])
         collapse_rule = self.contract.rules_of(RuleKind.EXACT_DUPLICATES)[0]
-        self.result(RuleKind.EXACT_DUPLICATES, collapsed == 0 or collapse_rule.effect is
-                    Effect.OFF, collapsed_rows=collapsed, rows_kept=rows)
+        self.result(
+            RuleKind.EXACT_DUPLICATES,
+            collapsed == 0 or collapse_rule.effect is Effect.OFF,
+            collapsed_rows=collapsed,
+            rows_kept=rows,
+        )
         for rule in rules:
             failing = int(counts[rule.name] or 0)
             examples: list[str] = []
@@ -285,30 +352,51 @@ class DatasetCurator:
             if failing:
                 examples, details = self._examples(rule, quarantined, curated)
             passed = failing == 0 or rule.effect is Effect.FLAG
-            self.results.append(CheckResult(rule, passed, {
-                "effect": rule.effect.value,
-                "failing_rows": failing,
-                "failing_fraction": round(failing / rows, 6) if rows else 0.0,
-                "examples": examples,
-                "example_details": details,
-            }))
+            self.results.append(
+                CheckResult(
+                    rule,
+                    passed,
+                    {
+                        "effect": rule.effect.value,
+                        "failing_rows": failing,
+                        "failing_fraction": round(failing / rows, 6) if rows else 0.0,
+                        "examples": examples,
+                        "example_details": details,
+                    },
+                )
+            )
             if failing and rule.effect is Effect.QUARANTINE:
-                self.reporter.warning(f"{self.asset_key} {self.args.delivery.key}: {failing} "
-                                      f"row(s) quarantined by {rule.name}")
+                self.reporter.warning(
+                    f"{self.asset_key} {self.args.delivery.key}: {failing} "
+                    f"row(s) quarantined by {rule.name}"
+                )
 
-    def _examples(self, rule: Rule, quarantined: DataFrame,
-                  curated: DataFrame) -> tuple[list[str], list[str]]:
+    def _examples(
+        self, rule: Rule, quarantined: DataFrame, curated: DataFrame
+    ) -> tuple[list[str], list[str]]:
         """Up to five natural keys breaking a rule, and their details, smallest keys first."""
         prefix = f"{rule.name}: "
         if rule.effect is Effect.QUARANTINE:
             rows = quarantined.where(F.array_contains("_reject_reasons", rule.name)).select(
-                F.col("_natural_key").alias("key"), F.col("_reject_details").alias("details"))
+                F.col("_natural_key").alias("key"), F.col("_reject_details").alias("details")
+            )
         else:
-            rows = curated.select(F.expr(key_text(self.contract)).alias("key"), "_flags",
-                                  F.col("_flag_details").alias("details")).unionByName(
-                quarantined.select(F.col("_natural_key").alias("key"), "_flags",
-                                   F.col("_flag_details").alias("details"))
-            ).where(F.array_contains("_flags", rule.name)).drop("_flags")
+            rows = (
+                curated.select(
+                    F.expr(key_text(self.contract)).alias("key"),
+                    "_flags",
+                    F.col("_flag_details").alias("details"),
+                )
+                .unionByName(
+                    quarantined.select(
+                        F.col("_natural_key").alias("key"),
+                        "_flags",
+                        F.col("_flag_details").alias("details"),
+                    )
+                )
+                .where(F.array_contains("_flags", rule.name))
+                .drop("_flags")
+            )
         sample = rows.orderBy("key").limit(EXAMPLES).collect()
         details = [d for r in sample for d in (r["details"] or []) if d.startswith(prefix)]
         return [r["key"] for r in sample], details[:EXAMPLES]
@@ -316,23 +404,38 @@ class DatasetCurator:
     def _volume_check(self, rows: int) -> None:
         previous = self._previous_delivery_rows()
         if previous is None:
-            self.result(RuleKind.VOLUME, True, rows=rows, previous_rows=None,
-                        note="no previous delivery of this study")
+            self.result(
+                RuleKind.VOLUME,
+                True,
+                rows=rows,
+                previous_rows=None,
+                note="no previous delivery of this study",
+            )
             return
         delivery, previous_rows = previous
         change = (rows - previous_rows) / previous_rows if previous_rows else float(rows > 0)
         limit = self.contract.volume_change_limit
-        self.result(RuleKind.VOLUME, abs(change) <= limit, rows=rows,
-                    previous_delivery=delivery, previous_rows=previous_rows,
-                    change_fraction=round(change, 6), limit=limit)
+        self.result(
+            RuleKind.VOLUME,
+            abs(change) <= limit,
+            rows=rows,
+            previous_delivery=delivery,
+            previous_rows=previous_rows,
+            change_fraction=round(change, 6),
+            limit=limit,
+        )
 
     def _previous_delivery_rows(self) -> tuple[str, int] | None:
         study_dir = f"{self.args.output}/{self.contract.name}/study={self.args.delivery.study}"
         current = delivery_order(self.args.delivery.delivery)
         earlier = sorted(
-            (s.name.removeprefix("delivery=") for s in self.storage.list(study_dir)
-             if s.is_dir and s.name.startswith("delivery=")
-             and delivery_order(s.name.removeprefix("delivery=")) < current),
+            (
+                s.name.removeprefix("delivery=")
+                for s in self.storage.list(study_dir)
+                if s.is_dir
+                and s.name.startswith("delivery=")
+                and delivery_order(s.name.removeprefix("delivery=")) < current
+            ),
             key=delivery_order,
         )
         for delivery in reversed(earlier):
@@ -348,55 +451,107 @@ class DatasetCurator:
         curated_uri = f"{args.output}/{name}/{args.delivery.hive_path}"
         quarantine_uri = f"{args.quarantine}/{name}/{args.delivery.hive_path}"
         if not self.storage.exists(f"{curated_uri}/{LINEAGE_NAME}"):
-            self.result(RuleKind.RECONCILIATION, False,
-                        reason=f"{self.asset_key} has no committed partition to check")
+            self.result(
+                RuleKind.RECONCILIATION,
+                False,
+                reason=f"{self.asset_key} has no committed partition to check",
+            )
         else:
             stored_curated = self.spark.read.parquet(curated_uri).count()
-            stored_quarantine = (self.spark.read.parquet(quarantine_uri).count()
-                                 if self.storage.exists(f"{quarantine_uri}/{LINEAGE_NAME}")
-                                 else 0)
+            stored_quarantine = (
+                self.spark.read.parquet(quarantine_uri).count()
+                if self.storage.exists(f"{quarantine_uri}/{LINEAGE_NAME}")
+                else 0
+            )
             expected_quarantine = quarantine.count()
-            balanced = (raw_rows == stored_curated + stored_quarantine + collapsed
-                        and stored_quarantine == expected_quarantine)
-            self.result(RuleKind.RECONCILIATION, balanced, raw_rows=raw_rows,
-                        curated_rows=stored_curated, quarantined_rows=stored_quarantine,
-                        collapsed_duplicates=collapsed,
-                        expected_quarantined_rows=expected_quarantine)
+            balanced = (
+                raw_rows == stored_curated + stored_quarantine + collapsed
+                and stored_quarantine == expected_quarantine
+            )
+            self.result(
+                RuleKind.RECONCILIATION,
+                balanced,
+                raw_rows=raw_rows,
+                curated_rows=stored_curated,
+                quarantined_rows=stored_quarantine,
+                collapsed_duplicates=collapsed,
+                expected_quarantined_rows=expected_quarantine,
+            )
             self._volume_check(stored_curated)
         self.report_checks()
 
-    def _commit(self, raw_lineage: Mapping[str, Any], context: EvaluationContext,
-                written_c: WrittenData, written_q: WrittenData, curated_dataset: str,
-                quarantine_dataset: str, collapsed: int, curated: DataFrame) -> None:
+    def _commit(
+        self,
+        raw_lineage: Mapping[str, Any],
+        context: EvaluationContext,
+        written_c: WrittenData,
+        written_q: WrittenData,
+        curated_dataset: str,
+        quarantine_dataset: str,
+        collapsed: int,
+        curated: DataFrame,
+    ) -> None:
         args, contract = self.args, self.contract
         application_id = self.spark.sparkContext.applicationId
-        inputs = [{"asset": f"raw_{contract.name}", "partition": args.delivery.key,
-                   "uri": self.raw_uri, "content_hash": raw_lineage.get("content_hash"),
-                   "run_id": raw_lineage.get("run_id")}]
+        inputs = [
+            {
+                "asset": f"raw_{contract.name}",
+                "partition": args.delivery.key,
+                "uri": self.raw_uri,
+                "content_hash": raw_lineage.get("content_hash"),
+                "run_id": raw_lineage.get("run_id"),
+            }
+        ]
         if contract.references_dm and context.dm_lineage is not None:
             inputs.append(dict(context.dm_lineage))
-        rows = {"in": int(raw_lineage["rows"]["out"]), "out": written_c.rows,
-                "quarantined": written_q.rows, "collapsed": collapsed}
+        rows = {
+            "in": int(raw_lineage["rows"]["out"]),
+            "out": written_c.rows,
+            "quarantined": written_q.rows,
+            "collapsed": collapsed,
+        }
         checks = [r.as_record() for r in self.results]
-        common = {"delivery": args.delivery, "run_id": args.run_id,
-                  "application_id": application_id, "status": "accepted", "inputs": inputs,
-                  "rows": rows, "checks": checks}
+        common = {
+            "delivery": args.delivery,
+            "run_id": args.run_id,
+            "application_id": application_id,
+            "status": "accepted",
+            "inputs": inputs,
+            "rows": rows,
+            "checks": checks,
+        }
         quarantine_final = self.writer.commit(
-            quarantine_dataset, args.delivery, f"{written_q.uri}",
-            lineage_record(dataset=f"quarantine_{contract.name}", zone="quarantine",
-                           content_hash=written_q.content_hash, **common))
+            quarantine_dataset,
+            args.delivery,
+            f"{written_q.uri}",
+            lineage_record(
+                dataset=f"quarantine_{contract.name}",
+                zone="quarantine",
+                content_hash=written_q.content_hash,
+                **common,
+            ),
+        )
         labels = {c.name: c.label for c in contract.columns}
-        schema = [(f.name, f.dataType.simpleString(), labels.get(f.name))
-                  for f in curated.schema.fields]
+        schema = [
+            (f.name, f.dataType.simpleString(), labels.get(f.name)) for f in curated.schema.fields
+        ]
         final = self.writer.commit(
-            curated_dataset, args.delivery, written_c.uri,
-            lineage_record(dataset=self.asset_key, zone="curated",
-                           content_hash=written_c.content_hash,
-                           quarantine_uri=quarantine_final,
-                           schema=[{"name": n, "type": t} for n, t, _ in schema], **common))
+            curated_dataset,
+            args.delivery,
+            written_c.uri,
+            lineage_record(
+                dataset=self.asset_key,
+                zone="curated",
+                content_hash=written_c.content_hash,
+                quarantine_uri=quarantine_final,
+                schema=[{"name": n, "type": t} for n, t, _ in schema],
+                **common,
+            ),
+        )
         self.reporter.info(
             f"{self.asset_key} {args.delivery.key}: {rows['in']} raw -> {written_c.rows} "
-            f"curated, {written_q.rows} quarantined, {collapsed} duplicates collapsed")
+            f"curated, {written_q.rows} quarantined, {collapsed} duplicates collapsed"
+        )
         self.reporter.materialization(
             self.asset_key,
             {
@@ -413,9 +568,12 @@ class DatasetCurator:
                 "dagster/column_schema": table_schema_value(schema),
                 "dagster/column_lineage": {
                     "type": "table_column_lineage",
-                    "raw_value": {"deps_by_column": {
-                        c.name: [{"asset_key": f"raw_{contract.name}", "column_name": c.name}]
-                        for c in contract.columns}},
+                    "raw_value": {
+                        "deps_by_column": {
+                            c.name: [{"asset_key": f"raw_{contract.name}", "column_name": c.name}]
+                            for c in contract.columns
+                        }
+                    },
                 },
                 "spark_application_id": application_id,
             },
@@ -441,8 +599,13 @@ def dm_reference(spark: SparkSession, storage: LakeStorage, args: CurateArgs) ->
     if "USUBJID" not in dm.columns:
         return unavailable(f"DM of {args.delivery.key} has no USUBJID column")
     subjects = dm.select(F.trim(F.col("USUBJID")).alias("USUBJID")).where("USUBJID != ''")
-    reference = {"asset": "raw_dm", "partition": args.delivery.key, "uri": uri,
-                 "content_hash": lineage.get("content_hash"), "run_id": lineage.get("run_id")}
+    reference = {
+        "asset": "raw_dm",
+        "partition": args.delivery.key,
+        "uri": uri,
+        "content_hash": lineage.get("content_hash"),
+        "run_id": lineage.get("run_id"),
+    }
     return EvaluationContext(args.delivery.study, args.today, subjects, dm_lineage=reference)
 
 

@@ -51,24 +51,33 @@ class FeatureArgs:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FeatureArgs:
-    parser = argparse.ArgumentParser(prog="features.py",
-                                     description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="features.py", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--input", required=True, help="curated zone root of the family")
     parser.add_argument("--output", required=True, help="features zone root")
     parser.add_argument("--study", required=True)
     parser.add_argument("--delivery", required=True)
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--key-env", default=DEFAULT_KEY_ENV,
-                        help="environment variable holding the pseudonym key")
-    parser.add_argument("--checks-only", action="store_true",
-                        help="re-check the committed partition; write nothing")
+    parser.add_argument(
+        "--key-env", default=DEFAULT_KEY_ENV, help="environment variable holding the pseudonym key"
+    )
+    parser.add_argument(
+        "--checks-only", action="store_true", help="re-check the committed partition; write nothing"
+    )
     ns = parser.parse_args(argv)
     try:
         delivery = Delivery(ns.study, ns.delivery)
     except PartitionKeyError as error:
         parser.error(str(error))
-    return FeatureArgs(ns.input.rstrip("/"), ns.output.rstrip("/"), delivery,
-                       ns.run_id or uuid.uuid4().hex, ns.key_env, ns.checks_only)
+    return FeatureArgs(
+        ns.input.rstrip("/"),
+        ns.output.rstrip("/"),
+        delivery,
+        ns.run_id or uuid.uuid4().hex,
+        ns.key_env,
+        ns.checks_only,
+    )
 
 
 def pseudonymizer(key: bytes) -> Any:
@@ -96,24 +105,41 @@ def vital_features(vs: DataFrame) -> DataFrame:
     """Baseline, last post-baseline visit and change for each vital sign, one row per subject."""
     tests = list(VITALS)
     measured = vs.where(F.col("VSTESTCD").isin(tests) & F.col("VSSTRESN").isNotNull())
-    baseline = (measured.where(F.col("VSBLFL") == "Y")
-                .groupBy("USUBJID", "VSTESTCD")
-                .agg(F.avg("VSSTRESN").alias("baseline"), F.max("VISITNUM").alias("base_visit")))
-    after = (measured.join(baseline.select("USUBJID", "VSTESTCD", "base_visit"),
-                           ["USUBJID", "VSTESTCD"])
-             .where(F.col("VISITNUM") > F.col("base_visit")))
+    baseline = (
+        measured.where(F.col("VSBLFL") == "Y")
+        .groupBy("USUBJID", "VSTESTCD")
+        .agg(F.avg("VSSTRESN").alias("baseline"), F.max("VISITNUM").alias("base_visit"))
+    )
+    after = measured.join(
+        baseline.select("USUBJID", "VSTESTCD", "base_visit"), ["USUBJID", "VSTESTCD"]
+    ).where(F.col("VISITNUM") > F.col("base_visit"))
     last_visit = after.groupBy("USUBJID", "VSTESTCD").agg(F.max("VISITNUM").alias("last_visit"))
-    last = (after.join(last_visit, ["USUBJID", "VSTESTCD"])
-            .where(F.col("VISITNUM") == F.col("last_visit"))
-            .groupBy("USUBJID", "VSTESTCD").agg(F.avg("VSSTRESN").alias("last")))
-    per_test = (baseline.join(last, ["USUBJID", "VSTESTCD"], "full")
-                .withColumn("change", F.col("last") - F.col("baseline")))
-    pivoted = per_test.groupBy("USUBJID").pivot("VSTESTCD", list[Any](tests)).agg(
-        F.first("baseline").alias("baseline"), F.first("last").alias("last"),
-        F.first("change").alias("change"))
-    return pivoted.select("USUBJID", *[
-        F.round(F.col(f"{code}_{part}"), 4).alias(f"{name}_{part}")
-        for code, name in VITALS.items() for part in ("baseline", "last", "change")])
+    last = (
+        after.join(last_visit, ["USUBJID", "VSTESTCD"])
+        .where(F.col("VISITNUM") == F.col("last_visit"))
+        .groupBy("USUBJID", "VSTESTCD")
+        .agg(F.avg("VSSTRESN").alias("last"))
+    )
+    per_test = baseline.join(last, ["USUBJID", "VSTESTCD"], "full").withColumn(
+        "change", F.col("last") - F.col("baseline")
+    )
+    pivoted = (
+        per_test.groupBy("USUBJID")
+        .pivot("VSTESTCD", list[Any](tests))
+        .agg(
+            F.first("baseline").alias("baseline"),
+            F.first("last").alias("last"),
+            F.first("change").alias("change"),
+        )
+    )
+    return pivoted.select(
+        "USUBJID",
+        *[
+            F.round(F.col(f"{code}_{part}"), 4).alias(f"{name}_{part}")
+            for code, name in VITALS.items()
+            for part in ("baseline", "last", "change")
+        ],
+    )
 
 
 def adverse_event_features(ae: DataFrame) -> DataFrame:
@@ -139,22 +165,27 @@ def exposure_features(ex: DataFrame) -> DataFrame:
 def lab_features(lb: DataFrame) -> DataFrame:
     value, low, high = F.col("LBSTRESN"), F.col("LBSTNRLO"), F.col("LBSTNRHI")
     outside = F.coalesce((value < low) | (value > high), F.lit(False)) | F.coalesce(
-        F.col("LBNRIND").isin(*ABNORMAL_INDICATORS), F.lit(False))
+        F.col("LBNRIND").isin(*ABNORMAL_INDICATORS), F.lit(False)
+    )
     return lb.groupBy("USUBJID").agg(
-        F.sum(F.when(outside, 1).otherwise(0)).cast("bigint").alias("lab_out_of_range_count"))
+        F.sum(F.when(outside, 1).otherwise(0)).cast("bigint").alias("lab_out_of_range_count")
+    )
 
 
 def disposition_features(ds: DataFrame) -> DataFrame:
     events = ds.where(F.col("DSCAT") == "DISPOSITION EVENT")
-    latest = events.groupBy("USUBJID").agg(F.max_by(
-        F.struct("DSDECOD", "DSSTDTC_DATE"), F.struct(F.col("DSSTDTC_DATE"), F.col("DSSEQ"))
-    ).alias("event"))
+    latest = events.groupBy("USUBJID").agg(
+        F.max_by(
+            F.struct("DSDECOD", "DSSTDTC_DATE"), F.struct(F.col("DSSTDTC_DATE"), F.col("DSSEQ"))
+        ).alias("event")
+    )
     decod = F.col("event.DSDECOD")
     return latest.select(
         "USUBJID",
         F.when(decod == "COMPLETED", "completed")
         .when(decod == "SCREEN FAILURE", "screen_failure")
-        .otherwise("discontinued").alias("disposition"),
+        .otherwise("discontinued")
+        .alias("disposition"),
         decod.alias("disposition_reason"),
         F.col("event.DSSTDTC_DATE").alias("disposition_date"),
     )
@@ -163,25 +194,41 @@ def disposition_features(ds: DataFrame) -> DataFrame:
 def subject_profile(curated: dict[str, DataFrame], pseudonym: Any) -> DataFrame:
     """One row per DM subject; identifiers and dates are dropped at the end."""
     dm = curated["dm"].select(
-        "USUBJID", "STUDYID", "AGE", "SEX", "RACE", "ARM",
-        F.col("RFSTDTC_DATE").alias("reference_date"))
-    joined = (dm
-              .join(vital_features(curated["vs"]), "USUBJID", "left")
-              .join(adverse_event_features(curated["ae"]), "USUBJID", "left")
-              .join(exposure_features(curated["ex"]), "USUBJID", "left")
-              .join(lab_features(curated["lb"]), "USUBJID", "left")
-              .join(disposition_features(curated["ds"]), "USUBJID", "left"))
+        "USUBJID",
+        "STUDYID",
+        "AGE",
+        "SEX",
+        "RACE",
+        "ARM",
+        F.col("RFSTDTC_DATE").alias("reference_date"),
+    )
+    joined = (
+        dm.join(vital_features(curated["vs"]), "USUBJID", "left")
+        .join(adverse_event_features(curated["ae"]), "USUBJID", "left")
+        .join(exposure_features(curated["ex"]), "USUBJID", "left")
+        .join(lab_features(curated["lb"]), "USUBJID", "left")
+        .join(disposition_features(curated["ds"]), "USUBJID", "left")
+    )
     reference = F.col("reference_date")
-    zero_if_none = ("ae_count", "ae_mild_count", "ae_moderate_count", "ae_severe_count",
-                    "ae_serious_count", "lab_out_of_range_count")
+    zero_if_none = (
+        "ae_count",
+        "ae_mild_count",
+        "ae_moderate_count",
+        "ae_severe_count",
+        "ae_serious_count",
+        "lab_out_of_range_count",
+    )
     columns: dict[str, SparkColumn] = {
         "subject_pseudonym": pseudonym(F.col("STUDYID"), F.col("USUBJID")),
         "age": F.least(F.col("AGE"), F.lit(float(AGE_CAP))),
         "sex": F.col("SEX"),
         "race": F.col("RACE"),
         "arm": F.col("ARM"),
-        **{f"{name}_{part}": F.col(f"{name}_{part}")
-           for name in VITALS.values() for part in ("baseline", "last", "change")},
+        **{
+            f"{name}_{part}": F.col(f"{name}_{part}")
+            for name in VITALS.values()
+            for part in ("baseline", "last", "change")
+        },
         **{name: F.coalesce(F.col(name), F.lit(0)).cast("bigint") for name in zero_if_none},
         "first_dose_study_day": study_day(F.col("first_dose"), reference),
         "last_dose_study_day": study_day(F.col("last_dose"), reference),
@@ -190,32 +237,43 @@ def subject_profile(curated: dict[str, DataFrame], pseudonym: Any) -> DataFrame:
         "disposition_reason": F.col("disposition_reason"),
         "disposition_study_day": study_day(F.col("disposition_date"), reference),
     }
-    ordered = [columns[c.name].cast(c.type.spark_sql).alias(c.name)
-               for c in SUBJECT_PROFILE.columns]
+    ordered = [
+        columns[c.name].cast(c.type.spark_sql).alias(c.name) for c in SUBJECT_PROFILE.columns
+    ]
     return joined.select(*ordered)
 
 
 def identifying_columns(df: DataFrame) -> list[str]:
     """Columns that must never reach a feature table: identifiers, dates and timestamps."""
-    found = [f.name for f in df.schema.fields
-             if f.name.upper() in IDENTIFYING_COLUMNS
-             or isinstance(f.dataType, (T.DateType, T.TimestampType, T.TimestampNTZType))
-             or f.name.upper().endswith(("DTC", "_DATE", "DTM"))]
+    found = [
+        f.name
+        for f in df.schema.fields
+        if f.name.upper() in IDENTIFYING_COLUMNS
+        or isinstance(f.dataType, (T.DateType, T.TimestampType, T.TimestampNTZType))
+        or f.name.upper().endswith(("DTC", "_DATE", "DTM"))
+    ]
     return found
 
 
-def read_curated(spark: SparkSession, storage: LakeStorage, args: FeatureArgs,
-                 name: str) -> tuple[DataFrame, dict[str, Any]]:
+def read_curated(
+    spark: SparkSession, storage: LakeStorage, args: FeatureArgs, name: str
+) -> tuple[DataFrame, dict[str, Any]]:
     uri = f"{args.input}/{name}/{args.delivery.hive_path}"
     lineage_uri = f"{uri}/{LINEAGE_NAME}"
     if not storage.exists(lineage_uri):
-        raise JobError(f"{ASSET_KEY} {args.delivery.key}: curated_{name} has no committed "
-                       "partition; materialize it first (or see why its checks failed)")
+        raise JobError(
+            f"{ASSET_KEY} {args.delivery.key}: curated_{name} has no committed "
+            "partition; materialize it first (or see why its checks failed)"
+        )
     lineage = storage.read_json(lineage_uri)
     return spark.read.parquet(uri), {
-        "asset": f"curated_{name}", "partition": args.delivery.key, "uri": uri,
-        "content_hash": lineage.get("content_hash"), "run_id": lineage.get("run_id"),
-        "rows": lineage.get("rows", {}).get("out")}
+        "asset": f"curated_{name}",
+        "partition": args.delivery.key,
+        "uri": uri,
+        "content_hash": lineage.get("content_hash"),
+        "run_id": lineage.get("run_id"),
+        "rows": lineage.get("rows", {}).get("out"),
+    }
 
 
 def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
@@ -231,12 +289,21 @@ def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
     distinct = stored.select("subject_pseudonym").distinct().count()
     leaked = identifying_columns(stored)
     dm_rows = int(dm["rows"] or 0)
-    _report_checks(reporter, [
-        {"check": "no_identifiers", "passed": not leaked,
-         "metadata": {"identifying_columns": leaked}},
-        {"check": "one_row_per_subject", "passed": rows == dm_rows == distinct,
-         "metadata": {"rows": rows, "dm_subjects": dm_rows, "distinct_pseudonyms": distinct}},
-    ])
+    _report_checks(
+        reporter,
+        [
+            {
+                "check": "no_identifiers",
+                "passed": not leaked,
+                "metadata": {"identifying_columns": leaked},
+            },
+            {
+                "check": "one_row_per_subject",
+                "passed": rows == dm_rows == distinct,
+                "metadata": {"rows": rows, "dm_subjects": dm_rows, "distinct_pseudonyms": distinct},
+            },
+        ],
+    )
 
 
 # Same suffix as clinical_platform.launchers.aws.SECRET_ID_SUFFIX (no Dagster imports here).
@@ -259,8 +326,10 @@ def pseudonym_key(key_env: str) -> str:
     try:
         answer = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
     except (BotoCoreError, ClientError) as error:
-        raise JobError(f"{ASSET_KEY}: cannot read the pseudonym key from Secrets Manager secret "
-                       f"{secret_id} ({type(error).__name__}: {error})") from None
+        raise JobError(
+            f"{ASSET_KEY}: cannot read the pseudonym key from Secrets Manager secret "
+            f"{secret_id} ({type(error).__name__}: {error})"
+        ) from None
     return str(answer.get("SecretString") or "")
 
 
@@ -270,8 +339,10 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
         return
     key = pseudonym_key(args.key_env)
     if not key:
-        raise JobError(f"{ASSET_KEY}: environment variable {args.key_env} with the pseudonym "
-                       "key is not set; features are never written without pseudonymisation")
+        raise JobError(
+            f"{ASSET_KEY}: environment variable {args.key_env} with the pseudonym "
+            "key is not set; features are never written without pseudonymisation"
+        )
     spark = build_session(f"clinical-features-{args.delivery.key}")
     storage = LakeStorage(spark)
     writer = PartitionWriter(storage, args.run_id)
@@ -286,64 +357,119 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
     profile = profile.withColumn("_featurized_run_id", F.lit(args.run_id))
     leaked = identifying_columns(profile)
     if leaked:
-        reporter.error(f"{ASSET_KEY} {args.delivery.key}: would publish identifying columns "
-                       f"{leaked}; nothing written")
-        _report_checks(reporter, [{"check": "no_identifiers", "passed": False,
-                                   "metadata": {"identifying_columns": leaked}}])
+        reporter.error(
+            f"{ASSET_KEY} {args.delivery.key}: would publish identifying columns "
+            f"{leaked}; nothing written"
+        )
+        _report_checks(
+            reporter,
+            [
+                {
+                    "check": "no_identifiers",
+                    "passed": False,
+                    "metadata": {"identifying_columns": leaked},
+                }
+            ],
+        )
         return
 
     dataset_uri = f"{args.output}/{SUBJECT_PROFILE.name}"
     staging = writer.staging_uri(dataset_uri, args.delivery)
-    written = write_observed(profile, staging, ASSET_KEY, extra_metrics=[
-        F.sum(F.when(F.col("subject_pseudonym").isNull(), 1).otherwise(0)).alias("no_pseudonym"),
-    ])
+    written = write_observed(
+        profile,
+        staging,
+        ASSET_KEY,
+        extra_metrics=[
+            F.sum(F.when(F.col("subject_pseudonym").isNull(), 1).otherwise(0)).alias(
+                "no_pseudonym"
+            ),
+        ],
+    )
     dm_rows = int(inputs[0]["rows"] or 0)
     # One row per subject: the staged table is small, so reading it back costs little.
     distinct = spark.read.parquet(staging).select("subject_pseudonym").distinct().count()
-    one_row_each = (written.rows == dm_rows == distinct
-                    and int(written.extra["no_pseudonym"] or 0) == 0)
+    one_row_each = (
+        written.rows == dm_rows == distinct and int(written.extra["no_pseudonym"] or 0) == 0
+    )
     checks = [
         {"check": "no_identifiers", "passed": True, "metadata": {"identifying_columns": []}},
-        {"check": "one_row_per_subject", "passed": one_row_each,
-         "metadata": {"rows": written.rows, "dm_subjects": dm_rows, "distinct_pseudonyms":
-                      distinct}},
+        {
+            "check": "one_row_per_subject",
+            "passed": one_row_each,
+            "metadata": {
+                "rows": written.rows,
+                "dm_subjects": dm_rows,
+                "distinct_pseudonyms": distinct,
+            },
+        },
     ]
     if not one_row_each:
         writer.discard(staging)
-        reporter.error(f"{ASSET_KEY} {args.delivery.key}: {written.rows} rows for {dm_rows} DM "
-                       f"subjects ({distinct} distinct pseudonyms); nothing committed")
+        reporter.error(
+            f"{ASSET_KEY} {args.delivery.key}: {written.rows} rows for {dm_rows} DM "
+            f"subjects ({distinct} distinct pseudonyms); nothing committed"
+        )
         _report_checks(reporter, checks)
         return
-    schema = [(f.name, f.dataType.simpleString(),
-               next((c.label for c in SUBJECT_PROFILE.columns if c.name == f.name), None))
-              for f in profile.schema.fields]
+    schema = [
+        (
+            f.name,
+            f.dataType.simpleString(),
+            next((c.label for c in SUBJECT_PROFILE.columns if c.name == f.name), None),
+        )
+        for f in profile.schema.fields
+    ]
     application_id = spark.sparkContext.applicationId
-    final = writer.commit(dataset_uri, args.delivery, staging, lineage_record(
-        dataset=ASSET_KEY, zone="features", delivery=args.delivery, run_id=args.run_id,
-        application_id=application_id, status="accepted", inputs=inputs,
-        rows={"in": dm_rows, "out": written.rows}, content_hash=written.content_hash,
-        checks=checks, schema=[{"name": n, "type": t} for n, t, _ in schema]))
+    final = writer.commit(
+        dataset_uri,
+        args.delivery,
+        staging,
+        lineage_record(
+            dataset=ASSET_KEY,
+            zone="features",
+            delivery=args.delivery,
+            run_id=args.run_id,
+            application_id=application_id,
+            status="accepted",
+            inputs=inputs,
+            rows={"in": dm_rows, "out": written.rows},
+            content_hash=written.content_hash,
+            checks=checks,
+            schema=[{"name": n, "type": t} for n, t, _ in schema],
+        ),
+    )
     reporter.info(f"{ASSET_KEY} {args.delivery.key}: {written.rows} subjects -> {final}")
-    reporter.materialization(ASSET_KEY, {
-        "status": "accepted",
-        "dagster/row_count": written.rows,
-        "rows_in": dm_rows,
-        "rows_out": written.rows,
-        "content_hash": written.content_hash,
-        "inputs": json_value(inputs),
-        "path": path_value(final),
-        "dagster/column_schema": table_schema_value(schema),
-        "spark_application_id": application_id,
-    }, data_version=written.content_hash)
+    reporter.materialization(
+        ASSET_KEY,
+        {
+            "status": "accepted",
+            "dagster/row_count": written.rows,
+            "rows_in": dm_rows,
+            "rows_out": written.rows,
+            "content_hash": written.content_hash,
+            "inputs": json_value(inputs),
+            "path": path_value(final),
+            "dagster/column_schema": table_schema_value(schema),
+            "spark_application_id": application_id,
+        },
+        data_version=written.content_hash,
+    )
     _report_checks(reporter, checks)
 
 
 def _report_checks(reporter: JobReporter, checks: Sequence[dict[str, Any]]) -> None:
     for check in checks:
-        metadata = {k: json_value(v) if isinstance(v, (list, dict)) else v
-                    for k, v in check["metadata"].items()}
-        reporter.check(ASSET_KEY, check["check"], check["passed"],
-                       blocking_severity=not check["passed"], metadata=metadata)
+        metadata = {
+            k: json_value(v) if isinstance(v, (list, dict)) else v
+            for k, v in check["metadata"].items()
+        }
+        reporter.check(
+            ASSET_KEY,
+            check["check"],
+            check["passed"],
+            blocking_severity=not check["passed"],
+            metadata=metadata,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -75,8 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestArgs:
     parser.add_argument("--delivery", required=True)
     parser.add_argument("--datasets", default=",".join(c.name for c in SDTM_CONTRACTS))
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--checks-only", action="store_true",
-                        help="re-inspect the landing files and report checks; write nothing")
+    parser.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="re-inspect the landing files and report checks; write nothing",
+    )
     ns = parser.parse_args(argv)
     known = {c.name for c in SDTM_CONTRACTS}
     datasets = tuple(d.strip().lower() for d in ns.datasets.split(",") if d.strip())
@@ -167,16 +170,22 @@ def check_against_manifest(
 def inspect_files(spark: SparkSession, files: Sequence[LandingFile]) -> list[FileInspection]:
     """Validate the bytes of each file on the executors, one task per file's content."""
     # Spark's binaryFile source skips empty files; they need no executor to be judged.
-    empty = {f.status.uri: inspect_bytes(f.status.name, f.status.uri, b"")
-             for f in files if f.status.size == 0}
+    empty = {
+        f.status.uri: inspect_bytes(f.status.name, f.status.uri, b"")
+        for f in files
+        if f.status.size == 0
+    }
     uris = [f.status.uri for f in files if f.status.uri not in empty]
     names: dict[str, str] = {f.status.uri: f.status.name for f in files}
     by_uri: dict[str, FileInspection] = dict(empty)
     if uris:
         binaries = spark.read.format("binaryFile").load(uris).select("path", "content")
         records = binaries.rdd.map(
-            lambda row: inspect_bytes(str(names.get(row.path) or row.path.rsplit("/", 1)[-1]),
-                                      row.path, bytes(row.content)).as_record()
+            lambda row: inspect_bytes(
+                str(names.get(row.path) or row.path.rsplit("/", 1)[-1]),
+                row.path,
+                bytes(row.content),
+            ).as_record()
         ).collect()
         by_uri.update({r["uri"]: FileInspection.from_record(r) for r in records})
     missing = [f.status.uri for f in files if f.status.uri not in by_uri]
@@ -189,13 +198,16 @@ def inspect_parquet(spark: SparkSession, inspection: FileInspection) -> FileInsp
     """Columns and row count of an accepted Parquet file, from Spark's own reader."""
     try:
         df = spark.read.parquet(inspection.uri)
-        columns = tuple(SourceColumn(f.name.strip().upper(), f.dataType.simpleString())
-                        for f in df.schema.fields)
+        columns = tuple(
+            SourceColumn(f.name.strip().upper(), f.dataType.simpleString())
+            for f in df.schema.fields
+        )
         rows = df.count()
     except Exception as error:  # noqa: BLE001 - any reader failure means an unreadable file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        return replace(inspection, accepted=False,
-                       reason=f"not a readable Parquet file ({first_line})")
+        return replace(
+            inspection, accepted=False, reason=f"not a readable Parquet file ({first_line})"
+        )
     names = [c.name for c in columns]
     if len(set(names)) != len(names):
         return replace(inspection, accepted=False, reason="a column name appears twice")
@@ -217,8 +229,9 @@ def union_columns(inspections: Sequence[FileInspection]) -> list[SourceColumn]:
                 labels[column.name] = column.label
             types[column.name].add(column.type)
     return [
-        SourceColumn(name, next(iter(types[name])) if len(types[name]) == 1 else "string",
-                     labels[name])
+        SourceColumn(
+            name, next(iter(types[name])) if len(types[name]) == 1 else "string", labels[name]
+        )
         for name in order
     ]
 
@@ -258,9 +271,7 @@ def read_domain_rows(
         )
     if plans:
         contents = spark.read.format("binaryFile").load(list(plans)).select("path", "content")
-        rows = contents.rdd.flatMap(
-            lambda row: iter_file_rows(plans[row.path], bytes(row.content))
-        )
+        rows = contents.rdd.flatMap(lambda row: iter_file_rows(plans[row.path], bytes(row.content)))
         # Row number sits between the data and the other provenance columns in the tuples.
         data_fields = schema.fields[: len(columns)]
         tuple_schema = T.StructType([*data_fields, *PROVENANCE_FIELDS])
@@ -283,8 +294,10 @@ def _parquet_rows(
     present = set(df.columns)
     numbered = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
     df = numbered.toDF([*df.columns, "_source_row"])
-    selected = [(F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
-                for c in columns]
+    selected = [
+        (F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
+        for c in columns
+    ]
     return df.select(
         *selected,
         F.col("_source_row").cast("long").alias("_source_row"),
@@ -319,25 +332,41 @@ def ingest(args: IngestArgs, reporter: JobReporter) -> None:
     data_files, documents = classify_landing(listing)
     detected_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
-    def rejection(name: str, uri: str, size: int, reason: str, dataset: str | None,
-                  sha256: str | None = None) -> dict[str, Any]:
-        return {"file": name, "uri": uri, "size": size, "sha256": sha256, "dataset": dataset,
-                "reason": reason, "partition": args.delivery.key, "run_id": args.run_id,
-                "detected_at": detected_at}
+    def rejection(
+        name: str, uri: str, size: int, reason: str, dataset: str | None, sha256: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "file": name,
+            "uri": uri,
+            "size": size,
+            "sha256": sha256,
+            "dataset": dataset,
+            "reason": reason,
+            "partition": args.delivery.key,
+            "run_id": args.run_id,
+            "detected_at": detected_at,
+        }
 
     rejected: list[dict[str, Any]] = []
     for landing_file in data_files:
         if landing_file.problem:
             status = landing_file.status
-            reporter.error(f"delivery {args.delivery.key}: {status.name}: {landing_file.problem}; "
-                           "kept in landing and recorded as rejected")
-            rejected.append(rejection(status.name, status.uri, status.size, landing_file.problem,
-                                      landing_file.dataset))
+            reporter.error(
+                f"delivery {args.delivery.key}: {status.name}: {landing_file.problem}; "
+                "kept in landing and recorded as rejected"
+            )
+            rejected.append(
+                rejection(
+                    status.name, status.uri, status.size, landing_file.problem, landing_file.dataset
+                )
+            )
 
     wanted = [f for f in data_files if f.problem is None and f.dataset in args.datasets]
     inspections = [check_against_manifest(i, manifest) for i in inspect_files(spark, wanted)]
-    inspections = [inspect_parquet(spark, i) if i.format == "parquet" and i.accepted else i
-                   for i in inspections]
+    inspections = [
+        inspect_parquet(spark, i) if i.format == "parquet" and i.accepted else i
+        for i in inspections
+    ]
     by_dataset: dict[str, list[FileInspection]] = defaultdict(list)
     for landing_file, inspection in zip(wanted, inspections, strict=True):
         assert landing_file.dataset is not None
@@ -347,27 +376,45 @@ def ingest(args: IngestArgs, reporter: JobReporter) -> None:
         for name in sorted(set(manifest) - present):
             dataset = domain_of_file(name)
             if dataset in args.datasets:
-                by_dataset[dataset].append(FileInspection(
-                    name=name, uri=f"{args.input}/{name}", size=0, sha256="",
-                    format=file_format(name) or "unknown", accepted=False,
-                    reason=f"listed in {MANIFEST_NAME} but missing from landing"))
+                by_dataset[dataset].append(
+                    FileInspection(
+                        name=name,
+                        uri=f"{args.input}/{name}",
+                        size=0,
+                        sha256="",
+                        format=file_format(name) or "unknown",
+                        accepted=False,
+                        reason=f"listed in {MANIFEST_NAME} but missing from landing",
+                    )
+                )
 
     for dataset in args.datasets:
         files = by_dataset.get(dataset, [])
         for inspection in files:
             if not inspection.accepted:
-                reporter.error(f"delivery {args.delivery.key}: {inspection.name}: "
-                               f"{inspection.reason}; kept in landing, raw_{dataset} rejected")
-                rejected.append(rejection(inspection.name, inspection.uri, inspection.size,
-                                          inspection.reason or "rejected", dataset,
-                                          inspection.sha256 or None))
+                reporter.error(
+                    f"delivery {args.delivery.key}: {inspection.name}: "
+                    f"{inspection.reason}; kept in landing, raw_{dataset} rejected"
+                )
+                rejected.append(
+                    rejection(
+                        inspection.name,
+                        inspection.uri,
+                        inspection.size,
+                        inspection.reason or "rejected",
+                        dataset,
+                        inspection.sha256 or None,
+                    )
+                )
         ingest_dataset(spark, args, reporter, writer, dataset, files, application_id)
 
     if not args.checks_only:
         record_rejections(storage, args, rejected)
     if documents:
-        reporter.info(f"delivery {args.delivery.key}: documentation files kept in landing, "
-                      f"not ingested: {', '.join(d.name for d in documents)}")
+        reporter.info(
+            f"delivery {args.delivery.key}: documentation files kept in landing, "
+            f"not ingested: {', '.join(d.name for d in documents)}"
+        )
 
 
 def ingest_dataset(
@@ -398,32 +445,59 @@ def ingest_dataset(
 
     if args.checks_only:
         rejected = [s for s in sources if not s["accepted"]]
-        reporter.check(asset_key, "files_readable", status == "accepted",
-                       blocking_severity=status != "accepted",
-                       metadata={"reason": reason, "rejected_files": json_value(rejected),
-                                 "files": json_value([s["name"] for s in sources])})
+        reporter.check(
+            asset_key,
+            "files_readable",
+            status == "accepted",
+            blocking_severity=status != "accepted",
+            metadata={
+                "reason": reason,
+                "rejected_files": json_value(rejected),
+                "files": json_value([s["name"] for s in sources]),
+            },
+        )
         return
     common = {
-        "dataset": asset_key, "zone": "raw", "delivery": args.delivery, "run_id": args.run_id,
+        "dataset": asset_key,
+        "zone": "raw",
+        "delivery": args.delivery,
+        "run_id": args.run_id,
         "application_id": application_id,
     }
     if status != "accepted":
         writer.discard(staging)
-        lineage = lineage_record(**common, status=status, reason=reason, sources=sources,
-                                 rows={"in": 0, "out": 0}, content_hash=None, schema=[])
+        lineage = lineage_record(
+            **common,
+            status=status,
+            reason=reason,
+            sources=sources,
+            rows={"in": 0, "out": 0},
+            content_hash=None,
+            schema=[],
+        )
         final = writer.commit(dataset_uri, args.delivery, staging, lineage)
         reporter.warning(f"{asset_key} {args.delivery.key}: {status}: {reason}")
-        reporter.materialization(asset_key, {
-            "status": status,
-            "reason": reason,
-            "dagster/row_count": 0,
-            "source_files": json_value(sources),
-            "path": path_value(final),
-            "spark_application_id": application_id,
-        })
-        reporter.check(asset_key, "files_readable", False, blocking_severity=True, metadata={
-            "reason": reason, "rejected_files": json_value([s for s in sources if
-                                                            not s["accepted"]])})
+        reporter.materialization(
+            asset_key,
+            {
+                "status": status,
+                "reason": reason,
+                "dagster/row_count": 0,
+                "source_files": json_value(sources),
+                "path": path_value(final),
+                "spark_application_id": application_id,
+            },
+        )
+        reporter.check(
+            asset_key,
+            "files_readable",
+            False,
+            blocking_severity=True,
+            metadata={
+                "reason": reason,
+                "rejected_files": json_value([s for s in sources if not s["accepted"]]),
+            },
+        )
         return
 
     columns = union_columns(files)
@@ -436,15 +510,21 @@ def ingest_dataset(
             f"{asset_key} {args.delivery.key}: wrote {written.rows} rows but the files hold "
             f"{rows_in}; nothing committed"
         )
-    schema = [(f.name, f.dataType.simpleString(), _label(columns, f.name))
-              for f in frame.schema.fields]
+    schema = [
+        (f.name, f.dataType.simpleString(), _label(columns, f.name)) for f in frame.schema.fields
+    ]
     lineage = lineage_record(
-        **common, status=status, sources=sources, rows={"in": rows_in, "out": written.rows},
-        content_hash=written.content_hash, schema=[{"name": n, "type": t} for n, t, _ in schema],
+        **common,
+        status=status,
+        sources=sources,
+        rows={"in": rows_in, "out": written.rows},
+        content_hash=written.content_hash,
+        schema=[{"name": n, "type": t} for n, t, _ in schema],
     )
     final = writer.commit(dataset_uri, args.delivery, staging, lineage)
-    reporter.info(f"{asset_key} {args.delivery.key}: {written.rows} rows from "
-                  f"{len(files)} file(s) -> {final}")
+    reporter.info(
+        f"{asset_key} {args.delivery.key}: {written.rows} rows from {len(files)} file(s) -> {final}"
+    )
     reporter.materialization(
         asset_key,
         {
@@ -460,8 +540,13 @@ def ingest_dataset(
         },
         data_version=written.content_hash,
     )
-    reporter.check(asset_key, "files_readable", True, blocking_severity=False, metadata={
-        "files": json_value([s["name"] for s in sources])})
+    reporter.check(
+        asset_key,
+        "files_readable",
+        True,
+        blocking_severity=False,
+        metadata={"files": json_value([s["name"] for s in sources])},
+    )
 
 
 def _label(columns: Sequence[SourceColumn], name: str) -> str | None:
@@ -478,4 +563,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

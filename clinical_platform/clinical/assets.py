@@ -5,7 +5,6 @@ starts one Spark application per stage, not one per domain. The Spark jobs do al
 these functions only say which job to run on which partition and hand back what it reported.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -37,18 +36,31 @@ PROVENANCE = (
 )
 
 
-def _schema(columns: tuple[Column, ...], extra: tuple[tuple[str, str, str], ...] = ()) \
-        -> dg.TableSchema:
-    return dg.TableSchema(columns=[
-        *[dg.TableColumn(c.name, c.type.spark_sql, description=c.label or None)
-          for c in columns],
-        *[dg.TableColumn(name, type_, description=description)
-          for name, type_, description in extra],
-    ])
+def _schema(
+    columns: tuple[Column, ...], extra: tuple[tuple[str, str, str], ...] = ()
+) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            *[
+                dg.TableColumn(c.name, c.type.spark_sql, description=c.label or None)
+                for c in columns
+            ],
+            *[
+                dg.TableColumn(name, type_, description=description)
+                for name, type_, description in extra
+            ],
+        ]
+    )
 
 
-def _spec(key: dg.AssetKey, zone: str, description: str, schema: dg.TableSchema,
-          deps: list[dg.AssetKey], domain: str | None = None) -> dg.AssetSpec:
+def _spec(
+    key: dg.AssetKey,
+    zone: str,
+    description: str,
+    schema: dg.TableSchema,
+    deps: list[dg.AssetKey],
+    domain: str | None = None,
+) -> dg.AssetSpec:
     tags = {"family": "clinical", "zone": zone}
     if domain:
         tags["domain"] = domain
@@ -69,11 +81,15 @@ def _spec(key: dg.AssetKey, zone: str, description: str, schema: dg.TableSchema,
 
 def raw_spec(contract: DatasetContract) -> dg.AssetSpec:
     return _spec(
-        raw_asset_key(contract), "raw",
+        raw_asset_key(contract),
+        "raw",
         f"{contract.title} ({contract.domain}) exactly as delivered: every column of every "
         f"{'/'.join(contract.file_stems)}* file, typed as in the file, plus provenance "
         "(source file, row number, sha256). Nothing is dropped here.",
-        _schema(contract.columns, PROVENANCE), [], contract.domain)
+        _schema(contract.columns, PROVENANCE),
+        [],
+        contract.domain,
+    )
 
 
 def curated_spec(contract: DatasetContract) -> dg.AssetSpec:
@@ -82,22 +98,31 @@ def curated_spec(contract: DatasetContract) -> dg.AssetSpec:
         deps.append(dg.AssetKey("raw_dm"))
     derived: list[tuple[str, str, str]] = []
     for name in contract.datetime_columns:
-        derived += [(f"{name}_DATE", "date", f"{name} as a date when the day is known"),
-                    (f"{name}_PRECISION", "string", f"Precision of {name} (year ... second)")]
-    derived += [("_flags", "array<string>", "Warn/flag rules the row breaks"),
-                ("_duplicates_collapsed", "int", "Exact duplicates collapsed into this row")]
+        derived += [
+            (f"{name}_DATE", "date", f"{name} as a date when the day is known"),
+            (f"{name}_PRECISION", "string", f"Precision of {name} (year ... second)"),
+        ]
+    derived += [
+        ("_flags", "array<string>", "Warn/flag rules the row breaks"),
+        ("_duplicates_collapsed", "int", "Exact duplicates collapsed into this row"),
+    ]
     return _spec(
-        curated_asset_key(contract), "curated",
+        curated_asset_key(contract),
+        "curated",
         f"{contract.title} ({contract.domain}), conformed to its contract: {contract.description}"
         f" Natural key {', '.join(contract.natural_key)}; rows breaking a quarantining rule "
         "are in quarantine/ with their reasons.",
-        _schema(contract.columns, (*derived, *PROVENANCE)), deps, contract.domain)
+        _schema(contract.columns, (*derived, *PROVENANCE)),
+        deps,
+        contract.domain,
+    )
 
 
 def selected_datasets(context: dg.AssetExecutionContext, prefix: str) -> list[str]:
     """Datasets whose assets or checks this step was asked for, in contract order."""
     keys = set(context.selected_asset_keys) | {
-        k.asset_key for k in context.selected_asset_check_keys}
+        k.asset_key for k in context.selected_asset_check_keys
+    }
     return [c.name for c in SDTM_CONTRACTS if dg.AssetKey(f"{prefix}{c.name}") in keys]
 
 
@@ -118,13 +143,20 @@ def clinical_raw(
     """landing -> raw for the selected domains of one delivery, in one Spark application."""
     delivery, layout = delivery_of(context), lake.layout
     arguments = [
-        "--input", layout.landing(delivery),
-        "--output", layout.zone("raw"),
-        "--quarantine", layout.zone("quarantine"),
-        "--study", delivery.study,
-        "--delivery", delivery.delivery,
-        "--datasets", ",".join(selected_datasets(context, "raw_")),
-        "--run-id", context.run.run_id,
+        "--input",
+        layout.landing(delivery),
+        "--output",
+        layout.zone("raw"),
+        "--quarantine",
+        layout.zone("quarantine"),
+        "--study",
+        delivery.study,
+        "--delivery",
+        delivery.delivery,
+        "--datasets",
+        ",".join(selected_datasets(context, "raw_")),
+        "--run-id",
+        context.run.run_id,
     ]
     if _checks_only(context):
         arguments.append("--checks-only")
@@ -144,13 +176,20 @@ def clinical_curated(
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
     delivery, layout = delivery_of(context), lake.layout
     arguments = [
-        "--input", layout.zone("raw"),
-        "--output", layout.zone("curated"),
-        "--quarantine", layout.zone("quarantine"),
-        "--study", delivery.study,
-        "--delivery", delivery.delivery,
-        "--datasets", ",".join(selected_datasets(context, "curated_")),
-        "--run-id", context.run.run_id,
+        "--input",
+        layout.zone("raw"),
+        "--output",
+        layout.zone("curated"),
+        "--quarantine",
+        layout.zone("quarantine"),
+        "--study",
+        delivery.study,
+        "--delivery",
+        delivery.delivery,
+        "--datasets",
+        ",".join(selected_datasets(context, "curated_")),
+        "--run-id",
+        context.run.run_id,
     ]
     if _checks_only(context):
         arguments.append("--checks-only")
@@ -159,10 +198,15 @@ def clinical_curated(
 
 @dg.multi_asset(
     name="clinical_features",
-    specs=[_spec(
-        FEATURES_KEY, "features", SUBJECT_PROFILE.description,
-        _schema(SUBJECT_PROFILE.columns),
-        [dg.AssetKey(f"curated_{name}") for name in SUBJECT_PROFILE.upstream])],
+    specs=[
+        _spec(
+            FEATURES_KEY,
+            "features",
+            SUBJECT_PROFILE.description,
+            _schema(SUBJECT_PROFILE.columns),
+            [dg.AssetKey(f"curated_{name}") for name in SUBJECT_PROFILE.upstream],
+        )
+    ],
     check_specs=feature_check_specs(),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
@@ -176,12 +220,18 @@ def clinical_features(
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
     delivery, layout = delivery_of(context), lake.layout
     arguments = [
-        "--input", layout.zone("curated"),
-        "--output", layout.zone("features"),
-        "--study", delivery.study,
-        "--delivery", delivery.delivery,
-        "--run-id", context.run.run_id,
-        "--key-env", pseudonymization.key_env_var,
+        "--input",
+        layout.zone("curated"),
+        "--output",
+        layout.zone("features"),
+        "--study",
+        delivery.study,
+        "--delivery",
+        delivery.delivery,
+        "--run-id",
+        context.run.run_id,
+        "--key-env",
+        pseudonymization.key_env_var,
     ]
     secrets: dict[str, str] = {}
     if _checks_only(context):

@@ -55,7 +55,8 @@ def curated_check_specs() -> list[dg.AssetCheckSpec]:
 
 def feature_check_specs() -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(name=rule.name, asset=FEATURES_KEY, description=rule.description,
-                          blocking=rule.blocking)
+        dg.AssetCheckSpec(
+            name=rule.name, asset=FEATURES_KEY, description=rule.description, blocking=rule.blocking
+        )
         for rule in SUBJECT_PROFILE.rules
     ]

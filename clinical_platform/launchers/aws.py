@@ -128,10 +128,18 @@ def stage_code(s3: Any, staging: S3Uri, bundle: CodeBundle, entry_point: str) ->
         return StagedCode(archive, entry_script, uploaded=False)
     for name in ENTRY_POINTS:
         target = folder.join(f"{name}.py")
-        s3.put_object(Bucket=target.bucket, Key=target.key, Body=bundle.entry_script(name),
-                      Metadata={"bundle-sha256": bundle.sha256})
-    s3.put_object(Bucket=archive.bucket, Key=archive.key, Body=bundle.archive,
-                  Metadata={"sha256": bundle.sha256})
+        s3.put_object(
+            Bucket=target.bucket,
+            Key=target.key,
+            Body=bundle.entry_script(name),
+            Metadata={"bundle-sha256": bundle.sha256},
+        )
+    s3.put_object(
+        Bucket=archive.bucket,
+        Key=archive.key,
+        Body=bundle.archive,
+        Metadata={"sha256": bundle.sha256},
+    )
     return StagedCode(archive, entry_script, uploaded=True)
 
 
@@ -142,8 +150,7 @@ def stage_file(s3: Any, source: Path, target: S3Uri) -> bool:
     existing = _object_metadata(s3, target)
     if existing is not None and existing.get("sha256") == digest:
         return False
-    s3.put_object(Bucket=target.bucket, Key=target.key, Body=content,
-                  Metadata={"sha256": digest})
+    s3.put_object(Bucket=target.bucket, Key=target.key, Body=content, Metadata={"sha256": digest})
     return True
 
 
@@ -157,12 +164,12 @@ class StagedS3MessageReader(PipesS3MessageReader):
     not held back by dagster_pipes' 10 s default.
     """
 
-    def __init__(self, *, client: Any, prefix: S3Uri, read_interval_s: int,
-                 upload_interval_s: int) -> None:
+    def __init__(
+        self, *, client: Any, prefix: S3Uri, read_interval_s: int, upload_interval_s: int
+    ) -> None:
         # Dagster's reader loop ticks every second and reads when more than `interval` seconds
         # have passed, so interval N means a read every N+1 s.
-        super().__init__(bucket=prefix.bucket, client=client,
-                         interval=max(0, read_interval_s - 1))
+        super().__init__(bucket=prefix.bucket, client=client, interval=max(0, read_interval_s - 1))
         self._prefix = prefix
         self._upload_interval = max(0, upload_interval_s - 1)
 
@@ -170,22 +177,30 @@ class StagedS3MessageReader(PipesS3MessageReader):
     def get_params(self) -> Iterator[PipesParams]:
         prefix = self._prefix.join("messages", uuid.uuid4().hex)
         try:
-            yield {"bucket": prefix.bucket, "key_prefix": prefix.key,
-                   "interval": self._upload_interval,
-                   PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False}
+            yield {
+                "bucket": prefix.bucket,
+                "key_prefix": prefix.key,
+                "interval": self._upload_interval,
+                PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY: False,
+            }
         finally:
             delete_prefix(self.client, prefix)
 
 
-def pipes_channel(s3: Any, staging: S3Uri, run_id: str, *, read_interval_s: int = 1,
-                  upload_interval_s: int = 1) -> tuple[PipesS3ContextInjector,
-                                                         StagedS3MessageReader]:
+def pipes_channel(
+    s3: Any, staging: S3Uri, run_id: str, *, read_interval_s: int = 1, upload_interval_s: int = 1
+) -> tuple[PipesS3ContextInjector, StagedS3MessageReader]:
     """Context in and messages out through `<staging>/pipes/<run_id>/`."""
     prefix = staging.join("pipes", run_id)
-    injector = PipesS3ContextInjector(bucket=prefix.bucket, client=s3,
-                                      key_prefix=f"{prefix.join('context').key}/")
-    reader = StagedS3MessageReader(client=s3, prefix=prefix, read_interval_s=read_interval_s,
-                                   upload_interval_s=upload_interval_s)
+    injector = PipesS3ContextInjector(
+        bucket=prefix.bucket, client=s3, key_prefix=f"{prefix.join('context').key}/"
+    )
+    reader = StagedS3MessageReader(
+        client=s3,
+        prefix=prefix,
+        read_interval_s=read_interval_s,
+        upload_interval_s=upload_interval_s,
+    )
     return injector, reader
 
 
@@ -194,8 +209,13 @@ def delete_prefix(s3: Any, prefix: S3Uri) -> None:
     try:
         keys = list_keys(s3, prefix)
         for start in range(0, len(keys), 1000):
-            s3.delete_objects(Bucket=prefix.bucket, Delete={
-                "Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True})
+            s3.delete_objects(
+                Bucket=prefix.bucket,
+                Delete={
+                    "Objects": [{"Key": key} for key in keys[start : start + 1000]],
+                    "Quiet": True,
+                },
+            )
     except ClientError:
         pass
 
@@ -226,8 +246,9 @@ def read_gzip_lines(s3: Any, uri: S3Uri) -> list[str] | None:
     return text.splitlines()
 
 
-def wait_for_gzip_lines(s3: Any, uri: S3Uri, deadline: float,
-                        interval_s: float = 5.0) -> list[str] | None:
+def wait_for_gzip_lines(
+    s3: Any, uri: S3Uri, deadline: float, interval_s: float = 5.0
+) -> list[str] | None:
     """EMR copies logs to S3 some time after a step ends: wait for them until `deadline`."""
     while True:
         lines = read_gzip_lines(s3, uri)
@@ -270,8 +291,9 @@ class PollPacer:
         self.interval_s = min(self.interval_s * 1.5, self.max_s)
 
 
-def wait_for_state(poll: Callable[[], str], done: Collection[str], timeout_s: float,
-                   interval_s: float = 1.0) -> str | None:
+def wait_for_state(
+    poll: Callable[[], str], done: Collection[str], timeout_s: float, interval_s: float = 1.0
+) -> str | None:
     """Poll a job's state until it is one of `done`; None if that takes over `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -299,8 +321,9 @@ def is_transient_failure(texts: Sequence[str], patterns: Sequence[str]) -> str |
 # --------------------------------------------------------------------------- secrets
 
 
-def secret_references(secret_names: Collection[str], secret_ids: Mapping[str, str],
-                      where: str) -> dict[str, str]:
+def secret_references(
+    secret_names: Collection[str], secret_ids: Mapping[str, str], where: str
+) -> dict[str, str]:
     """`<NAME>_SECRET_ID=<secret id>` for each secret, for the driver to resolve itself.
 
     Raises SecretUnavailable (one line) when a secret has no Secrets Manager mapping: a secret
@@ -312,5 +335,6 @@ def secret_references(secret_names: Collection[str], secret_ids: Mapping[str, st
         names = ", ".join(missing)
         raise SecretUnavailable(
             f"{names} must not travel to {where} in clear; map it to an AWS Secrets Manager "
-            f"secret in the launcher's secret_ids (env {missing[0]}{SECRET_ID_SUFFIX})")
+            f"secret in the launcher's secret_ids (env {missing[0]}{SECRET_ID_SUFFIX})"
+        )
     return {f"{name}{SECRET_ID_SUFFIX}": secret_ids[name] for name in sorted(secret_names)}

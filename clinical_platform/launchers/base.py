@@ -62,8 +62,9 @@ class SparkRun:
         """
         yield from self.results
         if self.failure:
-            raise dg.Failure(description=self.failure, metadata=dict(self.details),
-                             allow_retries=False)
+            raise dg.Failure(
+                description=self.failure, metadata=dict(self.details), allow_retries=False
+            )
 
 
 @cache
@@ -71,11 +72,22 @@ def git_revision() -> str:
     """Git commit of the project code (suffixed -dirty with local changes), or "unknown"."""
     root = PACKAGE_DIR.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
@@ -83,16 +95,23 @@ def git_revision() -> str:
 
 def selected_checks(context: dg.AssetExecutionContext) -> list[list[str]]:
     """The (asset, check) pairs this step must report, for the Spark side to filter on."""
-    return [[key.asset_key.to_user_string(), key.name]
-            for key in sorted(context.selected_asset_check_keys, key=str)]
+    return [
+        [key.asset_key.to_user_string(), key.name]
+        for key in sorted(context.selected_asset_check_keys, key=str)
+    ]
 
 
 class SparkLauncher(dg.ConfigurableResource, ABC):
     """Runs `spark_jobs` entry points and returns their results through Dagster Pipes."""
 
     @abstractmethod
-    def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
-               extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
+    def launch(
+        self,
+        context: dg.AssetExecutionContext,
+        job: SparkJob,
+        extras: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> SparkRun:
         """Start the application, wait for it, and collect what it reported."""
 
     @property
@@ -139,8 +158,11 @@ def reported_results(session: dg.PipesSession) -> list[Result]:
     Pipes would otherwise invent a materialization for every selected asset, which would
     mark a rejected domain as materialized.
     """
-    return [r for r in session.get_results(implicit_materializations=False)
-            if isinstance(r, (dg.MaterializeResult, dg.AssetCheckResult))]
+    return [
+        r
+        for r in session.get_results(implicit_materializations=False)
+        if isinstance(r, (dg.MaterializeResult, dg.AssetCheckResult))
+    ]
 
 
 def _with_provenance(result: Result, provenance: Mapping[str, Any]) -> Result:
@@ -171,7 +193,7 @@ def job_failure_reason(lines: Sequence[str]) -> str | None:
     for line in reversed(lines):
         stripped = line.strip()
         if stripped.startswith(FAILURE_PREFIX):
-            return stripped[len(FAILURE_PREFIX):].strip()
+            return stripped[len(FAILURE_PREFIX) :].strip()
     return None
 
 
@@ -187,5 +209,7 @@ def explain_failure(entry_point: str, returncode: int, log_path: Path) -> str:
     reason = job_failure_reason(lines)
     if reason:
         return reason
-    return (f"Spark job {entry_point} exited with code {returncode}: {last_error_line(lines)} "
-            f"(log: {log_path})")
+    return (
+        f"Spark job {entry_point} exited with code {returncode}: {last_error_line(lines)} "
+        f"(log: {log_path})"
+    )

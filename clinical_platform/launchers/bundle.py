@@ -68,15 +68,15 @@ class CodeBundle:
 
     def _complete(self, target: Path) -> bool:
         archive = target / "spark_jobs.zip"
-        return (archive.exists()
-                and hashlib.sha256(archive.read_bytes()).hexdigest() == self.sha256
-                and all((target / f"{e}.py").exists() for e in ENTRY_POINTS))
+        return (
+            archive.exists()
+            and hashlib.sha256(archive.read_bytes()).hexdigest() == self.sha256
+            and all((target / f"{e}.py").exists() for e in ENTRY_POINTS)
+        )
 
 
 def _source_files() -> list[Path]:
-    return sorted(
-        p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts
-    )
+    return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
 
 
 @cache

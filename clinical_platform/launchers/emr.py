@@ -111,30 +111,42 @@ class EmrStepLauncher(SparkLauncher):
     """
 
     staging_uri: str = Field(description="s3://bucket/prefix for code bundles and Pipes messages")
-    cluster_id: str | None = Field(default=None, description="Existing cluster (j-...); unset "
-                                   "starts a transient cluster per job")
+    cluster_id: str | None = Field(
+        default=None,
+        description="Existing cluster (j-...); unset starts a transient cluster per job",
+    )
     transient_cluster: EmrClusterSpec = Field(default_factory=EmrClusterSpec)
     region: str = Field(default=DEFAULT_REGION)
-    endpoint_url: str | None = Field(default=None, description="Only for emulators and private "
-                                     "API endpoints")
-    execution_role_arn: str | None = Field(default=None, description="Per-step IAM role "
-                                           "(ExecutionRoleArn); needs a runtime-role cluster")
-    secret_ids: dict[str, str] = Field(default_factory=dict, description="Secret env var -> "
-                                       "Secrets Manager secret id/ARN the driver reads it from")
+    endpoint_url: str | None = Field(
+        default=None, description="Only for emulators and private API endpoints"
+    )
+    execution_role_arn: str | None = Field(
+        default=None,
+        description="Per-step IAM role (ExecutionRoleArn); needs a runtime-role cluster",
+    )
+    secret_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secret env var -> Secrets Manager secret id/ARN the driver reads it from",
+    )
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf settings")
-    max_step_retries: int = Field(default=2, description="Resubmissions after a transient "
-                                  "failure (spot loss, throttling)")
+    max_step_retries: int = Field(
+        default=2, description="Resubmissions after a transient failure (spot loss, throttling)"
+    )
     retry_delay_s: float = Field(default=30.0)
     transient_failure_patterns: list[str] = Field(
-        default_factory=lambda: list(TRANSIENT_FAILURE_PATTERNS))
+        default_factory=lambda: list(TRANSIENT_FAILURE_PATTERNS)
+    )
     poll_interval_s: float = Field(default=2.0, description="First describe_step interval")
     max_poll_interval_s: float = Field(default=20.0, description="Backoff cap while running")
-    finishing_poll_interval_s: float = Field(default=0.5, description="Interval once the job "
-                                             "has closed its Pipes channel")
-    pipes_interval_s: int = Field(default=1, description="Seconds between Pipes chunk uploads "
-                                  "(driver) and reads (Dagster)")
-    log_wait_s: float = Field(default=120.0, description="How long to wait for a failed step's "
-                              "logs to reach S3")
+    finishing_poll_interval_s: float = Field(
+        default=0.5, description="Interval once the job has closed its Pipes channel"
+    )
+    pipes_interval_s: int = Field(
+        default=1, description="Seconds between Pipes chunk uploads (driver) and reads (Dagster)"
+    )
+    log_wait_s: float = Field(
+        default=120.0, description="How long to wait for a failed step's logs to reach S3"
+    )
     cancel_timeout_s: float = Field(default=300.0)
 
     @property
@@ -149,8 +161,13 @@ class EmrStepLauncher(SparkLauncher):
         """Secrets Manager references only: the driver reads the values on the cluster."""
         return secret_references(job.secrets, self.secret_ids, f"EMR ({job.entry_point} step)")
 
-    def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
-               extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
+    def launch(
+        self,
+        context: dg.AssetExecutionContext,
+        job: SparkJob,
+        extras: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> SparkRun:
         try:
             staging = S3Uri.parse(self.staging_uri)
         except AwsConfigError as error:
@@ -163,15 +180,19 @@ class EmrStepLauncher(SparkLauncher):
             code = stage_code(aws.s3, staging, bundle, job.entry_point)
             context.log.info(
                 f"Code bundle {bundle.version} {'uploaded to' if code.uploaded else 'already in'}"
-                f" {code.archive}")
+                f" {code.archive}"
+            )
             with self._cluster(context, aws, staging, job) as cluster:
-                attempt = self._run_with_retries(context, aws, staging, cluster, job, code,
-                                                 extras, driver_env)
+                attempt = self._run_with_retries(
+                    context, aws, staging, cluster, job, code, extras, driver_env
+                )
         except _LaunchError as error:
             return SparkRun(results=[], failure=str(error))
         except (ClientError, BotoCoreError) as error:
-            return SparkRun(results=[], failure=f"{job.entry_point} on EMR: AWS call failed: "
-                            f"{_one_line(str(error))}")
+            return SparkRun(
+                results=[],
+                failure=f"{job.entry_point} on EMR: AWS call failed: {_one_line(str(error))}",
+            )
         details = {
             "emr_cluster_id": cluster.cluster_id,
             "emr_step_id": attempt.step_id,
@@ -181,43 +202,59 @@ class EmrStepLauncher(SparkLauncher):
         }
         if cluster.log_uri is not None:
             details["emr_step_logs"] = dg.MetadataValue.path(
-                str(cluster.log_uri.join(cluster.cluster_id, "steps", attempt.step_id)))
+                str(cluster.log_uri.join(cluster.cluster_id, "steps", attempt.step_id))
+            )
         return SparkRun(results=attempt.results, failure=attempt.failure, details=details)
 
-    def _run_with_retries(self, context: dg.AssetExecutionContext, aws: _Aws, staging: S3Uri,
-                          cluster: _Cluster, job: SparkJob, code: StagedCode,
-                          extras: Mapping[str, Any], driver_env: Mapping[str, str]) -> _Attempt:
+    def _run_with_retries(
+        self,
+        context: dg.AssetExecutionContext,
+        aws: _Aws,
+        staging: S3Uri,
+        cluster: _Cluster,
+        job: SparkJob,
+        code: StagedCode,
+        extras: Mapping[str, Any],
+        driver_env: Mapping[str, str],
+    ) -> _Attempt:
         number = 1
         while True:
-            attempt = self._attempt(context, aws, staging, cluster, job, code, extras,
-                                    driver_env, number)
+            attempt = self._attempt(
+                context, aws, staging, cluster, job, code, extras, driver_env, number
+            )
             attempt.details["emr_attempts"] = number
             if attempt.failure is None or attempt.transient is None:
                 return attempt
             if number > self.max_step_retries:
                 summary, newline, tails = attempt.failure.partition("\n")
-                attempt.failure = (f"{summary} (gave up after {number} attempts; the failure "
-                                   f"looked transient: {attempt.transient!r}){newline}{tails}")
+                attempt.failure = (
+                    f"{summary} (gave up after {number} attempts; the failure "
+                    f"looked transient: {attempt.transient!r}){newline}{tails}"
+                )
                 return attempt
             context.log.warning(
                 f"EMR step {attempt.step_id} of {job.entry_point} failed transiently "
                 f"({attempt.transient!r}); resubmitting, retry {number} of "
-                f"{self.max_step_retries}")
+                f"{self.max_step_retries}"
+            )
             time.sleep(self.retry_delay_s)
             number += 1
 
     # ------------------------------------------------------------------ cluster
 
     @contextmanager
-    def _cluster(self, context: dg.AssetExecutionContext, aws: _Aws, staging: S3Uri,
-                 job: SparkJob) -> Iterator[_Cluster]:
+    def _cluster(
+        self, context: dg.AssetExecutionContext, aws: _Aws, staging: S3Uri, job: SparkJob
+    ) -> Iterator[_Cluster]:
         if self.cluster_id:
             described = aws.emr.describe_cluster(ClusterId=self.cluster_id)["Cluster"]
             state = described["Status"]["State"]
             if state in CLUSTER_ENDED:
-                raise _LaunchError(f"EMR cluster {self.cluster_id} is {state} "
-                                   f"({_state_reason(described['Status'])}); point "
-                                   f"{CLUSTER_ID_VAR} at a running cluster")
+                raise _LaunchError(
+                    f"EMR cluster {self.cluster_id} is {state} "
+                    f"({_state_reason(described['Status'])}); point "
+                    f"{CLUSTER_ID_VAR} at a running cluster"
+                )
             yield _Cluster(self.cluster_id, _log_uri(described.get("LogUri")))
             return
         spec = self.transient_cluster
@@ -225,15 +262,21 @@ class EmrStepLauncher(SparkLauncher):
         if spec.bootstrap_uri is None and default_bootstrap.exists():
             stage_file(aws.s3, default_bootstrap, S3Uri.parse(bootstrap_uri_of(spec, staging)))
         try:
-            request = run_job_flow_request(spec, staging, extra_tags={
-                "dagster/run_id": context.run.run_id,
-                "clinical-platform/job": job.entry_point,
-            })
+            request = run_job_flow_request(
+                spec,
+                staging,
+                extra_tags={
+                    "dagster/run_id": context.run.run_id,
+                    "clinical-platform/job": job.entry_point,
+                },
+            )
         except AwsConfigError as error:
             raise _LaunchError(str(error)) from None
         cluster_id = aws.emr.run_job_flow(**request)["JobFlowId"]
-        context.log.info(f"Started transient EMR cluster {cluster_id} ({spec.release_label}, "
-                         f"{spec.instance_count} x {spec.instance_type}) for {job.entry_point}")
+        context.log.info(
+            f"Started transient EMR cluster {cluster_id} ({spec.release_label}, "
+            f"{spec.instance_count} x {spec.instance_type}) for {job.entry_point}"
+        )
         try:
             yield _Cluster(cluster_id, _log_uri(request["LogUri"]))
         finally:
@@ -241,48 +284,80 @@ class EmrStepLauncher(SparkLauncher):
                 aws.emr.terminate_job_flows(JobFlowIds=[cluster_id])
                 context.log.info(f"Terminating transient EMR cluster {cluster_id}")
             except (ClientError, BotoCoreError) as error:
-                context.log.error(f"Could not terminate transient EMR cluster {cluster_id}; "
-                                  f"terminate it by hand: {_one_line(str(error))}")
+                context.log.error(
+                    f"Could not terminate transient EMR cluster {cluster_id}; "
+                    f"terminate it by hand: {_one_line(str(error))}"
+                )
 
     # ------------------------------------------------------------------ one step
 
-    def step_request(self, job: SparkJob, code: StagedCode, driver_env: Mapping[str, str],
-                     name: str) -> dict[str, Any]:
+    def step_request(
+        self, job: SparkJob, code: StagedCode, driver_env: Mapping[str, str], name: str
+    ) -> dict[str, Any]:
         """The `add_job_flow_steps` step: the seed's spark-submit, in cluster mode."""
         # One YARN attempt: a second driver would restart the Pipes message sequence; retries
         # are the launcher's, each with a fresh Pipes channel.
         conf = {"spark.yarn.maxAppAttempts": "1", **self.spark_conf}
-        conf.update({f"spark.yarn.appMasterEnv.{key}": value
-                     for key, value in driver_env.items()})
+        conf.update({f"spark.yarn.appMasterEnv.{key}": value for key, value in driver_env.items()})
         args = ["spark-submit", "--deploy-mode", "cluster", "--master", "yarn", "--name", name]
         for key, value in sorted(conf.items()):
             args += ["--conf", f"{key}={value}"]
         args += ["--py-files", str(code.archive), str(code.entry_script), *job.arguments]
-        return {"Name": name, "ActionOnFailure": "CONTINUE",
-                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args}}
+        return {
+            "Name": name,
+            "ActionOnFailure": "CONTINUE",
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
+        }
 
-    def _attempt(self, context: dg.AssetExecutionContext, aws: _Aws, staging: S3Uri,
-                 cluster: _Cluster, job: SparkJob, code: StagedCode, extras: Mapping[str, Any],
-                 driver_env: Mapping[str, str], number: int) -> _Attempt:
-        injector, reader = pipes_channel(aws.s3, staging, context.run.run_id,
-                                         read_interval_s=self.pipes_interval_s,
-                                         upload_interval_s=self.pipes_interval_s)
+    def _attempt(
+        self,
+        context: dg.AssetExecutionContext,
+        aws: _Aws,
+        staging: S3Uri,
+        cluster: _Cluster,
+        job: SparkJob,
+        code: StagedCode,
+        extras: Mapping[str, Any],
+        driver_env: Mapping[str, str],
+        number: int,
+    ) -> _Attempt:
+        injector, reader = pipes_channel(
+            aws.s3,
+            staging,
+            context.run.run_id,
+            read_interval_s=self.pipes_interval_s,
+            upload_interval_s=self.pipes_interval_s,
+        )
         name = f"clinical-{job.entry_point}-{context.run.run_id[:8]}"
-        with dg.open_pipes_session(context=context, context_injector=injector,
-                                   message_reader=reader, extras=dict(extras)) as session:
+        with dg.open_pipes_session(
+            context=context, context_injector=injector, message_reader=reader, extras=dict(extras)
+        ) as session:
             env = {**driver_env, **session.get_bootstrap_env_vars()}
-            submit: dict[str, Any] = {"JobFlowId": cluster.cluster_id,
-                                      "Steps": [self.step_request(job, code, env, name)]}
+            submit: dict[str, Any] = {
+                "JobFlowId": cluster.cluster_id,
+                "Steps": [self.step_request(job, code, env, name)],
+            }
             if self.execution_role_arn:
                 submit["ExecutionRoleArn"] = self.execution_role_arn
             step_id = aws.emr.add_job_flow_steps(**submit)["StepIds"][0]
-            context.log.info(f"Submitted {job.entry_point} as EMR step {step_id} on cluster "
-                             f"{cluster.cluster_id} (attempt {number})")
+            context.log.info(
+                f"Submitted {job.entry_point} as EMR step {step_id} on cluster "
+                f"{cluster.cluster_id} (attempt {number})"
+            )
             try:
-                step = self._wait(context, aws.emr, cluster.cluster_id, step_id,
-                                  lambda: session.message_handler.received_closed_message)
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt, ClientError,
-                    BotoCoreError):
+                step = self._wait(
+                    context,
+                    aws.emr,
+                    cluster.cluster_id,
+                    step_id,
+                    lambda: session.message_handler.received_closed_message,
+                )
+            except (
+                dg.DagsterExecutionInterruptedError,
+                KeyboardInterrupt,
+                ClientError,
+                BotoCoreError,
+            ):
                 # Terminated, or we lost track of it: never leave the step running unwatched.
                 self._cancel(context, aws.emr, cluster.cluster_id, step_id)
                 raise
@@ -291,12 +366,22 @@ class EmrStepLauncher(SparkLauncher):
             self._explain(context, aws, cluster, step, job, attempt)
         return attempt
 
-    def _wait(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
-              step_id: str, finishing: Callable[[], bool]) -> dict[str, Any]:
+    def _wait(
+        self,
+        context: dg.AssetExecutionContext,
+        emr: Any,
+        cluster_id: str,
+        step_id: str,
+        finishing: Callable[[], bool],
+    ) -> dict[str, Any]:
         """Poll describe_step with backoff; poll fast once the job said it is done."""
         state = "SUBMITTED"
-        pacer = PollPacer(self.poll_interval_s, self.max_poll_interval_s,
-                          self.finishing_poll_interval_s, finishing)
+        pacer = PollPacer(
+            self.poll_interval_s,
+            self.max_poll_interval_s,
+            self.finishing_poll_interval_s,
+            finishing,
+        )
         next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
         while True:
             step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
@@ -315,78 +400,116 @@ class EmrStepLauncher(SparkLauncher):
                 next_cluster_check = time.monotonic() + CLUSTER_CHECK_INTERVAL_S
             pacer.sleep()
 
-    def _cancel(self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str,
-                step_id: str) -> None:
+    def _cancel(
+        self, context: dg.AssetExecutionContext, emr: Any, cluster_id: str, step_id: str
+    ) -> None:
         """Run terminated: cancel the step and wait until EMR confirms it stopped."""
         context.log.warning(f"Run terminated: cancelling EMR step {step_id} on {cluster_id}")
         try:
-            answer = emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id],
-                                      StepCancellationOption="SEND_INTERRUPT")
+            answer = emr.cancel_steps(
+                ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="SEND_INTERRUPT"
+            )
             for info in answer.get("CancelStepsInfoList", []):
                 if info.get("Status") == "FAILED":
-                    context.log.warning(f"EMR refused to cancel step {step_id}: "
-                                        f"{info.get('Reason')}")
+                    context.log.warning(
+                        f"EMR refused to cancel step {step_id}: {info.get('Reason')}"
+                    )
             state = wait_for_state(
-                lambda: emr.describe_step(ClusterId=cluster_id,
-                                          StepId=step_id)["Step"]["Status"]["State"],
-                STEP_DONE, self.cancel_timeout_s)
+                lambda: emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"][
+                    "State"
+                ],
+                STEP_DONE,
+                self.cancel_timeout_s,
+            )
             if state is not None:
                 context.log.warning(f"EMR step {step_id} is {state}")
             else:
-                context.log.error(f"EMR step {step_id} still not stopped "
-                                  f"{self.cancel_timeout_s:.0f} s after cancel_steps; check "
-                                  f"cluster {cluster_id}")
+                context.log.error(
+                    f"EMR step {step_id} still not stopped "
+                    f"{self.cancel_timeout_s:.0f} s after cancel_steps; check "
+                    f"cluster {cluster_id}"
+                )
         except (ClientError, BotoCoreError) as error:
-            context.log.error(f"Could not cancel EMR step {step_id} on {cluster_id}: "
-                              f"{_one_line(str(error))}")
+            context.log.error(
+                f"Could not cancel EMR step {step_id} on {cluster_id}: {_one_line(str(error))}"
+            )
 
     # ------------------------------------------------------------------ failures
 
-    def _explain(self, context: dg.AssetExecutionContext, aws: _Aws, cluster: _Cluster,
-                 step: dict[str, Any], job: SparkJob, attempt: _Attempt) -> None:
+    def _explain(
+        self,
+        context: dg.AssetExecutionContext,
+        aws: _Aws,
+        cluster: _Cluster,
+        step: dict[str, Any],
+        job: SparkJob,
+        attempt: _Attempt,
+    ) -> None:
         """Fill the attempt's failure: cluster gone, or the step's own reason and log tails."""
         step_id, status = attempt.step_id, step["Status"]
         described = aws.emr.describe_cluster(ClusterId=cluster.cluster_id)["Cluster"]
         cluster_state = described["Status"]["State"]
         if cluster_state in CLUSTER_ENDED:
-            attempt.failure = (f"EMR cluster {cluster.cluster_id} is {cluster_state} "
-                               f"({_state_reason(described['Status'])}); step {step_id} of "
-                               f"{job.entry_point} was {attempt.state}")
+            attempt.failure = (
+                f"EMR cluster {cluster.cluster_id} is {cluster_state} "
+                f"({_state_reason(described['Status'])}); step {step_id} of "
+                f"{job.entry_point} was {attempt.state}"
+            )
             return
         if attempt.state != "FAILED":
-            attempt.failure = (f"EMR step {step_id} of {job.entry_point} was {attempt.state} "
-                               f"outside Dagster ({_state_reason(status)})")
+            attempt.failure = (
+                f"EMR step {step_id} of {job.entry_point} was {attempt.state} "
+                f"outside Dagster ({_state_reason(status)})"
+            )
             return
         failure_details = status.get("FailureDetails") or {}
         step_lines, driver_lines, sources = self._failure_logs(context, aws.s3, cluster, step_id)
-        reason = (job_failure_reason(driver_lines) or job_failure_reason(step_lines)
-                  or failure_details.get("Message")
-                  or f"{job.entry_point} failed: {last_error_line(driver_lines or step_lines)}")
-        blocks = [tail_block(source, lines, _TAIL_LINES if source.endswith("container")
-                             else _TAIL_LINES // 2)
-                  for source, lines in sources if lines]
+        reason = (
+            job_failure_reason(driver_lines)
+            or job_failure_reason(step_lines)
+            or failure_details.get("Message")
+            or f"{job.entry_point} failed: {last_error_line(driver_lines or step_lines)}"
+        )
+        blocks = [
+            tail_block(
+                source, lines, _TAIL_LINES if source.endswith("container") else _TAIL_LINES // 2
+            )
+            for source, lines in sources
+            if lines
+        ]
         summary = f"{_one_line(reason)} (EMR cluster {cluster.cluster_id} step {step_id} FAILED)"
         attempt.failure = "\n\n".join([summary, *blocks])
         attempt.transient = is_transient_failure(
-            [str(failure_details.get("Reason", "")), str(failure_details.get("Message", "")),
-             *step_lines[-50:], *driver_lines[-50:]], self.transient_failure_patterns)
+            [
+                str(failure_details.get("Reason", "")),
+                str(failure_details.get("Message", "")),
+                *step_lines[-50:],
+                *driver_lines[-50:],
+            ],
+            self.transient_failure_patterns,
+        )
         attempt.details["emr_stderr_tail"] = dg.MetadataValue.md(
-            "```\n" + "\n\n".join(blocks) + "\n```")
+            "```\n" + "\n\n".join(blocks) + "\n```"
+        )
 
-    def _failure_logs(self, context: dg.AssetExecutionContext, s3: Any, cluster: _Cluster,
-                      step_id: str) -> tuple[list[str], list[str], list[tuple[str, list[str]]]]:
+    def _failure_logs(
+        self, context: dg.AssetExecutionContext, s3: Any, cluster: _Cluster, step_id: str
+    ) -> tuple[list[str], list[str], list[tuple[str, list[str]]]]:
         """The step's stderr.gz and, in cluster mode, the driver container's stderr.gz."""
         if cluster.log_uri is None:
-            context.log.warning(f"EMR cluster {cluster.cluster_id} has no log URI: cannot show "
-                                f"the stderr of step {step_id}")
+            context.log.warning(
+                f"EMR cluster {cluster.cluster_id} has no log URI: cannot show "
+                f"the stderr of step {step_id}"
+            )
             return [], [], []
         root = cluster.log_uri.join(cluster.cluster_id)
         step_uri = root.join("steps", step_id, "stderr.gz")
         deadline = time.monotonic() + self.log_wait_s
         step_lines = wait_for_gzip_lines(s3, step_uri, deadline) or []
         if not step_lines:
-            context.log.warning(f"{step_uri} did not appear within {self.log_wait_s:.0f} s; "
-                                "look there later")
+            context.log.warning(
+                f"{step_uri} did not appear within {self.log_wait_s:.0f} s; look there later"
+            )
         sources = [(f"{step_uri} (spark-submit)", step_lines)]
         driver_lines: list[str] = []
         applications = _APPLICATION_ID.findall("\n".join(step_lines))
@@ -399,13 +522,15 @@ class EmrStepLauncher(SparkLauncher):
         return step_lines, driver_lines, sources
 
     @staticmethod
-    def _driver_log_uri(s3: Any, root: S3Uri, application: str,
-                        deadline: float) -> S3Uri | None:
+    def _driver_log_uri(s3: Any, root: S3Uri, application: str, deadline: float) -> S3Uri | None:
         """The application master's (driver's) stderr: its container id ends in _000001."""
         prefix = root.join("containers", application)
         while True:
-            keys = [key for key in list_keys(s3, prefix)
-                    if key.endswith("/stderr.gz") and "_000001/" in key]
+            keys = [
+                key
+                for key in list_keys(s3, prefix)
+                if key.endswith("/stderr.gz") and "_000001/" in key
+            ]
             if keys:
                 return S3Uri(root.bucket, keys[-1])  # the last attempt sorts last
             if time.monotonic() >= deadline:

@@ -21,8 +21,7 @@ from clinical_platform.launchers.bundle import PACKAGE_DIR
 
 PROJECT_ROOT = PACKAGE_DIR.parent
 SEED_APPLICATIONS = ("Spark", "Hadoop", "Hive", "Livy")
-GLUE_METASTORE_FACTORY = (
-    "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory")
+GLUE_METASTORE_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
 CONFIGURATIONS_FILE = "infra/emr/emr-config.json"
 BOOTSTRAP_FILE = "infra/emr/bootstrap.sh"
 BOOTSTRAP_NAME = "clinical-python-runtime"
@@ -44,27 +43,38 @@ class EmrClusterSpec(dg.Config):
     release_label: str = Field(default="emr-6.15.0")
     applications: list[str] = Field(default_factory=lambda: list(SEED_APPLICATIONS))
     instance_type: str = Field(default="m5.xlarge", description="Primary and core nodes")
-    instance_count: int = Field(default=3, description="Primary plus core nodes, as in "
-                                "`aws emr create-cluster --instance-count`")
+    instance_count: int = Field(
+        default=3,
+        description="Primary plus core nodes, as in `aws emr create-cluster --instance-count`",
+    )
     task_instance_count: int = Field(default=0, description="Extra task nodes (no HDFS)")
     task_instance_type: str | None = Field(default=None, description="Default: instance_type")
-    task_on_spot: bool = Field(default=True, description="Task nodes on Spot, capped at the "
-                               "On-Demand price")
-    subnet_id: str | None = Field(default=None, description="Private subnet with an S3 "
-                                  "gateway endpoint")
+    task_on_spot: bool = Field(
+        default=True, description="Task nodes on Spot, capped at the On-Demand price"
+    )
+    subnet_id: str | None = Field(
+        default=None, description="Private subnet with an S3 gateway endpoint"
+    )
     security_configuration: str | None = Field(default=None)
-    log_uri: str | None = Field(default=None, description="Default: s3://<staging bucket>/"
-                                "emr-logs/")
+    log_uri: str | None = Field(
+        default=None, description="Default: s3://<staging bucket>/emr-logs/"
+    )
     service_role: str = Field(default="EMR_DefaultRole")
     instance_profile: str = Field(default="EMR_EC2_DefaultRole")
-    bootstrap_uri: str | None = Field(default=None, description="Default: bootstrap.sh staged "
-                                      "under <staging>/infra/emr/")
-    artifacts_uri: str | None = Field(default=None, description="Python runtime and wheels "
-                                      "for bootstrap.sh; default <staging>/emr-artifacts")
-    configurations_file: str = Field(default=CONFIGURATIONS_FILE,
-                                     description="Relative paths start at the project root")
-    idle_timeout_s: int | None = Field(default=None, description="EMR auto-termination after "
-                                       "this idle time (a backstop for transient clusters)")
+    bootstrap_uri: str | None = Field(
+        default=None, description="Default: bootstrap.sh staged under <staging>/infra/emr/"
+    )
+    artifacts_uri: str | None = Field(
+        default=None,
+        description="Python runtime and wheels for bootstrap.sh; default <staging>/emr-artifacts",
+    )
+    configurations_file: str = Field(
+        default=CONFIGURATIONS_FILE, description="Relative paths start at the project root"
+    )
+    idle_timeout_s: int | None = Field(
+        default=None,
+        description="EMR auto-termination after this idle time (a backstop for transient clusters)",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -96,32 +106,50 @@ def load_configurations(spec: EmrClusterSpec) -> list[dict[str, Any]]:
     except (OSError, json.JSONDecodeError) as error:
         raise AwsConfigError(f"{path}: cannot read the EMR configurations ({error})") from None
     if not isinstance(value, list):
-        raise AwsConfigError(f"{path}: EMR configurations must be a JSON list of "
-                             "classifications")
+        raise AwsConfigError(f"{path}: EMR configurations must be a JSON list of classifications")
     return value
 
 
 def _instance_groups(spec: EmrClusterSpec) -> list[dict[str, Any]]:
     if spec.instance_count < 1:
-        raise AwsConfigError(f"instance_count={spec.instance_count}: an EMR cluster needs at "
-                             "least its primary node")
+        raise AwsConfigError(
+            f"instance_count={spec.instance_count}: an EMR cluster needs at least its primary node"
+        )
     groups: list[dict[str, Any]] = [
-        {"Name": "primary", "InstanceRole": "MASTER", "InstanceType": spec.instance_type,
-         "InstanceCount": 1, "Market": "ON_DEMAND"}]
+        {
+            "Name": "primary",
+            "InstanceRole": "MASTER",
+            "InstanceType": spec.instance_type,
+            "InstanceCount": 1,
+            "Market": "ON_DEMAND",
+        }
+    ]
     if spec.instance_count > 1:
-        groups.append({"Name": "core", "InstanceRole": "CORE", "InstanceType": spec.instance_type,
-                       "InstanceCount": spec.instance_count - 1, "Market": "ON_DEMAND"})
+        groups.append(
+            {
+                "Name": "core",
+                "InstanceRole": "CORE",
+                "InstanceType": spec.instance_type,
+                "InstanceCount": spec.instance_count - 1,
+                "Market": "ON_DEMAND",
+            }
+        )
     if spec.task_instance_count > 0:
-        groups.append({"Name": "task-spot" if spec.task_on_spot else "task",
-                       "InstanceRole": "TASK",
-                       "InstanceType": spec.task_instance_type or spec.instance_type,
-                       "InstanceCount": spec.task_instance_count,
-                       "Market": "SPOT" if spec.task_on_spot else "ON_DEMAND"})
+        groups.append(
+            {
+                "Name": "task-spot" if spec.task_on_spot else "task",
+                "InstanceRole": "TASK",
+                "InstanceType": spec.task_instance_type or spec.instance_type,
+                "InstanceCount": spec.task_instance_count,
+                "Market": "SPOT" if spec.task_on_spot else "ON_DEMAND",
+            }
+        )
     return groups
 
 
-def run_job_flow_request(spec: EmrClusterSpec, staging: S3Uri, *,
-                         extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+def run_job_flow_request(
+    spec: EmrClusterSpec, staging: S3Uri, *, extra_tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The boto3 `run_job_flow` arguments for this spec (what create-cluster sends)."""
     instances: dict[str, Any] = {
         "InstanceGroups": _instance_groups(spec),
@@ -138,13 +166,15 @@ def run_job_flow_request(spec: EmrClusterSpec, staging: S3Uri, *,
         "Applications": [{"Name": name} for name in spec.applications],
         "LogUri": log_uri_of(spec, staging),
         "Instances": instances,
-        "BootstrapActions": [{
-            "Name": BOOTSTRAP_NAME,
-            "ScriptBootstrapAction": {
-                "Path": bootstrap_uri_of(spec, staging),
-                "Args": ["--artifacts", artifacts_uri_of(spec, staging)],
-            },
-        }],
+        "BootstrapActions": [
+            {
+                "Name": BOOTSTRAP_NAME,
+                "ScriptBootstrapAction": {
+                    "Path": bootstrap_uri_of(spec, staging),
+                    "Args": ["--artifacts", artifacts_uri_of(spec, staging)],
+                },
+            }
+        ],
         "Configurations": load_configurations(spec),
         "ServiceRole": spec.service_role,
         "JobFlowRole": spec.instance_profile,
@@ -160,30 +190,51 @@ def run_job_flow_request(spec: EmrClusterSpec, staging: S3Uri, *,
 
 def create_cluster_command(spec: EmrClusterSpec, staging: S3Uri, region: str) -> list[str]:
     """The `aws emr create-cluster` argv equivalent to `run_job_flow_request`."""
-    argv = ["aws", "emr", "create-cluster", "--name", spec.name,
-            "--release-label", spec.release_label,
-            "--applications", *[f"Name={name}" for name in spec.applications]]
+    argv = [
+        "aws",
+        "emr",
+        "create-cluster",
+        "--name",
+        spec.name,
+        "--release-label",
+        spec.release_label,
+        "--applications",
+        *[f"Name={name}" for name in spec.applications],
+    ]
     if spec.task_instance_count > 0:
         shorthand = []
         for group in _instance_groups(spec):
-            text = (f"InstanceGroupType={group['InstanceRole']},"
-                    f"InstanceCount={group['InstanceCount']},InstanceType={group['InstanceType']}")
+            text = (
+                f"InstanceGroupType={group['InstanceRole']},"
+                f"InstanceCount={group['InstanceCount']},InstanceType={group['InstanceType']}"
+            )
             if group["Market"] == "SPOT":
                 text += ",BidPrice=OnDemandPrice"
             shorthand.append(text)
         argv += ["--instance-groups", *shorthand]
     else:
-        argv += ["--instance-type", spec.instance_type,
-                 "--instance-count", str(spec.instance_count)]
+        argv += [
+            "--instance-type",
+            spec.instance_type,
+            "--instance-count",
+            str(spec.instance_count),
+        ]
     ec2 = [f"InstanceProfile={spec.instance_profile}"]
     if spec.subnet_id:
         ec2.append(f"SubnetId={spec.subnet_id}")
-    argv += ["--service-role", spec.service_role, "--ec2-attributes", ",".join(ec2),
-             "--log-uri", log_uri_of(spec, staging),
-             "--bootstrap-actions",
-             f"Path={bootstrap_uri_of(spec, staging)},Name={BOOTSTRAP_NAME},"
-             f"Args=[--artifacts,{artifacts_uri_of(spec, staging)}]",
-             "--configurations", f"file://{spec.configurations_file}"]
+    argv += [
+        "--service-role",
+        spec.service_role,
+        "--ec2-attributes",
+        ",".join(ec2),
+        "--log-uri",
+        log_uri_of(spec, staging),
+        "--bootstrap-actions",
+        f"Path={bootstrap_uri_of(spec, staging)},Name={BOOTSTRAP_NAME},"
+        f"Args=[--artifacts,{artifacts_uri_of(spec, staging)}]",
+        "--configurations",
+        f"file://{spec.configurations_file}",
+    ]
     if spec.security_configuration:
         argv += ["--security-configuration", spec.security_configuration]
     if spec.idle_timeout_s:

@@ -54,13 +54,18 @@ class EmrServerlessLauncher(SparkLauncher):
     application_id: str = Field(description="EMR Serverless Spark application (00f...)")
     execution_role_arn: str = Field(description="Job runtime role")
     staging_uri: str = Field(description="s3://bucket/prefix for code bundles and Pipes messages")
-    log_uri: str | None = Field(default=None, description="S3 monitoring logUri; default "
-                                "s3://<staging bucket>/emr-serverless-logs/")
+    log_uri: str | None = Field(
+        default=None,
+        description="S3 monitoring logUri; default s3://<staging bucket>/emr-serverless-logs/",
+    )
     region: str = Field(default=DEFAULT_REGION)
-    endpoint_url: str | None = Field(default=None, description="Only for emulators and private "
-                                     "API endpoints")
-    secret_ids: dict[str, str] = Field(default_factory=dict, description="Secret env var -> "
-                                       "Secrets Manager secret id/ARN the driver reads it from")
+    endpoint_url: str | None = Field(
+        default=None, description="Only for emulators and private API endpoints"
+    )
+    secret_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secret env var -> Secrets Manager secret id/ARN the driver reads it from",
+    )
     spark_conf: dict[str, str] = Field(default_factory=dict)
     poll_interval_s: float = Field(default=2.0)
     max_poll_interval_s: float = Field(default=20.0)
@@ -79,30 +84,46 @@ class EmrServerlessLauncher(SparkLauncher):
             return S3Uri.parse(self.log_uri)
         return S3Uri(S3Uri.parse(self.staging_uri).bucket, "emr-serverless-logs")
 
-    def job_driver(self, job: SparkJob, code: StagedCode,
-                   driver_env: Mapping[str, str]) -> dict[str, Any]:
+    def job_driver(
+        self, job: SparkJob, code: StagedCode, driver_env: Mapping[str, str]
+    ) -> dict[str, Any]:
         """The `jobDriver` of start_job_run; sparkSubmitParameters is split on whitespace."""
-        conf = {**self.spark_conf,
-                **{f"{_DRIVER_ENV}{key}": value for key, value in driver_env.items()}}
-        spaced = sorted(key for key, value in conf.items() if not value or any(
-            c.isspace() for c in value))
+        conf = {
+            **self.spark_conf,
+            **{f"{_DRIVER_ENV}{key}": value for key, value in driver_env.items()},
+        }
+        spaced = sorted(
+            key for key, value in conf.items() if not value or any(c.isspace() for c in value)
+        )
         if spaced:
-            raise AwsConfigError(f"{spaced[0]}: EMR Serverless cannot pass an empty value or "
-                                 "one with spaces in sparkSubmitParameters")
+            raise AwsConfigError(
+                f"{spaced[0]}: EMR Serverless cannot pass an empty value or "
+                "one with spaces in sparkSubmitParameters"
+            )
         parameters = ["--py-files", str(code.archive)]
         for key, value in sorted(conf.items()):
             parameters += ["--conf", f"{key}={value}"]
-        return {"sparkSubmit": {"entryPoint": str(code.entry_script),
-                                "entryPointArguments": list(job.arguments),
-                                "sparkSubmitParameters": " ".join(parameters)}}
+        return {
+            "sparkSubmit": {
+                "entryPoint": str(code.entry_script),
+                "entryPointArguments": list(job.arguments),
+                "sparkSubmitParameters": " ".join(parameters),
+            }
+        }
 
     def secret_environment(self, job: SparkJob) -> dict[str, str]:
         """Secrets Manager references only: the driver reads the values on the cluster."""
-        return secret_references(job.secrets, self.secret_ids,
-                                 f"EMR Serverless ({job.entry_point} job)")
+        return secret_references(
+            job.secrets, self.secret_ids, f"EMR Serverless ({job.entry_point} job)"
+        )
 
-    def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
-               extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
+    def launch(
+        self,
+        context: dg.AssetExecutionContext,
+        job: SparkJob,
+        extras: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> SparkRun:
         try:
             staging = S3Uri.parse(self.staging_uri)
             log_root = self._log_root()
@@ -114,27 +135,46 @@ class EmrServerlessLauncher(SparkLauncher):
         serverless = aws_client("emr-serverless", self.region, self.endpoint_url)
         try:
             code = stage_code(s3, staging, build_bundle(), job.entry_point)
-            injector, reader = pipes_channel(s3, staging, context.run.run_id,
-                                             read_interval_s=self.pipes_interval_s,
-                                             upload_interval_s=self.pipes_interval_s)
-            with dg.open_pipes_session(context=context, context_injector=injector,
-                                       message_reader=reader, extras=dict(extras)) as session:
-                driver = self.job_driver(job, code,
-                                         {**driver_env, **session.get_bootstrap_env_vars()})
+            injector, reader = pipes_channel(
+                s3,
+                staging,
+                context.run.run_id,
+                read_interval_s=self.pipes_interval_s,
+                upload_interval_s=self.pipes_interval_s,
+            )
+            with dg.open_pipes_session(
+                context=context,
+                context_injector=injector,
+                message_reader=reader,
+                extras=dict(extras),
+            ) as session:
+                driver = self.job_driver(
+                    job, code, {**driver_env, **session.get_bootstrap_env_vars()}
+                )
                 run_id = serverless.start_job_run(
-                    applicationId=self.application_id, clientToken=uuid.uuid4().hex,
+                    applicationId=self.application_id,
+                    clientToken=uuid.uuid4().hex,
                     executionRoleArn=self.execution_role_arn,
                     name=f"clinical-{job.entry_point}-{context.run.run_id[:8]}",
                     jobDriver=driver,
-                    configurationOverrides={"monitoringConfiguration": {
-                        "s3MonitoringConfiguration": {"logUri": f"{log_root}/"}}},
+                    configurationOverrides={
+                        "monitoringConfiguration": {
+                            "s3MonitoringConfiguration": {"logUri": f"{log_root}/"}
+                        }
+                    },
                     tags={"dagster/run_id": context.run.run_id},
                 )["jobRunId"]
-                context.log.info(f"Started {job.entry_point} as EMR Serverless job run {run_id} "
-                                 f"on application {self.application_id}")
+                context.log.info(
+                    f"Started {job.entry_point} as EMR Serverless job run {run_id} "
+                    f"on application {self.application_id}"
+                )
                 try:
-                    final = self._wait(context, serverless, run_id,
-                                       lambda: session.message_handler.received_closed_message)
+                    final = self._wait(
+                        context,
+                        serverless,
+                        run_id,
+                        lambda: session.message_handler.received_closed_message,
+                    )
                 except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
                     self._cancel(context, serverless, run_id)
                     raise
@@ -142,30 +182,44 @@ class EmrServerlessLauncher(SparkLauncher):
         except AwsConfigError as error:
             return SparkRun(results=[], failure=str(error))
         except (ClientError, BotoCoreError) as error:
-            return SparkRun(results=[], failure=f"{job.entry_point} on EMR Serverless: AWS call "
-                            f"failed: {' '.join(str(error).split())}")
+            return SparkRun(
+                results=[],
+                failure=f"{job.entry_point} on EMR Serverless: AWS call "
+                f"failed: {' '.join(str(error).split())}",
+            )
         details: dict[str, Any] = {
             "emr_serverless_application_id": self.application_id,
             "emr_serverless_job_run_id": run_id,
             "code_bundle_uri": dg.MetadataValue.path(str(code.archive)),
             "code_bundle_uploaded": code.uploaded,
             "emr_serverless_logs": dg.MetadataValue.path(
-                str(log_root.join("applications", self.application_id, "jobs", run_id))),
+                str(log_root.join("applications", self.application_id, "jobs", run_id))
+            ),
         }
         failure = None
         if final["state"] != "SUCCESS":
             failure = self._explain(context, s3, log_root, final, job, details)
         return SparkRun(results=results, failure=failure, details=details)
 
-    def _wait(self, context: dg.AssetExecutionContext, serverless: Any, run_id: str,
-              finishing: Callable[[], bool]) -> dict[str, Any]:
+    def _wait(
+        self,
+        context: dg.AssetExecutionContext,
+        serverless: Any,
+        run_id: str,
+        finishing: Callable[[], bool],
+    ) -> dict[str, Any]:
         """get_job_run with backoff, fast once the job has closed its Pipes channel."""
         state = "SUBMITTED"
-        pacer = PollPacer(self.poll_interval_s, self.max_poll_interval_s,
-                          self.finishing_poll_interval_s, finishing)
+        pacer = PollPacer(
+            self.poll_interval_s,
+            self.max_poll_interval_s,
+            self.finishing_poll_interval_s,
+            finishing,
+        )
         while True:
-            run = serverless.get_job_run(applicationId=self.application_id,
-                                         jobRunId=run_id)["jobRun"]
+            run = serverless.get_job_run(applicationId=self.application_id, jobRunId=run_id)[
+                "jobRun"
+            ]
             if run["state"] != state:
                 context.log.info(f"EMR Serverless job run {run_id}: {state} -> {run['state']}")
                 state = run["state"]
@@ -179,31 +233,48 @@ class EmrServerlessLauncher(SparkLauncher):
         try:
             serverless.cancel_job_run(applicationId=self.application_id, jobRunId=run_id)
             state = wait_for_state(
-                lambda: serverless.get_job_run(applicationId=self.application_id,
-                                               jobRunId=run_id)["jobRun"]["state"],
-                JOB_DONE, self.cancel_timeout_s)
+                lambda: serverless.get_job_run(applicationId=self.application_id, jobRunId=run_id)[
+                    "jobRun"
+                ]["state"],
+                JOB_DONE,
+                self.cancel_timeout_s,
+            )
             if state is not None:
                 context.log.warning(f"EMR Serverless job run {run_id} is {state}")
             else:
-                context.log.error(f"EMR Serverless job run {run_id} still running "
-                                  f"{self.cancel_timeout_s:.0f} s after cancel_job_run")
+                context.log.error(
+                    f"EMR Serverless job run {run_id} still running "
+                    f"{self.cancel_timeout_s:.0f} s after cancel_job_run"
+                )
         except (ClientError, BotoCoreError) as error:
-            context.log.error(f"Could not cancel EMR Serverless job run {run_id}: "
-                              f"{' '.join(str(error).split())}")
+            context.log.error(
+                f"Could not cancel EMR Serverless job run {run_id}: {' '.join(str(error).split())}"
+            )
 
-    def _explain(self, context: dg.AssetExecutionContext, s3: Any, log_root: S3Uri,
-                 run: Mapping[str, Any], job: SparkJob, details: dict[str, Any]) -> str:
+    def _explain(
+        self,
+        context: dg.AssetExecutionContext,
+        s3: Any,
+        log_root: S3Uri,
+        run: Mapping[str, Any],
+        job: SparkJob,
+        details: dict[str, Any],
+    ) -> str:
         run_id, state = run["jobRunId"], run["state"]
         where = f"EMR Serverless job run {run_id} {state}"
         if state == "CANCELLED":
             return f"{where} outside Dagster ({run.get('stateDetails') or 'no reason given'})"
-        stderr = log_root.join("applications", self.application_id, "jobs", run_id,
-                               "SPARK_DRIVER", "stderr.gz")
+        stderr = log_root.join(
+            "applications", self.application_id, "jobs", run_id, "SPARK_DRIVER", "stderr.gz"
+        )
         lines = wait_for_gzip_lines(s3, stderr, time.monotonic() + self.log_wait_s) or []
         if not lines:
             context.log.warning(f"{stderr} did not appear within {self.log_wait_s:.0f} s")
-        reason = (job_failure_reason(lines) or run.get("stateDetails")
-                  or f"{job.entry_point} failed: {last_error_line(lines)}")
+        reason = (
+            job_failure_reason(lines)
+            or run.get("stateDetails")
+            or f"{job.entry_point} failed: {last_error_line(lines)}"
+        )
         block = tail_block(f"{stderr} (driver)", lines, _TAIL_LINES) if lines else ""
         details["emr_stderr_tail"] = dg.MetadataValue.md(f"```\n{block}\n```")
         summary = f"{' '.join(str(reason).split())} ({where})"

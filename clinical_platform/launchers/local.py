@@ -61,8 +61,7 @@ class LocalSparkLauncher(SparkLauncher):
 
     master: str = Field(default="local[*]", description="Spark master URL")
     lake_uri: str = Field(description="Lake root; bundles and Spark logs are kept under it")
-    spark_conf: dict[str, str] = Field(default_factory=dict,
-                                       description="Extra --conf settings")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf settings")
     driver_java_options: str = Field(default=DEFAULT_DRIVER_JAVA_OPTIONS)
 
     @property
@@ -74,26 +73,48 @@ class LocalSparkLauncher(SparkLauncher):
 
     def command(self, job: SparkJob, code_dir: Path) -> list[str]:
         conf = {**DEFAULT_CONF, **self.spark_conf}
-        command = [str(spark_home() / "bin" / "spark-submit"), "--master", self.master,
-                   "--name", f"clinical-{job.entry_point}"]
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master",
+            self.master,
+            "--name",
+            f"clinical-{job.entry_point}",
+        ]
         if self.driver_java_options:
             command += ["--driver-java-options", self.driver_java_options]
         for key, value in sorted(conf.items()):
             command += ["--conf", f"{key}={value}"]
-        command += ["--py-files", str(code_dir / "spark_jobs.zip"),
-                    str(code_dir / f"{job.entry_point}.py"), *job.arguments]
+        command += [
+            "--py-files",
+            str(code_dir / "spark_jobs.zip"),
+            str(code_dir / f"{job.entry_point}.py"),
+            *job.arguments,
+        ]
         return command
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-            raise SparkSubmitError("Java is not installed: Spark needs Java 17 "
-                                   "(apt-get install openjdk-17-jre-headless)")
+            raise SparkSubmitError(
+                "Java is not installed: Spark needs Java 17 "
+                "(apt-get install openjdk-17-jre-headless)"
+            )
         python = sys.executable
-        return {**os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": python,
-                "PYSPARK_DRIVER_PYTHON": python, "PYTHONUNBUFFERED": "1", **env}
+        return {
+            **os.environ,
+            "SPARK_HOME": str(spark_home()),
+            "PYSPARK_PYTHON": python,
+            "PYSPARK_DRIVER_PYTHON": python,
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
 
-    def launch(self, context: dg.AssetExecutionContext, job: SparkJob,
-               extras: Mapping[str, Any], env: Mapping[str, str]) -> SparkRun:
+    def launch(
+        self,
+        context: dg.AssetExecutionContext,
+        job: SparkJob,
+        extras: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> SparkRun:
         code_dir = build_bundle().write_to(self._system_dir("code"))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         log_path = self._system_dir("logs", context.run.run_id, f"{job.entry_point}-{stamp}.log")
@@ -101,28 +122,35 @@ class LocalSparkLauncher(SparkLauncher):
         command = self.command(job, code_dir)
         process_env = self.environment(env)
         context.log.info(f"Starting {job.entry_point} on {self.master}; Spark log: {log_path}")
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesTempFileContextInjector(),
-            message_reader=dg.PipesTempFileMessageReader(),
-            extras=dict(extras),
-        ) as session, log_path.open("wb") as log:
+        with (
+            dg.open_pipes_session(
+                context=context,
+                context_injector=dg.PipesTempFileContextInjector(),
+                message_reader=dg.PipesTempFileMessageReader(),
+                extras=dict(extras),
+            ) as session,
+            log_path.open("wb") as log,
+        ):
             process = subprocess.Popen(
-                command, env={**process_env, **session.get_bootstrap_env_vars()},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                command,
+                env={**process_env, **session.get_bootstrap_env_vars()},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 returncode = process.wait()
             except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
                 context.log.warning(f"Run terminated: stopping Spark job {job.entry_point}")
                 stop_process_group(process)
                 raise
-        details: dict[str, dg.MetadataValue] = {
-            "spark_log": dg.MetadataValue.path(str(log_path))}
+        details: dict[str, dg.MetadataValue] = {"spark_log": dg.MetadataValue.path(str(log_path))}
         failure = None
         if returncode != 0:
             failure = explain_failure(job.entry_point, returncode, log_path)
             details["spark_log_tail"] = dg.MetadataValue.md(
-                "```\n" + "\n".join(last_lines(log_path)) + "\n```")
+                "```\n" + "\n".join(last_lines(log_path)) + "\n```"
+            )
         return SparkRun(results=reported_results(session), failure=failure, details=details)
 
 

@@ -44,8 +44,12 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
     lines += ["## Delivery as landed", "", f"Landing folder: `{landing}`", ""]
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        lines += [f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.", "",
-                  "| file | bytes | sha256 |", "|---|---:|---|"]
+        lines += [
+            f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.",
+            "",
+            "| file | bytes | sha256 |",
+            "|---|---:|---|",
+        ]
         lines += [f"| {f['name']} | {f['size']} | `{f['sha256']}` |" for f in manifest["files"]]
     else:
         lines.append("No delivery manifest: the delivery was not landed through the platform.")
@@ -53,40 +57,54 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
     lines += ["", "## Rejected files", ""]
     if rejected:
         lines += ["| file | dataset | reason |", "|---|---|---|"]
-        lines += [f"| {r['file']} | {r.get('dataset') or '-'} | {r['reason']} |"
-                  for r in rejected]
+        lines += [f"| {r['file']} | {r.get('dataset') or '-'} | {r['reason']} |" for r in rejected]
     else:
         lines.append("None.")
 
     records = partition_records(layout, delivery)
-    lines += ["", "## Assets", "",
-              "| asset | status | rows in | rows out | quarantined | collapsed | content hash "
-              "| run | Spark application | code version |",
-              "|---|---|---:|---:|---:|---:|---|---|---|---|"]
+    lines += [
+        "",
+        "## Assets",
+        "",
+        "| asset | status | rows in | rows out | quarantined | collapsed | content hash "
+        "| run | Spark application | code version |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---|",
+    ]
     for r in records:
         rows = r.get("rows") or {}
         lines.append(
             f"| {r['asset']} | {r['status']} | {rows.get('in', '')} | {rows.get('out', '')} "
             f"| {rows.get('quarantined', '')} | {rows.get('collapsed', '')} "
             f"| `{_short(r.get('content_hash'), 16)}` | `{_short(r.get('run_id'), 8)}` "
-            f"| {r.get('spark_application_id', '')} | `{_short(r.get('code_version'))}` |")
+            f"| {r.get('spark_application_id', '')} | `{_short(r.get('code_version'))}` |"
+        )
     for r in records:
-        lines += ["", f"### {r['asset']}", "",
-                  f"- produced at {r.get('produced_at')} by `{r.get('launcher')}`, git "
-                  f"`{r.get('git_sha')}`"]
+        lines += [
+            "",
+            f"### {r['asset']}",
+            "",
+            f"- produced at {r.get('produced_at')} by `{r.get('launcher')}`, git "
+            f"`{r.get('git_sha')}`",
+        ]
         if r.get("reason"):
             lines.append(f"- reason: {r['reason']}")
         for source in r.get("sources", []):
-            lines.append(f"- source `{source.get('uri')}` ({source.get('size')} bytes, sha256 "
-                         f"`{source.get('sha256')}`, {source.get('rows')} rows)")
+            lines.append(
+                f"- source `{source.get('uri')}` ({source.get('size')} bytes, sha256 "
+                f"`{source.get('sha256')}`, {source.get('rows')} rows)"
+            )
         for upstream in r.get("inputs", []):
-            lines.append(f"- input {upstream.get('asset')} {upstream.get('partition')} "
-                         f"(content `{_short(upstream.get('content_hash'), 16)}`, run "
-                         f"`{_short(upstream.get('run_id'), 8)}`)")
+            lines.append(
+                f"- input {upstream.get('asset')} {upstream.get('partition')} "
+                f"(content `{_short(upstream.get('content_hash'), 16)}`, run "
+                f"`{_short(upstream.get('run_id'), 8)}`)"
+            )
         checks = r.get("checks", [])
         if checks:
             failed = [c for c in checks if not c.get("passed")]
             summary = ", ".join(f"{c['check']} ({c.get('effect', '')})" for c in failed)
-            lines.append(f"- checks: {len(checks) - len(failed)} of {len(checks)} passed"
-                         + (f"; not passed: {summary}" if failed else ""))
+            lines.append(
+                f"- checks: {len(checks) - len(failed)} of {len(checks)} passed"
+                + (f"; not passed: {summary}" if failed else "")
+            )
     return "\n".join(lines) + "\n"

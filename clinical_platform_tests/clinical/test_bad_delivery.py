@@ -32,14 +32,16 @@ BAD = {"ae": "truncated", "ex": "empty file (0 bytes)", "vs": "looks like a PNG 
 
 def tiny_png() -> bytes:
     """A real 1x1 PNG image."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xff\x00\x00")
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +96,12 @@ def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:
 def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:
     _, result, instance, _ = bad_run
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    for name, reason in [("ae.xpt", "truncated"), ("ex.xpt", "empty file (0 bytes)"),
-                         ("vs.xpt", "not a SAS XPORT v5 file"),
-                         ("notes.xpt", "unknown domain 'NOTES'")]:
+    for name, reason in [
+        ("ae.xpt", "truncated"),
+        ("ex.xpt", "empty file (0 bytes)"),
+        ("vs.xpt", "not a SAS XPORT v5 file"),
+        ("notes.xpt", "unknown domain 'NOTES'"),
+    ]:
         lines = [m for m in messages if name in m and reason in m]
         assert lines, f"no event-log line names {name} with {reason!r}"
         assert all("\n" not in line for line in lines)
@@ -105,14 +110,19 @@ def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:
 def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) -> None:
     lake, _, _, originals = bad_run
     layout = LakeLayout(str(lake))
-    records = {p.stem.removesuffix(".xpt"): json.loads(p.read_text())
-               for p in Path(local_path(layout.rejected_files(DELIVERY))).glob("*.json")}
+    records = {
+        p.stem.removesuffix(".xpt"): json.loads(p.read_text())
+        for p in Path(local_path(layout.rejected_files(DELIVERY))).glob("*.json")
+    }
     assert sorted(records) == ["ae", "ex", "notes", "vs"]
     assert records["notes"]["dataset"] is None
     assert records["vs"]["sha256"] == originals["vs.xpt"]
     landing = Path(local_path(layout.landing(DELIVERY)))
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in landing.iterdir() if p.name != "_delivery.json"} == originals
+    assert {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in landing.iterdir()
+        if p.name != "_delivery.json"
+    } == originals
 
 
 def test_nothing_of_a_rejected_domain_reaches_curated(bad_run) -> None:
@@ -120,5 +130,4 @@ def test_nothing_of_a_rejected_domain_reaches_curated(bad_run) -> None:
     for domain in BAD:
         assert not partition_dir(lake, "curated", domain, DELIVERY).exists()
         raw = partition_dir(lake, "raw", domain, DELIVERY)
-        assert [p.name for p in raw.iterdir() if not p.name.startswith(".")] == [
-            "_lineage.json"]
+        assert [p.name for p in raw.iterdir() if not p.name.startswith(".")] == ["_lineage.json"]

@@ -53,8 +53,9 @@ class Table:
         data = path.read_bytes()
         layout = xport.inspect(data)
         variables = [(v.name, v.kind, v.length, v.label) for v in layout.header.variables]
-        return cls(layout.header.dataset_name, variables, [list(r) for r in
-                                                            xport.iter_rows(data, layout)])
+        return cls(
+            layout.header.dataset_name, variables, [list(r) for r in xport.iter_rows(data, layout)]
+        )
 
     def index(self, column: str) -> int:
         return [v[0] for v in self.variables].index(column)
@@ -79,8 +80,11 @@ class Table:
     def write_xpt(self, path: Path) -> None:
         variables = []
         for i, (name, kind, _, label) in enumerate(self.variables):
-            width = 8 if kind == "numeric" else max(
-                [1, *[len(str(r[i]).encode("latin-1")) for r in self.rows]])
+            width = (
+                8
+                if kind == "numeric"
+                else max([1, *[len(str(r[i]).encode("latin-1")) for r in self.rows]])
+            )
             variables.append((name, kind, width, label))
         with path.open("wb") as out:
             xport.write_xport(out, self.name, variables, self.rows)
@@ -90,14 +94,16 @@ class Table:
         writer = csv.writer(buffer)
         writer.writerow([v[0] for v in self.variables])
         for row in self.rows:
-            writer.writerow(["" if v is None else format_number(v) if isinstance(v, float)
-                             else v for v in row])
+            writer.writerow(
+                ["" if v is None else format_number(v) if isinstance(v, float) else v for v in row]
+            )
         path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))  # with a BOM
 
 
 def rows_where(table: Table, column: str, value: str, count: int, skip: set[int]) -> list[int]:
-    found = [i for i, r in enumerate(table.rows) if r[table.index(column)] == value
-             and i not in skip]
+    found = [
+        i for i, r in enumerate(table.rows) if r[table.index(column)] == value and i not in skip
+    ]
     return found[:count]
 
 
@@ -105,11 +111,12 @@ def write_single_parquet(spark: Any, table: Table, path: Path) -> None:
     """One Parquet file (not a Spark folder) holding the table, as a CRO would send it."""
     from pyspark.sql import types as T
 
-    fields = [T.StructField(name, T.DoubleType() if kind == "numeric" else T.StringType())
-              for name, kind, _, _ in table.variables]
+    fields = [
+        T.StructField(name, T.DoubleType() if kind == "numeric" else T.StringType())
+        for name, kind, _, _ in table.variables
+    ]
     folder = path.with_suffix(".parts")
-    spark.createDataFrame(table.rows, T.StructType(fields)).coalesce(1).write.parquet(
-        str(folder))
+    spark.createDataFrame(table.rows, T.StructType(fields)).coalesce(1).write.parquet(str(folder))
     shutil.copyfile(next(folder.glob("part-*.parquet")), path)
     shutil.rmtree(folder)
 
@@ -197,8 +204,12 @@ def runs(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLINICAL_PSEUDONYM_KEY", "test-key")
         first = materialize(lake, FIRST, instance=instance)
-        second = materialize(lake, SECOND, instance=instance, selection=[
-            "raw_dm", "raw_ae", "curated_dm", "curated_ae", "features_subject_profile"])
+        second = materialize(
+            lake,
+            SECOND,
+            instance=instance,
+            selection=["raw_dm", "raw_ae", "curated_dm", "curated_ae", "features_subject_profile"],
+        )
     return QualityRuns(lake, instance, first, second)
 
 
@@ -218,16 +229,28 @@ def test_adverse_events_quarantine_by_reason(runs: QualityRuns, spark: Any) -> N
     assert metadata_value(curated, "rows_quarantined") == 15
     assert metadata_value(curated, "dagster/row_count") == 969 - 5 - 15
     assert quarantine_reasons(spark, runs.lake, "ae") == {
-        "natural_key": 6, "iso8601": 4, "subject_in_dm": 2, "study_matches": 1,
-        "max_length": 1, "future_date": 1}
+        "natural_key": 6,
+        "iso8601": 4,
+        "subject_in_dm": 2,
+        "study_matches": 1,
+        "max_length": 1,
+        "future_date": 1,
+    }
 
 
 def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
-    results = {name: e for (asset, name), e in checks(runs.first).items()
-               if asset == "curated_ae"}
-    expected_failing = {"natural_key": 6, "iso8601": 4, "subject_in_dm": 2, "study_matches": 1,
-                        "max_length": 1, "future_date": 1, "end_before_start": 2,
-                        "terminology": 2, "castable": 0}
+    results = {name: e for (asset, name), e in checks(runs.first).items() if asset == "curated_ae"}
+    expected_failing = {
+        "natural_key": 6,
+        "iso8601": 4,
+        "subject_in_dm": 2,
+        "study_matches": 1,
+        "max_length": 1,
+        "future_date": 1,
+        "end_before_start": 2,
+        "terminology": 2,
+        "castable": 0,
+    }
     for name, count in expected_failing.items():
         assert failing(results[name]) == count, name
         assert results[name].passed is (count == 0), name
@@ -235,13 +258,19 @@ def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
     assert metadata_value(results["natural_key"], "examples")[0].startswith("01-701-")
     assert not results["exact_duplicates"].passed
     assert results["exact_duplicates"].metadata["collapsed_rows"].value == 5
-    for name in ("files_readable", "required_columns", "schema_drift", "reconciliation",
-                 "volume"):
+    for name in ("files_readable", "required_columns", "schema_drift", "reconciliation", "volume"):
         assert results[name].passed, name
-    reconciliation = {k: v.value for k, v in results["reconciliation"].metadata.items()
-                      if k.endswith("rows") or k.endswith("duplicates")}
-    assert reconciliation == {"raw_rows": 969, "curated_rows": 949, "quarantined_rows": 15,
-                              "collapsed_duplicates": 5}
+    reconciliation = {
+        k: v.value
+        for k, v in results["reconciliation"].metadata.items()
+        if k.endswith("rows") or k.endswith("duplicates")
+    }
+    assert reconciliation == {
+        "raw_rows": 969,
+        "curated_rows": 949,
+        "quarantined_rows": 15,
+        "collapsed_duplicates": 5,
+    }
 
 
 def test_warned_rows_stay_in_curated_with_their_flags(runs: QualityRuns, spark: Any) -> None:
@@ -259,15 +288,16 @@ def test_quarantined_rows_keep_source_values_and_every_reason(
     bad_dates = quarantine.where("AESTDTC = '2014-13-45'").collect()
     assert len(bad_dates) == 4
     assert all(r["_reject_reasons"] == ["iso8601"] for r in bad_dates)
-    assert all("iso8601: AESTDTC='2014-13-45' is not an ISO 8601 date/time" in r["_reject_details"]
-               for r in bad_dates)
+    assert all(
+        "iso8601: AESTDTC='2014-13-45' is not an ISO 8601 date/time" in r["_reject_details"]
+        for r in bad_dates
+    )
     assert {r["_source_row"] for r in bad_dates} == {21, 22, 23, 24}
     assert all(r["_source_uri"].endswith("/ae.xpt") for r in bad_dates)
 
 
 def test_implausible_vitals_and_future_dates(runs: QualityRuns, spark: Any) -> None:
-    assert quarantine_reasons(spark, runs.lake, "vs") == {"plausible_range": 5,
-                                                          "future_date": 1}
+    assert quarantine_reasons(spark, runs.lake, "vs") == {"plausible_range": 5, "future_date": 1}
     curated = materializations(runs.first)["curated_vs"]
     assert metadata_value(curated, "dagster/row_count") == 29_643 - 6
     results = checks(runs.first)
@@ -302,8 +332,9 @@ def test_warnings_do_not_stop_features(runs: QualityRuns, spark: Any) -> None:
     assert runs.first.success
     features = materializations(runs.first)["features_subject_profile"]
     assert metadata_value(features, "dagster/row_count") == 306
-    profile = spark.read.parquet(str(partition_dir(runs.lake, "features", "subject_profile",
-                                                   FIRST)))
+    profile = spark.read.parquet(
+        str(partition_dir(runs.lake, "features", "subject_profile", FIRST))
+    )
     assert profile.agg({"ae_count": "sum"}).first()[0] == 949
 
 
@@ -323,8 +354,7 @@ def test_missing_required_column_blocks_features(runs: QualityRuns) -> None:
     assert required.metadata["reason"].value == "ae.xpt lacks required column(s) USUBJID"
     log = [entry.user_message for entry in runs.instance.all_logs(runs.second.run_id)]
     assert any(m.startswith("Dependencies for step clinical_features failed") for m in log)
-    assert [e.step_key for e in runs.second.all_events if e.is_step_success] == [
-        "clinical_raw"]
+    assert [e.step_key for e in runs.second.all_events if e.is_step_success] == ["clinical_raw"]
     # The raw copy is still faithful: the file was readable, only curation refuses it.
     assert metadata_value(found["raw_ae"], "status") == "accepted"
 
@@ -340,12 +370,13 @@ def test_volume_change_against_the_previous_delivery_warns(runs: QualityRuns) ->
 
 def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> None:
     # What the UI's "Execute checks" does: the asset job subset to checks only.
-    defs = dg.Definitions(assets=CLINICAL_ASSETS,
-                          resources=resources_for("local", str(runs.lake)))
-    vs_checks = {dg.AssetCheckKey(dg.AssetKey("curated_vs"), rule.name)
-                 for rule in sdtm_contract("vs").rules}
+    defs = dg.Definitions(assets=CLINICAL_ASSETS, resources=resources_for("local", str(runs.lake)))
+    vs_checks = {
+        dg.AssetCheckKey(dg.AssetKey("curated_vs"), rule.name) for rule in sdtm_contract("vs").rules
+    }
     checks_job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection=vs_checks)
+        asset_selection=set(), asset_check_selection=vs_checks
+    )
 
     clean = checks_job.execute_in_process(partition_key=FIRST.key, instance=runs.instance)
     assert clean.get_asset_materialization_events() == []
@@ -356,8 +387,9 @@ def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> N
     folder = partition_dir(runs.lake, "curated", "vs", FIRST)
     victim = sorted(folder.glob("part-*.parquet"))[0]
     victim.unlink()
-    tampered = checks_job.execute_in_process(partition_key=FIRST.key, instance=runs.instance,
-                                             raise_on_error=False)
+    tampered = checks_job.execute_in_process(
+        partition_key=FIRST.key, instance=runs.instance, raise_on_error=False
+    )
     broken = checks(tampered)[("curated_vs", "reconciliation")]
     assert not broken.passed and broken.severity == dg.AssetCheckSeverity.ERROR
     assert metadata_value(broken, "curated_rows") < 29_637

@@ -19,14 +19,24 @@ from clinical_platform_tests.helpers import (
 
 pytestmark = pytest.mark.slow
 
-EXPECTED_ROWS = {"dm": 306, "ae": 961, "vs": 29_643, "lb": 54_667, "ex": 591, "ds": 596,
-                 "sv": 3_559}
+EXPECTED_ROWS = {
+    "dm": 306,
+    "ae": 961,
+    "vs": 29_643,
+    "lb": 54_667,
+    "ex": 591,
+    "ds": 596,
+    "sv": 3_559,
+}
 
 
 def readme_checksums(pilot_dir: Path) -> dict[str, str]:
     """file -> sha256 from the table in the pilot's README."""
-    table = re.findall(r"^\| (\S+\.(?:xpt|xml)) \|.*\| ([0-9a-f]{64}) \|$",
-                       (pilot_dir / "README.md").read_text(), flags=re.MULTILINE)
+    table = re.findall(
+        r"^\| (\S+\.(?:xpt|xml)) \|.*\| ([0-9a-f]{64}) \|$",
+        (pilot_dir / "README.md").read_text(),
+        flags=re.MULTILINE,
+    )
     return dict(table)
 
 
@@ -54,8 +64,9 @@ def test_source_files_carry_the_published_sha256(pilot_run: PilotRun, pilot_dir:
         for source in metadata_value(found[f"raw_{domain}"], "source_files"):
             seen[source["name"]] = source["sha256"]
             assert source["size"] == (pilot_dir / source["name"]).stat().st_size
-            assert source["uri"].endswith(f"/landing/clinical/CDISCPILOT01/2024-01-15/"
-                                          f"{source['name']}")
+            assert source["uri"].endswith(
+                f"/landing/clinical/CDISCPILOT01/2024-01-15/{source['name']}"
+            )
     assert {name: published[name] for name in seen} == seen
     assert sorted(seen) == sorted(n for n in published if n.endswith(".xpt"))
 
@@ -72,7 +83,8 @@ def test_materializations_record_code_schema_and_spark_application(pilot_run: Pi
         assert re.fullmatch(r"[0-9a-f]{64}", metadata_value(materialization, "code_version"))
         assert str(metadata_value(materialization, "spark_application_id")).startswith("local-")
         assert metadata_value(materialization, "path").endswith(
-            "study=CDISCPILOT01/delivery=2024-01-15"), name
+            "study=CDISCPILOT01/delivery=2024-01-15"
+        ), name
         assert "dagster/column_schema" in meta, name
         assert metadata_value(materialization, "content_hash"), name
     schema = metadata_value(found["curated_ae"], "dagster/column_schema")
@@ -83,8 +95,14 @@ def test_materializations_record_code_schema_and_spark_application(pilot_run: Pi
 
 def test_one_spark_application_per_stage(pilot_run: PilotRun) -> None:
     found = materializations(pilot_run.result)
-    apps = {zone: {metadata_value(m, "spark_application_id") for n, m in found.items()
-                   if n.startswith(zone)} for zone in ("raw_", "curated_", "features_")}
+    apps = {
+        zone: {
+            metadata_value(m, "spark_application_id")
+            for n, m in found.items()
+            if n.startswith(zone)
+        }
+        for zone in ("raw_", "curated_", "features_")
+    }
     assert all(len(ids) == 1 for ids in apps.values()), apps
     assert len(set().union(*apps.values())) == 3
 
@@ -105,13 +123,17 @@ def test_features_are_de_identified(pilot_run: PilotRun, spark) -> None:
     assert features.count() == 306
     names = [c.upper() for c in features.columns]
     assert "USUBJID" not in names and "SUBJID" not in names
-    date_types = [f.name for f in features.schema.fields
-                  if f.dataType.typeName() in ("date", "timestamp", "timestamp_ntz")]
+    date_types = [
+        f.name
+        for f in features.schema.fields
+        if f.dataType.typeName() in ("date", "timestamp", "timestamp_ntz")
+    ]
     assert date_types == []
     assert not [n for n in names if n.endswith(("DTC", "_DATE"))]
     assert features.select("subject_pseudonym").distinct().count() == 306
-    disposition = {r["disposition"]: r["count"]
-                   for r in features.groupBy("disposition").count().collect()}
+    disposition = {
+        r["disposition"]: r["count"] for r in features.groupBy("disposition").count().collect()
+    }
     assert disposition == {"completed": 110, "discontinued": 144, "screen_failure": 52}
 
 
@@ -123,18 +145,20 @@ def test_lineage_is_written_beside_the_data(pilot_run: PilotRun) -> None:
     raw = lineage(pilot_run.lake, "raw", "vs", pilot_run.delivery)
     assert record["inputs"][0]["content_hash"] == raw["content_hash"]
     assert raw["sources"][0]["sha256"] == (
-        "ce2c17eeb807e2a33d4d4ee9b82d0cd978a9f02cafb290b68b985f2a2c591ea3")
+        "ce2c17eeb807e2a33d4d4ee9b82d0cd978a9f02cafb290b68b985f2a2c591ea3"
+    )
 
 
 @pytest.mark.usefixtures("pseudonym_key")
 def test_rematerializing_replaces_the_partition_with_identical_content(
     pilot_run: PilotRun, spark
 ) -> None:
-    first = {d: lineage(pilot_run.lake, "curated", d, pilot_run.delivery)
-             for d in EXPECTED_ROWS}
-    again = materialize(pilot_run.lake, pilot_run.delivery,
-                        selection=[f"raw_{d}" for d in EXPECTED_ROWS]
-                        + [f"curated_{d}" for d in EXPECTED_ROWS])
+    first = {d: lineage(pilot_run.lake, "curated", d, pilot_run.delivery) for d in EXPECTED_ROWS}
+    again = materialize(
+        pilot_run.lake,
+        pilot_run.delivery,
+        selection=[f"raw_{d}" for d in EXPECTED_ROWS] + [f"curated_{d}" for d in EXPECTED_ROWS],
+    )
     assert again.success
     found = materializations(again)
     for domain, before in first.items():
@@ -142,8 +166,7 @@ def test_rematerializing_replaces_the_partition_with_identical_content(
         assert after["run_id"] != before["run_id"]
         assert after["content_hash"] == before["content_hash"], domain
         assert after["rows"] == before["rows"]
-        assert metadata_value(found[f"curated_{domain}"], "content_hash") == before[
-            "content_hash"]
+        assert metadata_value(found[f"curated_{domain}"], "content_hash") == before["content_hash"]
         # Replaced, not appended: the files on disk hold exactly one copy of the rows,
         # and nothing is left in staging.
         folder = partition_dir(pilot_run.lake, "curated", domain, pilot_run.delivery)

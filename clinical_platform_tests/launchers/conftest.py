@@ -30,8 +30,7 @@ def aws_emulator() -> Iterator[AwsEmulator]:
             patch.delenv(name, raising=False)
         for name, value in FAKE_AWS_ENV.items():
             patch.setenv(name, value)
-        with moto_server() as emulator, cancel_steps_installed(), \
-                serverless_runs_start_submitted():
+        with moto_server() as emulator, cancel_steps_installed(), serverless_runs_start_submitted():
             # Any client the tests forget to point at moto still ends up there.
             patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
             yield emulator

@@ -65,15 +65,35 @@ FAKE_AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-REAL_AWS_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
-                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_EMR")
+REAL_AWS_ENV = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_EMR",
+)
 CLUSTER_ENDED = ("TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS")
 _APP_MASTER_ENV = "spark.yarn.appMasterEnv."
 _SERVERLESS_DRIVER_ENV = "spark.emr-serverless.driverEnv."
-_OPTIONS_WITH_VALUE = {"--deploy-mode", "--master", "--name", "--conf", "--py-files",
-                       "--files", "--jars", "--archives", "--driver-memory",
-                       "--executor-memory", "--num-executors", "--executor-cores",
-                       "--driver-java-options", "--class", "--packages"}
+_OPTIONS_WITH_VALUE = {
+    "--deploy-mode",
+    "--master",
+    "--name",
+    "--conf",
+    "--py-files",
+    "--files",
+    "--jars",
+    "--archives",
+    "--driver-memory",
+    "--executor-memory",
+    "--num-executors",
+    "--executor-cores",
+    "--driver-java-options",
+    "--class",
+    "--packages",
+}
 
 
 # --------------------------------------------------------------------------- moto server
@@ -95,7 +115,8 @@ class AwsEmulator:
 
     def create_bucket(self, name: str = STAGING_BUCKET) -> None:
         self.client("s3").create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
 
 
 @contextmanager
@@ -123,8 +144,9 @@ def _cancel_steps(self: ElasticMapReduceResponse) -> ActionResult:
         elif step.state == "PENDING":
             step.state = "CANCELLED"
         else:
-            answers.append({"StepId": step.id, "Status": "FAILED",
-                            "Reason": f"step is already {step.state}"})
+            answers.append(
+                {"StepId": step.id, "Status": "FAILED", "Reason": f"step is already {step.state}"}
+            )
             continue
         answers.append({"StepId": step.id, "Status": "SUBMITTED", "Reason": ""})
     return ActionResult({"CancelStepsInfoList": answers})
@@ -133,8 +155,9 @@ def _cancel_steps(self: ElasticMapReduceResponse) -> ActionResult:
 @contextmanager
 def cancel_steps_installed() -> Iterator[None]:
     """Add CancelSteps to moto's EMR API for as long as the context lasts."""
-    assert not hasattr(ElasticMapReduceResponse, "cancel_steps"), \
+    assert not hasattr(ElasticMapReduceResponse, "cancel_steps"), (
         "moto implements cancel_steps now: drop this extension"
+    )
     ElasticMapReduceResponse.cancel_steps = _cancel_steps  # type: ignore[attr-defined]
     try:
         yield
@@ -283,8 +306,12 @@ class ClusterPlayer:
         """An EMR Serverless job run: same spark-submit, driverEnv confs, SPARK_DRIVER logs."""
         self._seen.add(run.id)
         submit = run.job_driver["sparkSubmit"]
-        args = ["spark-submit", *shlex.split(submit.get("sparkSubmitParameters", "")),
-                submit["entryPoint"], *submit.get("entryPointArguments", [])]
+        args = [
+            "spark-submit",
+            *shlex.split(submit.get("sparkSubmitParameters", "")),
+            submit["entryPoint"],
+            *submit.get("entryPointArguments", []),
+        ]
         played = PlayedStep(run.application_id, run.id, args, started_at=time.time())
         self.played.append(played)
         plan = self.plans.popleft() if self.plans else StepPlan()
@@ -295,13 +322,19 @@ class ClusterPlayer:
         else:
             workdir = self._work_dir / run.id
             workdir.mkdir(parents=True, exist_ok=True)
-            played.command, played.driver_env = self._localize(args, workdir,
-                                                               _SERVERLESS_DRIVER_ENV)
+            played.command, played.driver_env = self._localize(
+                args, workdir, _SERVERLESS_DRIVER_ENV
+            )
             played.driver_log = driver_log = workdir / "driver.log"
             with driver_log.open("wb") as log:
-                process = subprocess.Popen(played.command, env=played.driver_env, cwd=workdir,
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                process = subprocess.Popen(
+                    played.command,
+                    env=played.driver_env,
+                    cwd=workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 self.driver_started.set()
                 while process.poll() is None:
                     if run.state == "CANCELLED" or self._stop.is_set():
@@ -310,13 +343,23 @@ class ClusterPlayer:
                     time.sleep(0.1)
             played.returncode = process.returncode
             driver_lines = driver_log.read_text(errors="replace").splitlines()
-            state = ("CANCELLED" if run.state == "CANCELLED"
-                     else "SUCCESS" if process.returncode == 0 else "FAILED")
-        log_uri = (run.configuration_overrides or {}).get("monitoringConfiguration", {}).get(
-            "s3MonitoringConfiguration", {}).get("logUri")
+            state = (
+                "CANCELLED"
+                if run.state == "CANCELLED"
+                else "SUCCESS"
+                if process.returncode == 0
+                else "FAILED"
+            )
+        log_uri = (
+            (run.configuration_overrides or {})
+            .get("monitoringConfiguration", {})
+            .get("s3MonitoringConfiguration", {})
+            .get("logUri")
+        )
         if log_uri:
-            driver = S3Uri.parse(log_uri).join("applications", run.application_id, "jobs",
-                                               run.id, "SPARK_DRIVER")
+            driver = S3Uri.parse(log_uri).join(
+                "applications", run.application_id, "jobs", run.id, "SPARK_DRIVER"
+            )
             self._put_gzip(driver.join("stderr.gz"), driver_lines)
             self._put_gzip(driver.join("stdout.gz"), [])
         run.state_details = "" if state == "SUCCESS" else f"Job run {state.lower()}"
@@ -338,13 +381,17 @@ class ClusterPlayer:
             return
         workdir = self._work_dir / step.id
         workdir.mkdir(parents=True, exist_ok=True)
-        played.command, played.driver_env = self._localize(step.args, workdir,
-                                                           _APP_MASTER_ENV)
+        played.command, played.driver_env = self._localize(step.args, workdir, _APP_MASTER_ENV)
         played.driver_log = driver_log = workdir / "driver.log"
         with driver_log.open("wb") as log:
-            process = subprocess.Popen(played.command, env=played.driver_env, cwd=workdir,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                played.command,
+                env=played.driver_env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.driver_started.set()
             state = self._watch(cluster, step, process, plan)
         played.returncode = process.returncode
@@ -352,19 +399,23 @@ class ClusterPlayer:
         if state is None:
             state = "COMPLETED" if process.returncode == 0 else "FAILED"
         self._write_logs(cluster, step, application, driver_lines, succeeded=state == "COMPLETED")
-        self._finish(cluster, step, played, state,
-                     "" if state == "COMPLETED" else f"Step {state.lower()}")
+        self._finish(
+            cluster, step, played, state, "" if state == "COMPLETED" else f"Step {state.lower()}"
+        )
 
-    def _watch(self, cluster: Any, step: Any, process: subprocess.Popen[bytes],
-               plan: StepPlan) -> str | None:
+    def _watch(
+        self, cluster: Any, step: Any, process: subprocess.Popen[bytes], plan: StepPlan
+    ) -> str | None:
         """Wait for the driver; stop it for a cancel, a cluster termination or test shutdown."""
         started = time.monotonic()
         while process.poll() is None:
             if step.state == "CANCEL_PENDING":
                 stop_process_group(process)
                 return "CANCELLED"
-            if (plan.terminate_cluster_after_s is not None
-                    and time.monotonic() - started >= plan.terminate_cluster_after_s):
+            if (
+                plan.terminate_cluster_after_s is not None
+                and time.monotonic() - started >= plan.terminate_cluster_after_s
+            ):
                 cluster.terminate()
                 cluster.state = "TERMINATED_WITH_ERRORS"
                 cluster.last_state_change_reason = plan.termination_reason
@@ -374,8 +425,9 @@ class ClusterPlayer:
             time.sleep(0.1)
         return None
 
-    def _localize(self, args: list[str], workdir: Path,
-                  driver_env_prefix: str) -> tuple[list[str], dict[str, str]]:
+    def _localize(
+        self, args: list[str], workdir: Path, driver_env_prefix: str
+    ) -> tuple[list[str], dict[str, str]]:
         """The spark-submit as this machine can run it, and the driver's environment (the
         confs named `<driver_env_prefix>NAME`, as YARN or EMR Serverless would set them)."""
         if not args or args[0] != "spark-submit":
@@ -402,16 +454,23 @@ class ClusterPlayer:
             if option == "--conf":
                 key, _, conf_value = value.partition("=")
                 if key.startswith(driver_env_prefix):
-                    env[key[len(driver_env_prefix):]] = conf_value
+                    env[key[len(driver_env_prefix) :]] = conf_value
                 else:
                     confs[key] = conf_value
             elif option == "--py-files":
                 py_files = [self._download(uri, workdir) for uri in value.split(",")]
             elif option == "--name":
                 name = value
-        entry, app_args = self._download(args[position], workdir), args[position + 1:]
-        command = [str(spark_home() / "bin" / "spark-submit"), "--master", self._master,
-                   "--name", name, "--driver-java-options", DEFAULT_DRIVER_JAVA_OPTIONS]
+        entry, app_args = self._download(args[position], workdir), args[position + 1 :]
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master",
+            self._master,
+            "--name",
+            name,
+            "--driver-java-options",
+            DEFAULT_DRIVER_JAVA_OPTIONS,
+        ]
         for key, value in sorted(confs.items()):
             command += ["--conf", f"{key}={value}"]
         if py_files:
@@ -424,8 +483,9 @@ class ClusterPlayer:
         self._s3.download_file(location.bucket, location.key, str(target))
         return str(target)
 
-    def _write_logs(self, cluster: Any, step: Any, application: str, driver_lines: list[str],
-                    *, succeeded: bool) -> None:
+    def _write_logs(
+        self, cluster: Any, step: Any, application: str, driver_lines: list[str], *, succeeded: bool
+    ) -> None:
         """EMR's log layout: the spark-submit client's output per step, the driver per
         container (in cluster mode the job's own stderr is only in the latter)."""
         if not cluster.log_uri:
@@ -446,7 +506,7 @@ class ClusterPlayer:
                 f"{application} finished with failed status",
                 "\tat org.apache.spark.deploy.yarn.Client.run(Client.scala:1342)",
             ]
-        container = f"container_{application[len('application_'):]}_01_000001"
+        container = f"container_{application[len('application_') :]}_01_000001"
         self._put_gzip(root.join("steps", step.id, "stderr.gz"), client)
         self._put_gzip(root.join("steps", step.id, "stdout.gz"), [])
         self._put_gzip(root.join("containers", application, container, "stderr.gz"), driver_lines)
@@ -462,5 +522,6 @@ class ClusterPlayer:
         step.state = state
         played.state, played.ended_at = state, time.time()
         if cluster.state == "RUNNING" and not any(
-                s.state in ("PENDING", "RUNNING") for s in cluster.steps):
+            s.state in ("PENDING", "RUNNING") for s in cluster.steps
+        ):
             cluster.state = "WAITING"

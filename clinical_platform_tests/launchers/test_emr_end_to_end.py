@@ -49,16 +49,24 @@ SPOT_LOSS = [
 def emr_launcher(aws: AwsEmulator, **settings: Any) -> EmrStepLauncher:
     """The launcher as production configures it, with intervals sized for a test."""
     defaults: dict[str, Any] = {
-        "staging_uri": STAGING_URI, "region": REGION, "endpoint_url": aws.endpoint,
-        "poll_interval_s": 0.5, "max_poll_interval_s": 2.0, "finishing_poll_interval_s": 0.2,
-        "log_wait_s": 10.0, "retry_delay_s": 0.0, "cancel_timeout_s": 60.0,
+        "staging_uri": STAGING_URI,
+        "region": REGION,
+        "endpoint_url": aws.endpoint,
+        "poll_interval_s": 0.5,
+        "max_poll_interval_s": 2.0,
+        "finishing_poll_interval_s": 0.2,
+        "log_wait_s": 10.0,
+        "retry_delay_s": 0.0,
+        "cancel_timeout_s": 60.0,
     }
     return EmrStepLauncher(**{**defaults, **settings})
 
 
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
-    return {event.materialization.asset_key.to_user_string(): event.materialization
-            for event in result.get_asset_materialization_events()}
+    return {
+        event.materialization.asset_key.to_user_string(): event.materialization
+        for event in result.get_asset_materialization_events()
+    }
 
 
 def value(materialization: dg.AssetMaterialization, key: str) -> Any:
@@ -71,8 +79,13 @@ def failure_description(result: dg.ExecuteInProcessResult) -> str:
     assert failures, "the run did not fail"
     data = failures[0].step_failure_data
     user = data.user_failure_data
-    return (user.description if user is not None and user.description else
-            data.error.message if data.error is not None else "")
+    return (
+        user.description
+        if user is not None and user.description
+        else data.error.message
+        if data.error is not None
+        else ""
+    )
 
 
 @pytest.fixture
@@ -84,8 +97,9 @@ def synth_lake(tmp_path: Path) -> Path:
     return lake
 
 
-def same_rows(spark: Any, lake_a: Path, lake_b: Path, zone: str, dataset: str,
-              delivery: Delivery) -> bool:
+def same_rows(
+    spark: Any, lake_a: Path, lake_b: Path, zone: str, dataset: str, delivery: Delivery
+) -> bool:
     """Equal multisets of rows, once run ids are dropped and lake roots named alike."""
     from pyspark.sql import functions as F
 
@@ -94,29 +108,42 @@ def same_rows(spark: Any, lake_a: Path, lake_b: Path, zone: str, dataset: str,
         frame = spark.read.parquet(str(partition_dir(lake, zone, dataset, delivery)))
         frame = frame.drop(*[c for c in frame.columns if c in RUN_SPECIFIC_COLUMNS])
         if "_source_uri" in frame.columns:
-            frame = frame.withColumn("_source_uri", F.replace(
-                "_source_uri", F.lit(LakeLayout(str(lake)).root), F.lit("LAKE")))
+            frame = frame.withColumn(
+                "_source_uri",
+                F.replace("_source_uri", F.lit(LakeLayout(str(lake)).root), F.lit("LAKE")),
+            )
         frames.append(frame)
     first, second = frames
-    return (first.count() == second.count() and first.exceptAll(second).isEmpty()
-            and second.exceptAll(first).isEmpty())
+    return (
+        first.count() == second.count()
+        and first.exceptAll(second).isEmpty()
+        and second.exceptAll(first).isEmpty()
+    )
 
 
 def test_pilot_through_emr_matches_the_local_launcher(
-        pilot_run: PilotRun, pilot_dir: Path, aws: AwsEmulator, player: ClusterPlayer,
-        cluster_id: str, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pilot_run: PilotRun,
+    pilot_dir: Path,
+    aws: AwsEmulator,
+    player: ClusterPlayer,
+    cluster_id: str,
+    spark: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     secret_arn = aws.client("secretsmanager").create_secret(
-        Name="clinical/pseudonym-key", SecretString=TEST_PSEUDONYM_KEY)["ARN"]
+        Name="clinical/pseudonym-key", SecretString=TEST_PSEUDONYM_KEY
+    )["ARN"]
     # In production only the secret's id is known to Dagster; the driver resolves the value.
     monkeypatch.delenv("CLINICAL_PSEUDONYM_KEY", raising=False)
     lake = tmp_path / "lake"
     land(pilot_dir, pilot_run.delivery, lake)
-    launcher = emr_launcher(aws, cluster_id=cluster_id,
-                            secret_ids={"CLINICAL_PSEUDONYM_KEY": secret_arn})
+    launcher = emr_launcher(
+        aws, cluster_id=cluster_id, secret_ids={"CLINICAL_PSEUDONYM_KEY": secret_arn}
+    )
 
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize(lake, pilot_run.delivery, instance=instance,
-                         resources={"spark": launcher})
+    result = materialize(lake, pilot_run.delivery, instance=instance, resources={"spark": launcher})
 
     assert result.success, failure_description(result)
     emr_runs = materializations(result)
@@ -155,14 +182,18 @@ def test_pilot_through_emr_matches_the_local_launcher(
         assert TEST_PSEUDONYM_KEY.encode() not in body, item["Key"]
     # Pipes messages arrived while the step was running, not only at its end.
     ingest = steps[0]
-    streamed = [entry for entry in instance.all_logs(result.run_id)
-                if entry.user_message.startswith(f"raw_dm {pilot_run.delivery.key}: ")
-                and entry.timestamp < ingest.ended_at]
+    streamed = [
+        entry
+        for entry in instance.all_logs(result.run_id)
+        if entry.user_message.startswith(f"raw_dm {pilot_run.delivery.key}: ")
+        and entry.timestamp < ingest.ended_at
+    ]
     assert streamed
 
 
 def test_failed_step_shows_the_end_of_its_stderr(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, tmp_path: Path) -> None:
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, tmp_path: Path
+) -> None:
     not_landed = Delivery("SYNTH01", "2024-02-01")
     (tmp_path / "lake").mkdir()
     role = "arn:aws:iam::123456789012:role/clinical-step-runtime"
@@ -179,8 +210,9 @@ def test_failed_step_shows_the_end_of_its_stderr(
 
     events.register(event, record)
     try:
-        result = materialize(tmp_path / "lake", not_landed, selection=["raw_dm"],
-                             resources={"spark": launcher})
+        result = materialize(
+            tmp_path / "lake", not_landed, selection=["raw_dm"], resources={"spark": launcher}
+        )
     finally:
         events.unregister(event, record)
 
@@ -201,7 +233,8 @@ def test_failed_step_shows_the_end_of_its_stderr(
 
 
 def test_terminated_run_cancels_its_step(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path) -> None:
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path
+) -> None:
     def terminate_when_the_driver_runs() -> None:
         if player.driver_started.wait(timeout=120):
             os.kill(os.getpid(), signal.SIGINT)  # what `dagster run terminate` sends a step
@@ -209,8 +242,13 @@ def test_terminated_run_cancels_its_step(
     terminator = threading.Thread(target=terminate_when_the_driver_runs, daemon=True)
     terminator.start()
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize(synth_lake, SYNTH, selection=["raw_dm"], instance=instance,
-                         resources={"spark": emr_launcher(aws, cluster_id=cluster_id)})
+    result = materialize(
+        synth_lake,
+        SYNTH,
+        selection=["raw_dm"],
+        instance=instance,
+        resources={"spark": emr_launcher(aws, cluster_id=cluster_id)},
+    )
     terminator.join(timeout=5)
 
     assert not result.success
@@ -226,7 +264,8 @@ def test_terminated_run_cancels_its_step(
 
 
 def test_unchanged_code_is_not_uploaded_again(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path) -> None:
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path
+) -> None:
     launcher = emr_launcher(aws, cluster_id=cluster_id)
     s3 = aws.client("s3")
     archive_key = f"platform/code/{build_bundle().sha256}/spark_jobs.zip"
@@ -243,21 +282,30 @@ def test_unchanged_code_is_not_uploaded_again(
 
 
 def test_transient_cluster_has_the_seed_spec_and_always_terminates(
-        aws: AwsEmulator, player: ClusterPlayer, synth_lake: Path) -> None:
-    launcher = emr_launcher(aws, transient_cluster=EmrClusterSpec(
-        log_uri=LOG_URI, subnet_id="subnet-0private", security_configuration="clinical-sec",
-        task_instance_count=2, idle_timeout_s=3600))
+    aws: AwsEmulator, player: ClusterPlayer, synth_lake: Path
+) -> None:
+    launcher = emr_launcher(
+        aws,
+        transient_cluster=EmrClusterSpec(
+            log_uri=LOG_URI,
+            subnet_id="subnet-0private",
+            security_configuration="clinical-sec",
+            task_instance_count=2,
+            idle_timeout_s=3600,
+        ),
+    )
     emr = aws.client("emr")
 
-    succeeded = materialize(synth_lake, SYNTH, selection=["raw_dm"],
-                            resources={"spark": launcher})
+    succeeded = materialize(synth_lake, SYNTH, selection=["raw_dm"], resources={"spark": launcher})
     player.plans.append(StepPlan(fail_with=["SPARK_JOB_FAILURE: ingest: planned failure"]))
     failed = materialize(synth_lake, SYNTH, selection=["raw_dm"], resources={"spark": launcher})
 
     assert succeeded.success and not failed.success
     assert "ingest: planned failure" in failure_description(failed).splitlines()[0]
-    cluster_ids = [value(materializations(succeeded)["raw_dm"], "emr_cluster_id"),
-                   player.played[1].cluster_id]
+    cluster_ids = [
+        value(materializations(succeeded)["raw_dm"], "emr_cluster_id"),
+        player.played[1].cluster_id,
+    ]
     assert cluster_ids[0] == player.played[0].cluster_id and cluster_ids[0] != cluster_ids[1]
     for cluster_id in cluster_ids:
         cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
@@ -267,16 +315,22 @@ def test_transient_cluster_has_the_seed_spec_and_always_terminates(
         assert cluster["LogUri"] == LOG_URI
         assert cluster["Ec2InstanceAttributes"]["Ec2SubnetId"] == "subnet-0private"
         assert cluster["SecurityConfiguration"] == "clinical-sec"
-        configurations = {c["Classification"]: c.get("Properties", {})
-                          for c in cluster["Configurations"]}
-        assert configurations["hive-site"]["hive.metastore.client.factory.class"] == \
-            GLUE_METASTORE_FACTORY
-        groups = sorted((g["InstanceGroupType"], g["InstanceType"], g["Market"],
-                         g["RequestedInstanceCount"])
-                        for g in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"])
-        assert groups == [("CORE", "m5.xlarge", "ON_DEMAND", 2),
-                          ("MASTER", "m5.xlarge", "ON_DEMAND", 1),
-                          ("TASK", "m5.xlarge", "SPOT", 2)]
+        configurations = {
+            c["Classification"]: c.get("Properties", {}) for c in cluster["Configurations"]
+        }
+        assert (
+            configurations["hive-site"]["hive.metastore.client.factory.class"]
+            == GLUE_METASTORE_FACTORY
+        )
+        groups = sorted(
+            (g["InstanceGroupType"], g["InstanceType"], g["Market"], g["RequestedInstanceCount"])
+            for g in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+        )
+        assert groups == [
+            ("CORE", "m5.xlarge", "ON_DEMAND", 2),
+            ("MASTER", "m5.xlarge", "ON_DEMAND", 1),
+            ("TASK", "m5.xlarge", "SPOT", 2),
+        ]
         bootstrap = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
         assert bootstrap[0]["ScriptPath"] == f"{STAGING_URI}/infra/emr/bootstrap.sh"
         tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
@@ -284,11 +338,16 @@ def test_transient_cluster_has_the_seed_spec_and_always_terminates(
 
 
 def test_spot_interruption_is_retried(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path) -> None:
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path
+) -> None:
     player.plans.append(StepPlan(fail_with=SPOT_LOSS))
 
-    result = materialize(synth_lake, SYNTH, selection=["raw_dm"],
-                         resources={"spark": emr_launcher(aws, cluster_id=cluster_id)})
+    result = materialize(
+        synth_lake,
+        SYNTH,
+        selection=["raw_dm"],
+        resources={"spark": emr_launcher(aws, cluster_id=cluster_id)},
+    )
 
     assert result.success, failure_description(result)
     assert [p.state for p in player.played] == ["FAILED", "COMPLETED"]
@@ -298,11 +357,16 @@ def test_spot_interruption_is_retried(
 
 
 def test_no_retry_beyond_the_limit(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path) -> None:
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path
+) -> None:
     player.plans.extend([StepPlan(fail_with=SPOT_LOSS), StepPlan(fail_with=SPOT_LOSS)])
 
-    result = materialize(synth_lake, SYNTH, selection=["raw_dm"], resources={
-        "spark": emr_launcher(aws, cluster_id=cluster_id, max_step_retries=1)})
+    result = materialize(
+        synth_lake,
+        SYNTH,
+        selection=["raw_dm"],
+        resources={"spark": emr_launcher(aws, cluster_id=cluster_id, max_step_retries=1)},
+    )
 
     assert not result.success
     assert [p.state for p in player.played] == ["FAILED", "FAILED"]
@@ -310,17 +374,27 @@ def test_no_retry_beyond_the_limit(
 
 
 def test_cluster_terminated_underneath_names_cluster_and_reason(
-        aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path) -> None:
-    player.plans.append(StepPlan(terminate_cluster_after_s=3.0,
-                                 termination_reason="The primary node i-0abc was lost"))
+    aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, synth_lake: Path
+) -> None:
+    player.plans.append(
+        StepPlan(
+            terminate_cluster_after_s=3.0, termination_reason="The primary node i-0abc was lost"
+        )
+    )
 
-    result = materialize(synth_lake, SYNTH, selection=["raw_dm"],
-                         resources={"spark": emr_launcher(aws, cluster_id=cluster_id)})
+    result = materialize(
+        synth_lake,
+        SYNTH,
+        selection=["raw_dm"],
+        resources={"spark": emr_launcher(aws, cluster_id=cluster_id)},
+    )
 
     assert not result.success
     message = failure_description(result)
-    assert message == (f"EMR cluster {cluster_id} is TERMINATED_WITH_ERRORS (The primary node "
-                       f"i-0abc was lost); step {player.played[0].step_id} of ingest was "
-                       "INTERRUPTED")
+    assert message == (
+        f"EMR cluster {cluster_id} is TERMINATED_WITH_ERRORS (The primary node "
+        f"i-0abc was lost); step {player.played[0].step_id} of ingest was "
+        "INTERRUPTED"
+    )
     assert emr_cluster(cluster_id).state == "TERMINATED_WITH_ERRORS"
     assert not result.get_asset_materialization_events()

@@ -160,7 +160,8 @@ def test_local_secrets_come_from_this_process_or_fail_in_one_line(
     with pytest.raises(SecretUnavailable) as raised:
         launcher.secret_environment(JOB)
     assert str(raised.value) == (
-        "CLINICAL_PSEUDONYM_KEY is not set: the pseudonym key; export CLINICAL_PSEUDONYM_KEY")
+        "CLINICAL_PSEUDONYM_KEY is not set: the pseudonym key; export CLINICAL_PSEUDONYM_KEY"
+    )
 
 
 def test_missing_java_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

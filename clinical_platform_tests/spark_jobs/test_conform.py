@@ -340,8 +340,7 @@ def test_castable(ae_rows: dict[str, Row]) -> None:
     """Values that do not convert to their type are quarantined, naming column and value."""
     assert with_reason(ae_rows, "castable") == {"seq_fraction", "code_text", "seq_abc", "seq_xyz"}
     assert ae_rows["seq_fraction"]["_reject_details"][0] == (
-        "castable: "
-        "AESEQ='1.5' is not an integer"
+        "castable: AESEQ='1.5' is not an integer"
     )
     assert ae_rows["code_text"]["_reject_details"] == ["castable: AELLTCD='abc' is not an integer"]
     assert ae_rows["code_whole"]["AELLTCD"] == 10019211
@@ -385,14 +384,12 @@ def test_subject_in_dm(ae_rows: dict[str, Row]) -> None:
 def test_future_date(ae_rows: dict[str, Row]) -> None:
     """Dates after today are quarantined, partial ones when even their earliest day is later."""
     assert with_reason(ae_rows, "future_date") == {"future_day", "future_year", "future_end"}
-    assert ae_rows["future_year"]["_reject_details"] == [(
-        "future_date: "
-        "AESTDTC='2099' lies after 2024-01-15"
-    )]
-    assert ae_rows["future_end"]["_reject_details"] == [(
-        "future_date: "
-        "AEENDTC='2025-03' lies after 2024-01-15"
-    )]
+    assert ae_rows["future_year"]["_reject_details"] == [
+        ("future_date: AESTDTC='2099' lies after 2024-01-15")
+    ]
+    assert ae_rows["future_end"]["_reject_details"] == [
+        ("future_date: AEENDTC='2025-03' lies after 2024-01-15")
+    ]
 
 
 def test_end_before_start_at_shared_precision(ae_rows: dict[str, Row]) -> None:
@@ -415,10 +412,9 @@ def test_terminology_flags_unknown_values_and_keeps_them(ae_rows: dict[str, Row]
     unknown = ae_rows["severity_unknown"]
     assert unknown["AESEV"] == "VERY BAD"
     assert unknown["_reject_reasons"] == []
-    assert unknown["_flag_details"] == [(
-        "terminology: "
-        "AESEV='VERY BAD' is not in its controlled terminology"
-    )]
+    assert unknown["_flag_details"] == [
+        ("terminology: AESEV='VERY BAD' is not in its controlled terminology")
+    ]
     assert ae_rows["severity_case"]["AESEV"] == "MODERATE"
 
 
@@ -514,10 +510,9 @@ def test_non_standard_unit_is_not_range_checked_but_flagged(vs_rows: dict[str, R
     wrong = vs_rows["wrong_unit"]
     assert wrong["_reject_reasons"] == []
     assert wrong["_flags"] == ["terminology"]
-    assert wrong["_flag_details"] == [(
-        "terminology: "
-        "VSSTRESU='kg' is not the standard unit 'mmHg' of SYSBP"
-    )]
+    assert wrong["_flag_details"] == [
+        ("terminology: VSSTRESU='kg' is not the standard unit 'mmHg' of SYSBP")
+    ]
     assert with_flag(vs_rows, "terminology") == {"wrong_unit", "temp_fahrenheit", "unknown_test"}
     assert vs_rows["unknown_test"]["_flag_details"] == [
         "terminology: VSTESTCD='GRIP' is not in its controlled terminology"
@@ -559,8 +554,10 @@ def test_dm_unavailable_quarantines_every_row_with_the_reason(spark: SparkSessio
     assert {
         label: (row["_reject_reasons"], row["_reject_details"]) for label, row in rows.items()
     } == {
-        label: (["subject_in_dm"],
-                ["subject_in_dm: USUBJID cannot be verified: dm.xpt was rejected: truncated"])
+        label: (
+            ["subject_in_dm"],
+            ["subject_in_dm: USUBJID cannot be verified: dm.xpt was rejected: truncated"],
+        )
         for label in ("first", "second")
     }
 
@@ -634,10 +631,9 @@ def test_study_override_moves_terminology_to_quarantine(spark: SparkSession) -> 
     rows = evaluate_cases(spark, strict, AE_BASE, cases, context_with_dm(spark))
     unknown = rows["unknown"]
     assert unknown["_reject_reasons"] == ["terminology"]
-    assert unknown["_reject_details"] == [(
-        "terminology: "
-        "AESEV='VERY BAD' is not in its controlled terminology"
-    )]
+    assert unknown["_reject_details"] == [
+        ("terminology: AESEV='VERY BAD' is not in its controlled terminology")
+    ]
     assert unknown["_flags"] == []  # end_before_start is switched off for this study
 
 

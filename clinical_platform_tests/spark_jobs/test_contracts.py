@@ -37,9 +37,12 @@ def test_documented_rule_table_matches_the_code() -> None:
 
 def test_split_lab_files_fold_into_lb_and_unknown_files_do_not() -> None:
     assert [domain_of_file(n) for n in ("lbch.xpt", "LBHE.csv", "lb.parquet", "ae.xpt")] == [
-        "lb", "lb", "lb", "ae"]
-    assert [domain_of_file(n) for n in ("suppae.xpt", "define.xml", "qs.xpt")] == [
-        None, None, None]
+        "lb",
+        "lb",
+        "lb",
+        "ae",
+    ]
+    assert [domain_of_file(n) for n in ("suppae.xpt", "define.xml", "qs.xpt")] == [None, None, None]
 
 
 def test_study_overrides_change_row_rules_only() -> None:

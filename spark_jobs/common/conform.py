@@ -58,17 +58,23 @@ def source_text(name: str, source_type: str) -> str:
     """The source value as text, without float noise on whole numbers; null if blank."""
     col = ident(raw_name(name))
     if source_type in NUMERIC_SOURCE_TYPES:
-        return (f"CASE WHEN {col} = floor({col}) AND abs({col}) < 1e15 "
-                f"THEN CAST(CAST({col} AS BIGINT) AS STRING) ELSE CAST({col} AS STRING) END")
+        return (
+            f"CASE WHEN {col} = floor({col}) AND abs({col}) < 1e15 "
+            f"THEN CAST(CAST({col} AS BIGINT) AS STRING) ELSE CAST({col} AS STRING) END"
+        )
     return f"nullif(trim(CAST({col} AS STRING)), '')"
 
 
 def _as_double(name: str, source_type: str) -> str:
     col = ident(raw_name(name))
-    value = (f"CAST({col} AS DOUBLE)" if source_type in NUMERIC_SOURCE_TYPES
-             else f"CAST(nullif(trim(CAST({col} AS STRING)), '') AS DOUBLE)")
-    return (f"CASE WHEN isnan({value}) OR abs({value}) = double('infinity') THEN NULL "
-            f"ELSE {value} END")
+    value = (
+        f"CAST({col} AS DOUBLE)"
+        if source_type in NUMERIC_SOURCE_TYPES
+        else f"CAST(nullif(trim(CAST({col} AS STRING)), '') AS DOUBLE)"
+    )
+    return (
+        f"CASE WHEN isnan({value}) OR abs({value}) = double('infinity') THEN NULL ELSE {value} END"
+    )
 
 
 def _canonical(expression: str, values: tuple[str, ...]) -> str:
@@ -90,10 +96,13 @@ def typed_value(column: Column, source_type: str | None, units: tuple[str, ...] 
         return value
     number = _as_double(column.name, source_type)
     if column.type is ColumnType.DOUBLE:
-        return (f"round({number}, {column.round_digits})" if column.round_digits is not None
-                else number)
-    return (f"CASE WHEN {number} = floor({number}) AND abs({number}) <= {MAX_EXACT_INTEGER} "
-            f"THEN CAST({number} AS BIGINT) END")
+        return (
+            f"round({number}, {column.round_digits})" if column.round_digits is not None else number
+        )
+    return (
+        f"CASE WHEN {number} = floor({number}) AND abs({number}) <= {MAX_EXACT_INTEGER} "
+        f"THEN CAST({number} AS BIGINT) END"
+    )
 
 
 def _iso_rank(name: str) -> str:
@@ -139,9 +148,9 @@ def _iso_parts(name: str) -> dict[str, str]:
         iso_valid_column(name): valid,
         date_column(name): f"CASE WHEN {parsed} AND {rank} >= 3 THEN {full_date} END",
         precision_column(name): f"CASE WHEN {parsed} THEN element_at(array({precisions}), "
-                                f"{rank}) END",
+        f"{rank}) END",
         iso_earliest_column(name): f"CASE WHEN {parsed} THEN make_date({year}, "
-                                   f"coalesce({month}, 1), coalesce({day}, 1)) END",
+        f"coalesce({month}, 1), coalesce({day}, 1)) END",
     }
 
 
@@ -167,7 +176,8 @@ def conform_types(
     for column in contract.columns:
         source_type = source_types.get(column.name)
         typed[column.name] = typed_value(
-            column, source_type, units if column.name == contract.unit_column else ())
+            column, source_type, units if column.name == contract.unit_column else ()
+        )
         if column.type in (ColumnType.DOUBLE, ColumnType.INTEGER) and source_type is not None:
             typed[source_name(column.name)] = source_text(column.name, source_type)
     return _select(work, typed)

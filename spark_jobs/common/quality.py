@@ -67,8 +67,9 @@ class EvaluationContext:
 class RuleItems:
     """SQL conditions and messages of each row rule for one contract."""
 
-    def __init__(self, contract: DatasetContract, source_types: Mapping[str, str],
-                 context: EvaluationContext) -> None:
+    def __init__(
+        self, contract: DatasetContract, source_types: Mapping[str, str], context: EvaluationContext
+    ) -> None:
         self.contract = contract
         self.source_types = source_types
         self.context = context
@@ -76,63 +77,102 @@ class RuleItems:
     def castable(self) -> list[Item]:
         items = []
         for column in self.contract.columns:
-            if (column.type not in (ColumnType.DOUBLE, ColumnType.INTEGER)
-                    or column.name not in self.source_types):
+            if (
+                column.type not in (ColumnType.DOUBLE, ColumnType.INTEGER)
+                or column.name not in self.source_types
+            ):
                 continue
             source, value = ident(source_name(column.name)), ident(column.name)
             kind = "a number" if column.type is ColumnType.DOUBLE else "an integer"
-            items.append((f"{source} IS NOT NULL AND {value} IS NULL",
-                          concat(text(f"{column.name}="), quoted(source),
-                                 text(f" is not {kind}"))))
+            items.append(
+                (
+                    f"{source} IS NOT NULL AND {value} IS NULL",
+                    concat(text(f"{column.name}="), quoted(source), text(f" is not {kind}")),
+                )
+            )
         return items
 
     def iso8601(self) -> list[Item]:
-        return [(f"NOT {ident(iso_valid_column(n))}",
-                 concat(text(f"{n}="), quoted(ident(n)), text(" is not an ISO 8601 date/time")))
-                for n in self.contract.datetime_columns]
+        return [
+            (
+                f"NOT {ident(iso_valid_column(n))}",
+                concat(text(f"{n}="), quoted(ident(n)), text(" is not an ISO 8601 date/time")),
+            )
+            for n in self.contract.datetime_columns
+        ]
 
     def max_length(self) -> list[Item]:
         items = []
         for column in self.contract.columns:
-            if column.max_length is None or column.type not in (ColumnType.STRING,
-                                                                ColumnType.DATETIME):
+            if column.max_length is None or column.type not in (
+                ColumnType.STRING,
+                ColumnType.DATETIME,
+            ):
                 continue
             length = f"length({ident(column.name)})"
-            items.append((f"{length} > {column.max_length}",
-                          concat(text(f"{column.name} has "), f"CAST({length} AS STRING)",
-                                 text(f" characters, at most {column.max_length} allowed"))))
+            items.append(
+                (
+                    f"{length} > {column.max_length}",
+                    concat(
+                        text(f"{column.name} has "),
+                        f"CAST({length} AS STRING)",
+                        text(f" characters, at most {column.max_length} allowed"),
+                    ),
+                )
+            )
         return items
 
     def study_matches(self) -> list[Item]:
         study = text(self.context.study)
-        return [(f"STUDYID IS NULL OR STUDYID != {study}",
-                 concat(text("STUDYID="), quoted("STUDYID"),
-                        text(f" differs from the partition's study {self.context.study}")))]
+        return [
+            (
+                f"STUDYID IS NULL OR STUDYID != {study}",
+                concat(
+                    text("STUDYID="),
+                    quoted("STUDYID"),
+                    text(f" differs from the partition's study {self.context.study}"),
+                ),
+            )
+        ]
 
     def subject_in_dm(self) -> list[Item]:
         if self.context.dm_subjects is None:
             reason = self.context.dm_unavailable_reason or "DM is unavailable"
             return [("TRUE", text(f"USUBJID cannot be verified: {reason}"))]
-        return [(f"{IN_DM} IS NULL",
-                 concat(text("USUBJID="), quoted("USUBJID"),
-                        text(" is not in DM of this delivery")))]
+        return [
+            (
+                f"{IN_DM} IS NULL",
+                concat(text("USUBJID="), quoted("USUBJID"), text(" is not in DM of this delivery")),
+            )
+        ]
 
     def future_date(self) -> list[Item]:
         today = self.context.today.isoformat()
-        return [(f"{ident(iso_earliest_column(n))} > DATE {text(today)}",
-                 concat(text(f"{n}="), quoted(ident(n)), text(f" lies after {today}")))
-                for n in self.contract.datetime_columns]
+        return [
+            (
+                f"{ident(iso_earliest_column(n))} > DATE {text(today)}",
+                concat(text(f"{n}="), quoted(ident(n)), text(f" lies after {today}")),
+            )
+            for n in self.contract.datetime_columns
+        ]
 
     def plausible_range(self) -> list[Item]:
         c = self.contract
         assert c.test_code_column and c.result_column and c.unit_column
         test, value, unit = ident(c.test_code_column), ident(c.result_column), ident(c.unit_column)
         return [
-            (f"{test} = {text(r.test_code)} AND ({unit} IS NULL OR {unit} = {text(r.unit)}) "
-             f"AND ({value} < {number(r.low)} OR {value} > {number(r.high)})",
-             concat(text(f"{c.result_column}="), f"CAST({value} AS STRING)",
-                    text(f" {r.unit} is outside the plausible range {r.low:g}-{r.high:g} "
-                         f"for {r.test_code}")))
+            (
+                f"{test} = {text(r.test_code)} AND ({unit} IS NULL OR {unit} = {text(r.unit)}) "
+                f"AND ({value} < {number(r.low)} OR {value} > {number(r.high)})",
+                concat(
+                    text(f"{c.result_column}="),
+                    f"CAST({value} AS STRING)",
+                    text(
+                        f" {r.unit} is outside the plausible range {r.low:g}-{r.high:g} "
+                        f"for {r.test_code}"
+                    ),
+                ),
+            )
             for r in c.plausible_ranges
         ]
 
@@ -143,18 +183,34 @@ class RuleItems:
                 continue
             value = ident(column.name)
             allowed = ", ".join(text(t) for t in column.terminology)
-            items.append((f"{value} IS NOT NULL AND {value} NOT IN ({allowed})",
-                          concat(text(f"{column.name}="), quoted(value),
-                                 text(" is not in its controlled terminology"))))
+            items.append(
+                (
+                    f"{value} IS NOT NULL AND {value} NOT IN ({allowed})",
+                    concat(
+                        text(f"{column.name}="),
+                        quoted(value),
+                        text(" is not in its controlled terminology"),
+                    ),
+                )
+            )
         c = self.contract
         if c.standard_units and c.test_code_column and c.unit_column:
             test, unit = ident(c.test_code_column), ident(c.unit_column)
             pairs = ", ".join(f"{text(k)}, {text(v)}" for k, v in c.standard_units.items())
             expected = f"map({pairs})[{test}]"
-            items.append((f"{unit} IS NOT NULL AND {expected} IS NOT NULL AND {unit} != {expected}",
-                          concat(text(f"{c.unit_column}="), quoted(unit),
-                                 text(" is not the standard unit "), quoted(expected),
-                                 text(" of "), test)))
+            items.append(
+                (
+                    f"{unit} IS NOT NULL AND {expected} IS NOT NULL AND {unit} != {expected}",
+                    concat(
+                        text(f"{c.unit_column}="),
+                        quoted(unit),
+                        text(" is not the standard unit "),
+                        quoted(expected),
+                        text(" of "),
+                        test,
+                    ),
+                )
+            )
         return items
 
     def end_before_start(self) -> list[Item]:
@@ -170,9 +226,17 @@ class RuleItems:
                 f"AND {ident(iso_valid_column(end_name))} "
                 f"AND substring({end}, 1, {shared}) < substring({start}, 1, {shared})"
             )
-            items.append((condition, concat(
-                text(f"{end_name}="), quoted(ident(end_name)),
-                text(f" is before {start_name}="), quoted(ident(start_name)))))
+            items.append(
+                (
+                    condition,
+                    concat(
+                        text(f"{end_name}="),
+                        quoted(ident(end_name)),
+                        text(f" is before {start_name}="),
+                        quoted(ident(start_name)),
+                    ),
+                )
+            )
         return items
 
     def reference_range(self) -> list[Item]:
@@ -180,11 +244,19 @@ class RuleItems:
         assert c.reference_range and c.result_column
         low, high = (ident(n) for n in c.reference_range)
         value = ident(c.result_column)
-        return [(f"{value} < {low} OR {value} > {high}",
-                 concat(text(f"{c.result_column}="), f"CAST({value} AS STRING)",
-                        text(" is outside its reference range "),
-                        f"coalesce(CAST({low} AS STRING), '')", text("-"),
-                        f"coalesce(CAST({high} AS STRING), '')"))]
+        return [
+            (
+                f"{value} < {low} OR {value} > {high}",
+                concat(
+                    text(f"{c.result_column}="),
+                    f"CAST({value} AS STRING)",
+                    text(" is outside its reference range "),
+                    f"coalesce(CAST({low} AS STRING), '')",
+                    text("-"),
+                    f"coalesce(CAST({high} AS STRING), '')",
+                ),
+            )
+        ]
 
     def items(self, rule: Rule) -> list[Item]:
         builders = {
@@ -209,8 +281,9 @@ def row_rules(contract: DatasetContract) -> list[Rule]:
 
 def key_text(contract: DatasetContract) -> str:
     """SQL for the natural key of a row as text ("01-701-1015/3"), for check examples."""
-    parts = ", ".join(f"coalesce(CAST({ident(k)} AS STRING), '<missing>')"
-                      for k in contract.natural_key)
+    parts = ", ".join(
+        f"coalesce(CAST({ident(k)} AS STRING), '<missing>')" for k in contract.natural_key
+    )
     return f"concat_ws('/', {parts})"
 
 
@@ -236,24 +309,36 @@ def evaluate(
     # convert, its source text stands in, so "abc" and "xyz" never look alike as two nulls.
     # Rows are compared through two independent hashes (xxhash64 and murmur3, 96 bits)
     # within their natural key: sorting on every column instead took most of the time.
-    identity = [*[ident(c) for c in contract.column_names],
-                *[f"CASE WHEN {ident(c)} IS NULL THEN {ident(source_name(c))} END"
-                  for c in contract.column_names if source_name(c) in df.columns]]
-    df = df.selectExpr("*", f"xxhash64({', '.join(identity)}) AS __row_hash",
-                       f"hash({', '.join(identity)}) AS __row_hash2")
+    identity = [
+        *[ident(c) for c in contract.column_names],
+        *[
+            f"CASE WHEN {ident(c)} IS NULL THEN {ident(source_name(c))} END"
+            for c in contract.column_names
+            if source_name(c) in df.columns
+        ],
+    ]
+    df = df.selectExpr(
+        "*",
+        f"xxhash64({', '.join(identity)}) AS __row_hash",
+        f"hash({', '.join(identity)}) AS __row_hash2",
+    )
     df = df.repartition(*[F.col(k) for k in contract.natural_key])
     if _effect(contract, RuleKind.EXACT_DUPLICATES) is not Effect.OFF:
         same_row = Window.partitionBy(*contract.natural_key, "__row_hash", "__row_hash2")
-        df = (df.withColumn("__dup_rank", F.row_number().over(
-                  same_row.orderBy("_source_uri", "_source_row")))
-                .withColumn("__dup_count", F.count(F.lit(1)).over(same_row))
-                .filter("__dup_rank = 1")
-                .withColumn("_duplicates_collapsed", F.expr("CAST(__dup_count - 1 AS INT)"))
-                .drop("__dup_rank", "__dup_count"))
+        df = (
+            df.withColumn(
+                "__dup_rank", F.row_number().over(same_row.orderBy("_source_uri", "_source_row"))
+            )
+            .withColumn("__dup_count", F.count(F.lit(1)).over(same_row))
+            .filter("__dup_rank = 1")
+            .withColumn("_duplicates_collapsed", F.expr("CAST(__dup_count - 1 AS INT)"))
+            .drop("__dup_rank", "__dup_count")
+        )
     else:
         df = df.withColumn("_duplicates_collapsed", F.lit(0))
-    df = df.withColumn("__key_rows", F.count(F.lit(1)).over(
-        Window.partitionBy(*contract.natural_key)))
+    df = df.withColumn(
+        "__key_rows", F.count(F.lit(1)).over(Window.partitionBy(*contract.natural_key))
+    )
 
     if contract.references_dm and context.dm_subjects is not None:
         subjects = context.dm_subjects.select("USUBJID").distinct().withColumn(IN_DM, F.lit(True))
@@ -266,23 +351,42 @@ def evaluate(
     details = {r.name: builder.items(r) for r in rules if r.kind is not RuleKind.NATURAL_KEY}
     natural_key = contract.rule(RuleKind.NATURAL_KEY.value)
     details[natural_key.name] = [
-        (key_missing, concat(text("natural key "), key_text(contract),
-                             text(" has a missing part"))),
-        (f"NOT ({key_missing}) AND __key_rows > 1",
-         concat(text("natural key "), key_text(contract), text(" is shared by "),
-                "CAST(__key_rows AS STRING)", text(" differing rows"))),
+        (
+            key_missing,
+            concat(text("natural key "), key_text(contract), text(" has a missing part")),
+        ),
+        (
+            f"NOT ({key_missing}) AND __key_rows > 1",
+            concat(
+                text("natural key "),
+                key_text(contract),
+                text(" is shared by "),
+                "CAST(__key_rows AS STRING)",
+                text(" differing rows"),
+            ),
+        ),
     ]
     # Failing is a plain boolean per rule; the details array is only built for failing rows
     # (allocating arrays for every row cost more than evaluating the rules). Every detail
     # starts with its rule's name, so a row's list says which rule said what.
     empty = "CAST(array() AS array<string>)"
-    df = df.selectExpr("*", *[
-        f"({' OR '.join(f'coalesce({c}, false)' for c, _ in items) or 'false'}) AS "
-        f"{fail_column(name)}" for name, items in details.items()])
-    df = df.selectExpr("*", *[
-        f"CASE WHEN {fail_column(name)} THEN "
-        f"{present((c, concat(text(name + ': '), m)) for c, m in items)} ELSE {empty} END AS "
-        f"{detail_column(name)}" for name, items in details.items()])
+    df = df.selectExpr(
+        "*",
+        *[
+            f"({' OR '.join(f'coalesce({c}, false)' for c, _ in items) or 'false'}) AS "
+            f"{fail_column(name)}"
+            for name, items in details.items()
+        ],
+    )
+    df = df.selectExpr(
+        "*",
+        *[
+            f"CASE WHEN {fail_column(name)} THEN "
+            f"{present((c, concat(text(name + ': '), m)) for c, m in items)} ELSE {empty} END AS "
+            f"{detail_column(name)}"
+            for name, items in details.items()
+        ],
+    )
 
     quarantining = [r for r in rules if r.effect is Effect.QUARANTINE]
     flagging = [r for r in rules if r.effect in (Effect.WARN, Effect.FLAG)]

@@ -73,8 +73,9 @@ class JobReporter:
         self, asset_key: str, metadata: Mapping[str, Any], data_version: str | None = None
     ) -> None:
         if self._pipes is None:
-            _print_result("materialization", asset_key=asset_key, data_version=data_version,
-                          metadata=metadata)
+            _print_result(
+                "materialization", asset_key=asset_key, data_version=data_version, metadata=metadata
+            )
             return
         self._pipes.report_asset_materialization(
             metadata=dict(metadata), data_version=data_version, asset_key=asset_key
@@ -98,8 +99,14 @@ class JobReporter:
             return
         severity = "ERROR" if blocking_severity else "WARN"
         if self._pipes is None:
-            _print_result("check", asset_key=asset_key, check_name=check_name, passed=passed,
-                          severity=severity, metadata=metadata)
+            _print_result(
+                "check",
+                asset_key=asset_key,
+                check_name=check_name,
+                passed=passed,
+                severity=severity,
+                metadata=metadata,
+            )
             return
         self._pipes.report_asset_check(
             check_name=check_name,
@@ -117,8 +124,11 @@ def _print_result(kind: str, **fields: Any) -> None:
 @contextmanager
 def open_reporter() -> Iterator[JobReporter]:
     """A reporter connected to Dagster Pipes if this process was launched through Pipes."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     params = PipesEnvVarParamsLoader()
     if params.is_dagster_pipes_process():
         with _open_pipes(params) as pipes:
@@ -145,6 +155,9 @@ def _open_pipes(params: PipesEnvVarParamsLoader) -> PipesContext:
     return open_dagster_pipes(
         params_loader=params,
         context_loader=PipesS3ContextLoader(client) if "bucket" in context_params else None,
-        message_writer=(PipesS3MessageWriter(client, interval=float(
-            messages_params.get("interval", 10))) if "bucket" in messages_params else None),
+        message_writer=(
+            PipesS3MessageWriter(client, interval=float(messages_params.get("interval", 10)))
+            if "bucket" in messages_params
+            else None
+        ),
     )

@@ -111,8 +111,7 @@ def inspect_bytes(name: str, uri: str, content: bytes) -> FileInspection:
             header, rows = _csv_records(content)
             columns = tuple(SourceColumn(c, TEXT) for c in header)
             _reject_duplicate_columns(columns)
-            return FileInspection(**base, accepted=True, rows=sum(1 for _ in rows),
-                                  columns=columns)
+            return FileInspection(**base, accepted=True, rows=sum(1 for _ in rows), columns=columns)
         if fmt == "parquet":
             if content[:4] != b"PAR1" or content[-4:] != b"PAR1":
                 what = looks_like(content[:64])
@@ -176,8 +175,7 @@ def _csv_records(content: bytes) -> tuple[list[str], list[list[str]]]:
                 continue
             if len(record) != len(header):
                 raise SourceFormatError(
-                    f"line {reader.line_num} has {len(record)} fields, the header has "
-                    f"{len(header)}"
+                    f"line {reader.line_num} has {len(record)} fields, the header has {len(header)}"
                 )
             records.append(record)
     except csv.Error as error:

@@ -34,8 +34,10 @@ def present(items: Iterable[tuple[str, str]]) -> str:
     `array_remove` rather than `filter(..., x -> ...)`: lambda functions are evaluated
     row by row outside generated code, which made rule evaluation ~10x slower.
     """
-    cases = [f"CASE WHEN {condition} THEN coalesce({value}, '?') ELSE '' END"
-             for condition, value in items]
+    cases = [
+        f"CASE WHEN {condition} THEN coalesce({value}, '?') ELSE '' END"
+        for condition, value in items
+    ]
     if not cases:
         return "CAST(array() AS array<string>)"
     return f"array_remove(array({', '.join(cases)}), '')"

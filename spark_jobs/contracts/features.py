@@ -63,8 +63,11 @@ SUBJECT_PROFILE = FeatureContract(
         Column("first_dose_study_day", I, "Study day of the first exposure record"),
         Column("last_dose_study_day", I, "Study day of the end of the last exposure record"),
         Column("treatment_duration_days", I, "Days from first dose to last dose, inclusive"),
-        Column("lab_out_of_range_count", I,
-               "Lab results outside their reference range (numeric or by LBNRIND)"),
+        Column(
+            "lab_out_of_range_count",
+            I,
+            "Lab results outside their reference range (numeric or by LBNRIND)",
+        ),
         Column("disposition", S, "completed, discontinued, screen_failure or ongoing"),
         Column("disposition_reason", S, "DSDECOD of the disposition event"),
         Column("disposition_study_day", I, "Study day of the disposition event"),
