@@ -606,6 +606,21 @@ def test_same_values_spelled_differently_are_duplicates(spark: SparkSession) -> 
     } == {"noisy": (1, [])}
 
 
+def test_values_in_different_columns_are_not_duplicates(spark: SparkSession) -> None:
+    """Same key, 'x' moved from one column to another: a conflict, not a duplicate.
+
+    Spark's hash functions skip nulls, so without hashing nullness these two rows looked alike.
+    """
+    cases: list[Case] = [
+        ("term_only", {"AESEQ": "7", "AETERM": "NAUSEA", "AEDECOD": None}),
+        ("decod_only", {"AESEQ": "7", "AETERM": None, "AEDECOD": "NAUSEA"}),
+    ]
+    rows = evaluate_cases(spark, AE, AE_BASE, cases, context_with_dm(spark))
+    assert sorted(rows) == ["decod_only", "term_only"]
+    assert all(row["_duplicates_collapsed"] == 0 for row in rows.values())
+    assert all("natural_key" in row["_reject_reasons"] for row in rows.values())
+
+
 def test_end_before_start_ignores_zone_designator(spark: SparkSession) -> None:
     """An end 45 seconds after its start, both in UTC, is not before the start."""
     cases: list[Case] = [

@@ -1,9 +1,10 @@
 """Row-level data-quality rules of a contract, evaluated as columns of one DataFrame.
 
-`evaluate` adds, for every rule, an array of one-line details (`__why_<rule>`) and a boolean
-`__fail_<rule>`; then it collapses exact duplicates, finds natural-key conflicts and turns the
-rules' effects into `_reject_reasons` (row goes to quarantine) and `_flags` (row kept and
-flagged). Counting and writing happen in the caller, in the same pass over the data.
+`evaluate` types the raw rows, collapses exact duplicates, finds natural-key conflicts, then
+adds for every rule a boolean `__fail_<rule>` and, for failing rows, one-line details
+(`__why_<rule>`), and turns the rules' effects into `_reject_reasons` (row goes to quarantine)
+and `_flags` (row kept and flagged). Counting and writing happen in the caller, in the same
+pass over the data.
 """
 
 from __future__ import annotations
@@ -309,7 +310,9 @@ def evaluate(
     # convert, its source text stands in, so "abc" and "xyz" never look alike as two nulls.
     # Rows are compared through two independent hashes (xxhash64 and murmur3, 96 bits)
     # within their natural key: sorting on every column instead took most of the time.
-    identity = [
+    # Spark's hashes skip nulls, so each value's nullness is hashed too: otherwise
+    # (A='x', B=NULL) and (A=NULL, B='x') would hash alike and one would vanish as a duplicate.
+    values = [
         *[ident(c) for c in contract.column_names],
         *[
             f"CASE WHEN {ident(c)} IS NULL THEN {ident(source_name(c))} END"
@@ -317,6 +320,7 @@ def evaluate(
             if source_name(c) in df.columns
         ],
     ]
+    identity = [*values, *[f"({value}) IS NULL" for value in values]]
     df = df.selectExpr(
         "*",
         f"xxhash64({', '.join(identity)}) AS __row_hash",
