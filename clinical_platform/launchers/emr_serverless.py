@@ -175,7 +175,13 @@ class EmrServerlessLauncher(SparkLauncher):
                         run_id,
                         lambda: session.message_handler.received_closed_message,
                     )
-                except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                except (
+                    dg.DagsterExecutionInterruptedError,
+                    KeyboardInterrupt,
+                    ClientError,
+                    BotoCoreError,
+                ):
+                    # Terminated, or we lost track of it: never leave the job run unwatched.
                     self._cancel(context, serverless, run_id)
                     raise
             results = reported_results(session)
