@@ -70,11 +70,26 @@ def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.Asse
 
 
 class _FirstLineFormatter(logging.Formatter):
-    """One line per event: an error's stack trace belongs in the run's event log (UI)."""
+    """One short line per event: step, event type and message, without the job name and run id
+    (printed once at the end) or an error's stack trace (it stays in the run's event log)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        head, _, rest = super().format(record).partition("\n")
-        return f"{head} [details in the UI]" if rest.strip() else head
+        meta = getattr(record, "dagster_meta", None)
+        if isinstance(meta, dict):
+            event = meta.get("dagster_event")
+            parts = [
+                meta.get("step_key"),
+                event.event_type.name if event else None,
+                meta.get("orig_message"),
+            ]
+            text = " - ".join(str(part) for part in parts if part)
+            more = bool(event and getattr(event.event_specific_data, "error", None))
+        else:
+            text, more = record.getMessage(), False
+        head, _, rest = text.partition("\n")
+        stamp = self.formatTime(record, self.datefmt)
+        suffix = " [details in the UI]" if more or rest.strip() else ""
+        return f"{stamp} {record.levelname} {head}{suffix}"
 
 
 @dg.logger(
@@ -85,9 +100,7 @@ def one_line_console(init_context: dg.InitLoggerContext) -> logging.Logger:
     level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
     logger = logging.Logger("clinical_platform.run", level=level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _FirstLineFormatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    )
+    handler.setFormatter(_FirstLineFormatter(datefmt="%H:%M:%S"))
     logger.addHandler(handler)
     return logger
 
