@@ -130,6 +130,37 @@ def _checks_only(context: dg.AssetExecutionContext) -> bool:
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
 
 
+def _domain_job(
+    context: dg.AssetExecutionContext,
+    lake: ClinicalLake,
+    entry_point: str,
+    source: str,
+    target: str,
+    prefix: str,
+) -> SparkJob:
+    """The ingest or curate job for this step's domains of one delivery (same arguments)."""
+    delivery = delivery_of(context)
+    arguments = [
+        "--input",
+        source,
+        "--output",
+        target,
+        "--quarantine",
+        lake.layout.zone("quarantine"),
+        "--study",
+        delivery.study,
+        "--delivery",
+        delivery.delivery,
+        "--datasets",
+        ",".join(selected_datasets(context, prefix)),
+        "--run-id",
+        context.run.run_id,
+    ]
+    if _checks_only(context):
+        arguments.append("--checks-only")
+    return SparkJob(entry_point, arguments)
+
+
 @dg.multi_asset(
     name="clinical_raw",
     specs=[raw_spec(c) for c in SDTM_CONTRACTS],
@@ -141,26 +172,9 @@ def clinical_raw(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[Result]:
     """landing -> raw for the selected domains of one delivery, in one Spark application."""
-    delivery, layout = delivery_of(context), lake.layout
-    arguments = [
-        "--input",
-        layout.landing(delivery),
-        "--output",
-        layout.zone("raw"),
-        "--quarantine",
-        layout.zone("quarantine"),
-        "--study",
-        delivery.study,
-        "--delivery",
-        delivery.delivery,
-        "--datasets",
-        ",".join(selected_datasets(context, "raw_")),
-        "--run-id",
-        context.run.run_id,
-    ]
-    if _checks_only(context):
-        arguments.append("--checks-only")
-    yield from spark.run(context, SparkJob("ingest", arguments)).outputs()
+    landing = lake.layout.landing(delivery_of(context))
+    job = _domain_job(context, lake, "ingest", landing, lake.layout.zone("raw"), "raw_")
+    yield from spark.run(context, job).outputs()
 
 
 @dg.multi_asset(
@@ -174,26 +188,9 @@ def clinical_curated(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[Result]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    delivery, layout = delivery_of(context), lake.layout
-    arguments = [
-        "--input",
-        layout.zone("raw"),
-        "--output",
-        layout.zone("curated"),
-        "--quarantine",
-        layout.zone("quarantine"),
-        "--study",
-        delivery.study,
-        "--delivery",
-        delivery.delivery,
-        "--datasets",
-        ",".join(selected_datasets(context, "curated_")),
-        "--run-id",
-        context.run.run_id,
-    ]
-    if _checks_only(context):
-        arguments.append("--checks-only")
-    yield from spark.run(context, SparkJob("curate", arguments)).outputs()
+    raw, curated = lake.layout.zone("raw"), lake.layout.zone("curated")
+    job = _domain_job(context, lake, "curate", raw, curated, "curated_")
+    yield from spark.run(context, job).outputs()
 
 
 @dg.multi_asset(
