@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,34 +320,18 @@ class ClusterPlayer:
             driver_lines = plan.fail_with
             state = "FAILED"
         else:
-            workdir = self._work_dir / run.id
-            workdir.mkdir(parents=True, exist_ok=True)
-            played.command, played.driver_env = self._localize(
-                args, workdir, _SERVERLESS_DRIVER_ENV
+            _, driver_lines = self._drive(
+                played,
+                args,
+                run.id,
+                _SERVERLESS_DRIVER_ENV,
+                lambda process: self._watch_job_run(run, process),
             )
-            played.driver_log = driver_log = workdir / "driver.log"
-            with driver_log.open("wb") as log:
-                process = subprocess.Popen(
-                    played.command,
-                    env=played.driver_env,
-                    cwd=workdir,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                self.driver_started.set()
-                while process.poll() is None:
-                    if run.state == "CANCELLED" or self._stop.is_set():
-                        stop_process_group(process)
-                        break
-                    time.sleep(0.1)
-            played.returncode = process.returncode
-            driver_lines = driver_log.read_text(errors="replace").splitlines()
             state = (
                 "CANCELLED"
                 if run.state == "CANCELLED"
                 else "SUCCESS"
-                if process.returncode == 0
+                if played.returncode == 0
                 else "FAILED"
             )
         log_uri = (
@@ -379,9 +363,32 @@ class ClusterPlayer:
             self._write_logs(cluster, step, application, plan.fail_with, succeeded=False)
             self._finish(cluster, step, played, "FAILED", "Step failed")
             return
-        workdir = self._work_dir / step.id
+        state, driver_lines = self._drive(
+            played,
+            list(step.args),
+            step.id,
+            _APP_MASTER_ENV,
+            lambda process: self._watch(cluster, step, process, plan),
+        )
+        if state is None:
+            state = "COMPLETED" if played.returncode == 0 else "FAILED"
+        self._write_logs(cluster, step, application, driver_lines, succeeded=state == "COMPLETED")
+        self._finish(
+            cluster, step, played, state, "" if state == "COMPLETED" else f"Step {state.lower()}"
+        )
+
+    def _drive(
+        self,
+        played: PlayedStep,
+        args: list[str],
+        run_id: str,
+        driver_env_prefix: str,
+        watch: Callable[[subprocess.Popen[bytes]], str | None],
+    ) -> tuple[str | None, list[str]]:
+        """Run a step's or job run's spark-submit here under `watch`; its verdict and log."""
+        workdir = self._work_dir / run_id
         workdir.mkdir(parents=True, exist_ok=True)
-        played.command, played.driver_env = self._localize(step.args, workdir, _APP_MASTER_ENV)
+        played.command, played.driver_env = self._localize(args, workdir, driver_env_prefix)
         played.driver_log = driver_log = workdir / "driver.log"
         with driver_log.open("wb") as log:
             process = subprocess.Popen(
@@ -393,15 +400,17 @@ class ClusterPlayer:
                 start_new_session=True,
             )
             self.driver_started.set()
-            state = self._watch(cluster, step, process, plan)
+            verdict = watch(process)
         played.returncode = process.returncode
-        driver_lines = driver_log.read_text(errors="replace").splitlines()
-        if state is None:
-            state = "COMPLETED" if process.returncode == 0 else "FAILED"
-        self._write_logs(cluster, step, application, driver_lines, succeeded=state == "COMPLETED")
-        self._finish(
-            cluster, step, played, state, "" if state == "COMPLETED" else f"Step {state.lower()}"
-        )
+        return verdict, driver_log.read_text(errors="replace").splitlines()
+
+    def _watch_job_run(self, run: Any, process: subprocess.Popen[bytes]) -> None:
+        """Wait for a job run's driver; stop it for a cancel or test shutdown."""
+        while process.poll() is None:
+            if run.state == "CANCELLED" or self._stop.is_set():
+                stop_process_group(process)
+                return
+            time.sleep(0.1)
 
     def _watch(
         self, cluster: Any, step: Any, process: subprocess.Popen[bytes], plan: StepPlan
