@@ -44,7 +44,7 @@ def session() -> SparkSession:
         SparkSession.builder.master("local[*]")
         .appName("curate-overhead-benchmark")
         .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.ui.enabled", "false")
+        .config("spark.ui.enabled", os.environ.get("BENCH_UI", "false"))
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")

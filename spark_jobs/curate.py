@@ -21,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.common.conform import date_column, precision_column, raw_name
@@ -41,9 +40,11 @@ from spark_jobs.common.outputs import (
 from spark_jobs.common.quality import (
     EvaluationContext,
     evaluate,
-    fail_column,
+    examples_column,
     key_text,
+    rejected_condition,
     row_rules,
+    rule_metrics,
 )
 from spark_jobs.common.reporting import JobReporter, json_value, path_value, table_schema_value
 from spark_jobs.common.runtime import JobError, build_session, run_job
@@ -228,14 +229,12 @@ class DatasetCurator:
                 f"the contract kept in raw only: {', '.join(unknown)}"
             )
 
-        # The single read of raw: everything below works from this cached evaluation.
-        evaluated = evaluate(raw, contract, source_types, context).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        try:
-            self._curate_evaluated(evaluated, raw_lineage, data_columns, context)
-        finally:
-            evaluated.unpersist()
+        # Nothing is cached: the pass that writes curated also counts every rule (observed
+        # metrics). Rows to quarantine are rare, so they are written by a second run of the same
+        # plan over the same immutable raw partition, and only when the first pass found any;
+        # reconciliation proves that the two passes agree.
+        evaluated = evaluate(raw, contract, source_types, context)
+        self._curate_evaluated(evaluated, raw_lineage, data_columns, context)
 
     def _curate_evaluated(
         self,
@@ -244,20 +243,11 @@ class DatasetCurator:
         data_columns: Sequence[str],
         context: EvaluationContext,
     ) -> None:
-        """Count every rule, write quarantine and curated, prove the balance, then commit."""
+        """Write curated while counting every rule, write quarantine, prove the balance, commit."""
         contract, args = self.contract, self.args
-        rules = row_rules(contract)
         raw_rows = int(raw_lineage["rows"]["out"])
-        counts = evaluated.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.coalesce(F.sum("_duplicates_collapsed"), F.lit(0)).alias("collapsed"),
-            *[
-                F.coalesce(F.sum(F.col(fail_column(r.name)).cast("long")), F.lit(0)).alias(r.name)
-                for r in rules
-            ],
-        ).first()
-        assert counts is not None
-        rejected = F.size("_reject_reasons") > 0
+        metrics = rule_metrics(contract, EXAMPLES)
+        rejected = F.expr(rejected_condition(contract))
         run_column = F.lit(args.run_id).alias("_curated_run_id")
         quarantine = evaluated.filter(rejected).select(
             *[F.col(raw_name(c)).alias(c) for c in data_columns],
@@ -275,30 +265,44 @@ class DatasetCurator:
             curated_columns.append(column.name)
             if column.is_datetime:
                 curated_columns += [date_column(column.name), precision_column(column.name)]
-        curated = evaluated.filter(~rejected).select(
-            *curated_columns,
-            "_flags",
-            "_flag_details",
-            "_duplicates_collapsed",
-            *PROVENANCE,
-            run_column,
-        )
 
         if args.checks_only:
-            self._rule_results(rules, counts.asDict(), quarantine, curated)
-            self._recheck_committed(raw_rows, int(counts["collapsed"]), quarantine)
+            summary = evaluated.agg(*metrics).first()
+            assert summary is not None
+            self._rule_results(summary.asDict(recursive=True))
+            self._recheck_committed(raw_rows, summary.asDict(recursive=True))
             return
 
+        observation = Observation(f"rules_{contract.name}")
+        curated = (
+            evaluated.observe(observation, *metrics)
+            .filter(~rejected)
+            .select(
+                *curated_columns,
+                "_flags",
+                "_flag_details",
+                "_duplicates_collapsed",
+                *PROVENANCE,
+                run_column,
+            )
+        )
         curated_dataset = f"{args.output}/{contract.name}"
         quarantine_dataset = f"{args.quarantine}/{contract.name}"
         curated_staging = self.writer.staging_uri(curated_dataset, args.delivery)
         quarantine_staging = self.writer.staging_uri(quarantine_dataset, args.delivery)
-        written_q = write_observed(quarantine, quarantine_staging, f"quarantine_{contract.name}")
         written_c = write_observed(curated, curated_staging, self.asset_key)
-        collapsed = int(counts["collapsed"])
-        self._rule_results(rules, counts.asDict(), quarantine, curated)
+        summary = _as_python(observation.get)
+        to_quarantine = int(summary["rejected"])
+        if not to_quarantine:
+            quarantine = self.spark.createDataFrame([], quarantine.schema)
+        written_q = write_observed(quarantine, quarantine_staging, f"quarantine_{contract.name}")
+        collapsed = int(summary["collapsed"])
+        self._rule_results(summary)
 
-        balanced = raw_rows == written_c.rows + written_q.rows + collapsed
+        balanced = (
+            raw_rows == written_c.rows + written_q.rows + collapsed
+            and written_q.rows == to_quarantine
+        )
         self.result(
             RuleKind.RECONCILIATION,
             balanced,
@@ -313,8 +317,8 @@ class DatasetCurator:
             self.writer.discard(quarantine_staging)
             self.reporter.error(
                 f"{self.asset_key} {args.delivery.key}: reconciliation failed: raw {raw_rows} != "
-                f"curated {written_c.rows} + quarantined {written_q.rows} + collapsed "
-                f"{collapsed}; nothing committed"
+                f"curated {written_c.rows} + quarantined {written_q.rows} (of {to_quarantine} "
+                f"found) + collapsed {collapsed}; nothing committed"
             )
             self.report_checks()
             return
@@ -329,15 +333,9 @@ class DatasetCurator:
             curated,
         )
 
-    def _rule_results(
-        self,
-        rules: Sequence[Rule],
-        counts: Mapping[str, Any],
-        quarantined: DataFrame,
-        curated: DataFrame,
-    ) -> None:
-        """One check result per rule, with examples from the (cached) outputs."""
-        rows, collapsed = int(counts["rows"]), int(counts["collapsed"])
+    def _rule_results(self, summary: Mapping[str, Any]) -> None:
+        """One check result per rule, from the metrics of the pass (see `rule_metrics`)."""
+        rows, collapsed = int(summary["rows"]), int(summary["collapsed"])
         collapse_rule = self.contract.rules_of(RuleKind.EXACT_DUPLICATES)[0]
         self.result(
             RuleKind.EXACT_DUPLICATES,
@@ -345,12 +343,9 @@ class DatasetCurator:
             collapsed_rows=collapsed,
             rows_kept=rows,
         )
-        for rule in rules:
-            failing = int(counts[rule.name] or 0)
-            examples: list[str] = []
-            details: list[str] = []
-            if failing:
-                examples, details = self._examples(rule, quarantined, curated)
+        for rule in row_rules(self.contract):
+            failing = int(summary[rule.name] or 0)
+            sample = sorted(summary[examples_column(rule.name)] or [], key=lambda e: e["key"])
             passed = failing == 0 or rule.effect is Effect.FLAG
             self.results.append(
                 CheckResult(
@@ -360,8 +355,8 @@ class DatasetCurator:
                         "effect": rule.effect.value,
                         "failing_rows": failing,
                         "failing_fraction": round(failing / rows, 6) if rows else 0.0,
-                        "examples": examples,
-                        "example_details": details,
+                        "examples": [e["key"] for e in sample],
+                        "example_details": [d for e in sample for d in e["details"]][:EXAMPLES],
                     },
                 )
             )
@@ -370,36 +365,6 @@ class DatasetCurator:
                     f"{self.asset_key} {self.args.delivery.key}: {failing} "
                     f"row(s) quarantined by {rule.name}"
                 )
-
-    def _examples(
-        self, rule: Rule, quarantined: DataFrame, curated: DataFrame
-    ) -> tuple[list[str], list[str]]:
-        """Up to five natural keys breaking a rule, and their details, smallest keys first."""
-        prefix = f"{rule.name}: "
-        if rule.effect is Effect.QUARANTINE:
-            rows = quarantined.where(F.array_contains("_reject_reasons", rule.name)).select(
-                F.col("_natural_key").alias("key"), F.col("_reject_details").alias("details")
-            )
-        else:
-            rows = (
-                curated.select(
-                    F.expr(key_text(self.contract)).alias("key"),
-                    "_flags",
-                    F.col("_flag_details").alias("details"),
-                )
-                .unionByName(
-                    quarantined.select(
-                        F.col("_natural_key").alias("key"),
-                        "_flags",
-                        F.col("_flag_details").alias("details"),
-                    )
-                )
-                .where(F.array_contains("_flags", rule.name))
-                .drop("_flags")
-            )
-        sample = rows.orderBy("key").limit(EXAMPLES).collect()
-        details = [d for r in sample for d in (r["details"] or []) if d.startswith(prefix)]
-        return [r["key"] for r in sample], details[:EXAMPLES]
 
     def _volume_check(self, rows: int) -> None:
         previous = self._previous_delivery_rows()
@@ -445,7 +410,7 @@ class DatasetCurator:
                 return delivery, int(lineage["rows"]["out"])
         return None
 
-    def _recheck_committed(self, raw_rows: int, collapsed: int, quarantine: DataFrame) -> None:
+    def _recheck_committed(self, raw_rows: int, summary: Mapping[str, Any]) -> None:
         """Checks-only run: compare a fresh evaluation with the committed partitions."""
         args, name = self.args, self.contract.name
         curated_uri = f"{args.output}/{name}/{args.delivery.hive_path}"
@@ -463,7 +428,7 @@ class DatasetCurator:
                 if self.storage.exists(f"{quarantine_uri}/{LINEAGE_NAME}")
                 else 0
             )
-            expected_quarantine = quarantine.count()
+            collapsed, expected_quarantine = int(summary["collapsed"]), int(summary["rejected"])
             balanced = (
                 raw_rows == stored_curated + stored_quarantine + collapsed
                 and stored_quarantine == expected_quarantine
@@ -580,6 +545,17 @@ class DatasetCurator:
             data_version=written_c.content_hash,
         )
         self.report_checks()
+
+
+def _as_python(value: Any) -> Any:
+    """Observed metrics with nested rows turned into dicts, like `Row.asDict(recursive=True)`."""
+    if isinstance(value, Row):
+        return {k: _as_python(v) for k, v in value.asDict().items()}
+    if isinstance(value, Mapping):
+        return {k: _as_python(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_python(v) for v in value]
+    return value
 
 
 def dm_reference(spark: SparkSession, storage: LakeStorage, args: CurateArgs) -> EvaluationContext:

@@ -255,7 +255,17 @@ def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
         assert failing(results[name]) == count, name
         assert results[name].passed is (count == 0), name
         assert results[name].severity == dg.AssetCheckSeverity.WARN
-    assert metadata_value(results["natural_key"], "examples")[0].startswith("01-701-")
+    # Examples come from the pass that writes curated: at most five, smallest keys first,
+    # each detail from the rule's own list, for quarantining and warning rules alike.
+    key_examples = metadata_value(results["natural_key"], "examples")
+    assert len(key_examples) == 5 and key_examples == sorted(key_examples)
+    assert all(k.startswith("01-701-") for k in key_examples)
+    key_details = metadata_value(results["natural_key"], "example_details")
+    assert len(key_details) == 5 and all(d.startswith("natural_key: ") for d in key_details)
+    late = metadata_value(results["end_before_start"], "example_details")
+    assert len(metadata_value(results["end_before_start"], "examples")) == 2
+    assert len(late) == 2 and all(d.startswith("end_before_start: AEENDTC=") for d in late)
+    assert metadata_value(results["castable"], "examples") == []
     assert not results["exact_duplicates"].passed
     assert results["exact_duplicates"].metadata["collapsed_rows"].value == 5
     for name in ("files_readable", "required_columns", "schema_drift", "reconciliation", "volume"):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.common.conform import (
@@ -278,6 +278,42 @@ class RuleItems:
 def row_rules(contract: DatasetContract) -> list[Rule]:
     """Rules evaluated per row, in contract order, excluding those a study switched off."""
     return [r for r in contract.rules if r.kind in ROW_RULE_KINDS and r.effect is not Effect.OFF]
+
+
+def rejected_condition(contract: DatasetContract) -> str:
+    """SQL that holds for a row breaking a quarantining rule (its `_reject_reasons` not empty)."""
+    quarantining = [r for r in row_rules(contract) if r.effect is Effect.QUARANTINE]
+    return " OR ".join(fail_column(r.name) for r in quarantining) or "false"
+
+
+def examples_column(rule: str) -> str:
+    return f"__examples_{rule}"
+
+
+def rule_metrics(contract: DatasetContract, examples: int) -> list[Column]:
+    """Aggregates over evaluated rows: rows kept, duplicates collapsed, rows to quarantine, and
+    per rule its failing rows and up to `examples` (natural key, details) with the smallest keys.
+
+    All of them are plain aggregates, so they can ride along the pass that writes curated
+    (`DataFrame.observe`) instead of costing a pass of their own.
+    """
+    key = F.expr(key_text(contract))
+    metrics = [
+        F.count(F.lit(1)).alias("rows"),
+        F.coalesce(F.sum("_duplicates_collapsed"), F.lit(0)).alias("collapsed"),
+        F.coalesce(F.sum(F.expr(rejected_condition(contract)).cast("long")), F.lit(0)).alias(
+            "rejected"
+        ),
+    ]
+    for rule in row_rules(contract):
+        failing = F.col(fail_column(rule.name))
+        metrics.append(F.coalesce(F.sum(failing.cast("long")), F.lit(0)).alias(rule.name))
+        example = F.struct(key.alias("key"), F.col(detail_column(rule.name)).alias("details"))
+        # min_by ignores rows whose ordering is null, so only failing rows are candidates.
+        metrics.append(
+            F.min_by(example, F.when(failing, key), examples).alias(examples_column(rule.name))
+        )
+    return metrics
 
 
 def key_text(contract: DatasetContract) -> str:
