@@ -14,7 +14,14 @@ import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark_jobs.common.conform import conform
-from spark_jobs.common.quality import EvaluationContext, evaluate
+from spark_jobs.common.quality import (
+    EvaluationContext,
+    evaluate,
+    examples_column,
+    key_text,
+    row_rules,
+    rule_metrics,
+)
 from spark_jobs.contracts import DatasetContract, Effect, contract_for
 
 STUDY = "S01"
@@ -678,3 +685,27 @@ def test_unknown_override_is_refused() -> None:
     """A misspelt rule name in a study override is an error, not silently ignored."""
     with pytest.raises(KeyError, match="unknown rules"):
         AE.with_effects({"terminologie": Effect.OFF})
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["min_by_k", "collect_sort_slice"])
+def test_rule_metrics_count_and_give_the_smallest_failing_keys(
+    spark: SparkSession, bounded: bool
+) -> None:
+    """Counts and examples of the observed metrics, on Spark >= 4.2 and on older Spark alike."""
+    full = [(label, {**AE_BASE, **values}) for label, values in AE_CASES]
+    raw, source_types = raw_frame(spark, full)
+    evaluated = evaluate(raw, AE, source_types, context_with_dm(spark))
+    summary = evaluated.agg(*rule_metrics(AE, 2, bounded=bounded)).first()
+    assert summary is not None
+    result = summary.asDict(recursive=True)
+    reasons = evaluated.selectExpr("_reject_reasons", "_flags", f"{key_text(AE)} AS key").collect()
+    for rule in row_rules(AE):
+        failing = sorted(
+            r["key"] for r in reasons if rule.name in r["_reject_reasons"] + r["_flags"]
+        )
+        assert result[rule.name] == len(failing), rule.name
+        examples = result[examples_column(rule.name)] or []
+        assert [e["key"] for e in examples] == failing[:2], rule.name
+        assert all(d.startswith(f"{rule.name}: ") for e in examples for d in e["details"])
+    assert result["rejected"] == sum(1 for r in reasons if r["_reject_reasons"])
+    assert result["collapsed"] == 2  # three identical events kept once

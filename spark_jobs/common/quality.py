@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyspark
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -290,7 +291,28 @@ def examples_column(rule: str) -> str:
     return f"__examples_{rule}"
 
 
-def rule_metrics(contract: DatasetContract, examples: int) -> list[Column]:
+def _spark_version() -> tuple[int, int]:
+    major, minor = pyspark.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def smallest(value: Column, order: Column, k: int, *, bounded: bool | None = None) -> Column:
+    """Aggregate: up to `k` values of the rows with the smallest non-null `order`, as an array.
+
+    `value` must be a struct whose first field is `order`. Spark 4.2 added `k` to `min_by`,
+    which keeps only k candidates per task; older Spark (EMR 6 and 7 ship 3.x) collects every
+    candidate, then sorts and slices. `bounded` chooses explicitly (for tests).
+    """
+    if bounded is None:
+        bounded = _spark_version() >= (4, 2)
+    if bounded:
+        return F.min_by(value, order, k)
+    return F.slice(F.array_sort(F.collect_list(F.when(order.isNotNull(), value))), 1, k)
+
+
+def rule_metrics(
+    contract: DatasetContract, examples: int, *, bounded: bool | None = None
+) -> list[Column]:
     """Aggregates over evaluated rows: rows kept, duplicates collapsed, rows to quarantine, and
     per rule its failing rows and up to `examples` (natural key, details) with the smallest keys.
 
@@ -309,9 +331,11 @@ def rule_metrics(contract: DatasetContract, examples: int) -> list[Column]:
         failing = F.col(fail_column(rule.name))
         metrics.append(F.coalesce(F.sum(failing.cast("long")), F.lit(0)).alias(rule.name))
         example = F.struct(key.alias("key"), F.col(detail_column(rule.name)).alias("details"))
-        # min_by ignores rows whose ordering is null, so only failing rows are candidates.
+        # Rows whose ordering is null are no candidates, so only failing rows are.
         metrics.append(
-            F.min_by(example, F.when(failing, key), examples).alias(examples_column(rule.name))
+            smallest(example, F.when(failing, key), examples, bounded=bounded).alias(
+                examples_column(rule.name)
+            )
         )
     return metrics
 
