@@ -249,6 +249,14 @@ class DatasetCurator:
         metrics = rule_metrics(contract, EXAMPLES)
         rejected = F.expr(rejected_condition(contract))
         run_column = F.lit(args.run_id).alias("_curated_run_id")
+        if args.checks_only:
+            row = evaluated.agg(*metrics).first()
+            assert row is not None
+            summary = row.asDict(recursive=True)
+            self._rule_results(summary)
+            self._recheck_committed(raw_rows, summary)
+            return
+
         quarantine = evaluated.filter(rejected).select(
             *[F.col(raw_name(c)).alias(c) for c in data_columns],
             F.expr(key_text(contract)).alias("_natural_key"),
@@ -265,13 +273,6 @@ class DatasetCurator:
             curated_columns.append(column.name)
             if column.is_datetime:
                 curated_columns += [date_column(column.name), precision_column(column.name)]
-
-        if args.checks_only:
-            summary = evaluated.agg(*metrics).first()
-            assert summary is not None
-            self._rule_results(summary.asDict(recursive=True))
-            self._recheck_committed(raw_rows, summary.asDict(recursive=True))
-            return
 
         observation = Observation(f"rules_{contract.name}")
         curated = (
@@ -291,7 +292,8 @@ class DatasetCurator:
         curated_staging = self.writer.staging_uri(curated_dataset, args.delivery)
         quarantine_staging = self.writer.staging_uri(quarantine_dataset, args.delivery)
         written_c = write_observed(curated, curated_staging, self.asset_key)
-        summary = _as_python(observation.get)
+        # Observed values arrive as a dict of Rows; as one Row they convert like a query's.
+        summary = Row(**observation.get).asDict(recursive=True)
         to_quarantine = int(summary["rejected"])
         if not to_quarantine:
             quarantine = self.spark.createDataFrame([], quarantine.schema)
@@ -545,17 +547,6 @@ class DatasetCurator:
             data_version=written_c.content_hash,
         )
         self.report_checks()
-
-
-def _as_python(value: Any) -> Any:
-    """Observed metrics with nested rows turned into dicts, like `Row.asDict(recursive=True)`."""
-    if isinstance(value, Row):
-        return {k: _as_python(v) for k, v in value.asDict().items()}
-    if isinstance(value, Mapping):
-        return {k: _as_python(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_python(v) for v in value]
-    return value
 
 
 def dm_reference(spark: SparkSession, storage: LakeStorage, args: CurateArgs) -> EvaluationContext:

@@ -222,31 +222,30 @@ def failing(evaluation: dg.AssetCheckEvaluation) -> int:
     return evaluation.metadata["failing_rows"].value  # pyright: ignore[reportReturnType]
 
 
+# Rows of the broken AE delivery quarantined, by reason (a row has one reason here).
+AE_QUARANTINED = {
+    "natural_key": 6,
+    "iso8601": 4,
+    "subject_in_dm": 2,
+    "study_matches": 1,
+    "max_length": 1,
+    "future_date": 1,
+}
+
+
 def test_adverse_events_quarantine_by_reason(runs: QualityRuns, spark: Any) -> None:
     curated = materializations(runs.first)["curated_ae"]
     assert metadata_value(curated, "rows_in") == 961 + 5 + 3
     assert metadata_value(curated, "duplicates_collapsed") == 5
     assert metadata_value(curated, "rows_quarantined") == 15
     assert metadata_value(curated, "dagster/row_count") == 969 - 5 - 15
-    assert quarantine_reasons(spark, runs.lake, "ae") == {
-        "natural_key": 6,
-        "iso8601": 4,
-        "subject_in_dm": 2,
-        "study_matches": 1,
-        "max_length": 1,
-        "future_date": 1,
-    }
+    assert quarantine_reasons(spark, runs.lake, "ae") == AE_QUARANTINED
 
 
 def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
     results = {name: e for (asset, name), e in checks(runs.first).items() if asset == "curated_ae"}
     expected_failing = {
-        "natural_key": 6,
-        "iso8601": 4,
-        "subject_in_dm": 2,
-        "study_matches": 1,
-        "max_length": 1,
-        "future_date": 1,
+        **AE_QUARANTINED,
         "end_before_start": 2,
         "terminology": 2,
         "castable": 0,
