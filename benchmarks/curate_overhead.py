@@ -29,12 +29,12 @@ from pyspark.sql import functions as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spark_jobs.common.layout import Delivery, LakeLayout  # noqa: E402
-from spark_jobs.common.reporting import JobReporter  # noqa: E402
-from spark_jobs.common.storage import LakeStorage  # noqa: E402
 from spark_jobs.contracts import contract_for  # noqa: E402
+from spark_jobs.contracts.layout import Delivery, LakeLayout  # noqa: E402
 from spark_jobs.curate import CurateArgs, DatasetCurator, dm_reference  # noqa: E402
 from spark_jobs.ingest import IngestArgs, ingest  # noqa: E402
+from spark_jobs.runtime.reporting import JobReporter  # noqa: E402
+from spark_jobs.storage.filesystem import LakeStorage  # noqa: E402
 
 DELIVERY = Delivery("CDISCPILOT01", "2024-01-15")
 

@@ -52,7 +52,7 @@ from clinical_platform_tests.launchers.emulator import (  # noqa: E402
     cancel_steps_installed,
     moto_server,
 )
-from spark_jobs.common.layout import Delivery  # noqa: E402
+from spark_jobs.contracts.layout import Delivery  # noqa: E402
 
 DELIVERY = Delivery("SYNTH01", "2024-01-15")
 

@@ -29,7 +29,7 @@ from clinical_platform.runs import (
     register_delivery,
     select_assets,
 )
-from spark_jobs.common.layout import Delivery, LakeLayout, PartitionKeyError, local_path
+from spark_jobs.contracts.layout import Delivery, LakeLayout, PartitionKeyError, local_path
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -13,8 +13,8 @@ from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform.runs import local_instance, materialize_delivery, select_assets
-from spark_jobs.common import xport
-from spark_jobs.common.layout import Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
+from spark_jobs.formats import xport
 
 DEMO_STUDY = "SYNTH01"
 DEMO_DELIVERY_DATE = "2024-01-15"  # fixed, so re-running the demo replaces the same partition

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from spark_jobs.common.layout import (
+from spark_jobs.contracts.layout import (
     LINEAGE_NAME,
     MANIFEST_NAME,
     Delivery,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from spark_jobs.common.layout import Delivery
+from spark_jobs.contracts.layout import Delivery
 
 CLINICAL_DELIVERIES = dg.DynamicPartitionsDefinition(name="clinical_deliveries")
 

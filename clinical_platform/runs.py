@@ -18,7 +18,7 @@ import dagster as dg
 
 from clinical_platform import settings
 from clinical_platform.partitions import CLINICAL_DELIVERIES
-from spark_jobs.common.layout import Delivery
+from spark_jobs.contracts.layout import Delivery
 
 DAGSTER_YAML = """\
 # Written by clinical-platform for local use: SQLite storage under this folder.

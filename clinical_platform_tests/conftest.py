@@ -66,7 +66,7 @@ class PilotRun:
     """Where the shared pilot run's lake is, and what Dagster returned for it."""
 
     lake: Path
-    delivery: Any  # spark_jobs.common.layout.Delivery
+    delivery: Any  # spark_jobs.contracts.layout.Delivery
     result: Any  # dagster.ExecuteInProcessResult
 
 
@@ -78,7 +78,7 @@ def pilot_run(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     tests that only read its results share it.
     """
     from clinical_platform_tests.helpers import land, materialize
-    from spark_jobs.common.layout import Delivery
+    from spark_jobs.contracts.layout import Delivery
 
     lake = tmp_path_factory.mktemp("pilot") / "lake"
     delivery = Delivery("CDISCPILOT01", "2024-01-15")

@@ -13,7 +13,7 @@ from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.definitions import resources_for
 from clinical_platform.lake import land_delivery
 from clinical_platform.partitions import CLINICAL_DELIVERIES
-from spark_jobs.common.layout import LINEAGE_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import LINEAGE_NAME, Delivery, LakeLayout, local_path
 
 
 def land(folder: Path, delivery: Delivery, lake: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 import clinical_platform.definitions  # noqa: F401
 from clinical_platform.cli import main
 from clinical_platform.generators.sdtm import generate_sdtm
-from spark_jobs.common.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 STUDY = "SYNTH01"
 DELIVERY = Delivery(STUDY, "2024-01-15")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from clinical_platform.lake import LandedFile, LandingError, land_delivery
-from spark_jobs.common.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 DELIVERY = Delivery("S01", "2024-01-15")
 FILES = {

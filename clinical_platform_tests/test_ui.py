@@ -24,7 +24,7 @@ import pytest
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform_tests.conftest import PROJECT_ROOT
 from clinical_platform_tests.helpers import land, partition_dir
-from spark_jobs.common.layout import Delivery
+from spark_jobs.contracts.layout import Delivery
 
 pytestmark = pytest.mark.slow
 DELIVERY = Delivery("SYNTH01", "2024-03-01")

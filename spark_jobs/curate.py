@@ -24,20 +24,22 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common.conform import date_column, precision_column, raw_name
-from spark_jobs.common.layout import (
+from spark_jobs.contracts import (
+    SDTM_CONTRACTS,
+    DatasetContract,
+    Effect,
+    Rule,
+    RuleKind,
+    contract_for,
+)
+from spark_jobs.contracts.layout import (
     LINEAGE_NAME,
     Delivery,
     PartitionKeyError,
     delivery_order,
 )
-from spark_jobs.common.outputs import (
-    PartitionWriter,
-    WrittenData,
-    lineage_record,
-    write_observed,
-)
-from spark_jobs.common.quality import (
+from spark_jobs.quality.conform import date_column, precision_column, raw_name
+from spark_jobs.quality.evaluate import (
     EvaluationContext,
     evaluate,
     examples_column,
@@ -46,16 +48,14 @@ from spark_jobs.common.quality import (
     row_rules,
     rule_metrics,
 )
-from spark_jobs.common.reporting import JobReporter, json_value, path_value, table_schema_value
-from spark_jobs.common.runtime import JobError, build_session, run_job
-from spark_jobs.common.storage import LakeStorage
-from spark_jobs.contracts import (
-    SDTM_CONTRACTS,
-    DatasetContract,
-    Effect,
-    Rule,
-    RuleKind,
-    contract_for,
+from spark_jobs.runtime.reporting import JobReporter, json_value, path_value, table_schema_value
+from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.storage.filesystem import LakeStorage
+from spark_jobs.storage.partitions import (
+    PartitionWriter,
+    WrittenData,
+    lineage_record,
+    write_observed,
 )
 
 PROVENANCE = ("_source_uri", "_source_row", "_source_sha256", "_delivery", "_ingested_run_id")

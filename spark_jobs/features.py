@@ -25,13 +25,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.common.layout import LINEAGE_NAME, Delivery, PartitionKeyError
-from spark_jobs.common.outputs import PartitionWriter, lineage_record, write_observed
-from spark_jobs.common.reporting import JobReporter, json_value, path_value, table_schema_value
-from spark_jobs.common.runtime import JobError, build_session, run_job
-from spark_jobs.common.storage import LakeStorage
 from spark_jobs.contracts import SUBJECT_PROFILE
 from spark_jobs.contracts.features import IDENTIFYING_COLUMNS
+from spark_jobs.contracts.layout import LINEAGE_NAME, Delivery, PartitionKeyError
+from spark_jobs.runtime.reporting import JobReporter, json_value, path_value, table_schema_value
+from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.storage.filesystem import LakeStorage
+from spark_jobs.storage.partitions import PartitionWriter, lineage_record, write_observed
 
 DEFAULT_KEY_ENV = "CLINICAL_PSEUDONYM_KEY"
 AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 are reported as one category

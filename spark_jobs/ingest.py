@@ -24,16 +24,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.common.layout import (
+from spark_jobs.contracts import SDTM_CONTRACTS, domain_of_file
+from spark_jobs.contracts.layout import (
     MANIFEST_NAME,
     REJECTED_FILES_DATASET,
     Delivery,
     PartitionKeyError,
 )
-from spark_jobs.common.outputs import PartitionWriter, lineage_record, write_observed
-from spark_jobs.common.reporting import JobReporter, json_value, path_value, table_schema_value
-from spark_jobs.common.runtime import JobError, build_session, run_job
-from spark_jobs.common.sources import (
+from spark_jobs.formats.sources import (
     FileInspection,
     RowPlan,
     SourceColumn,
@@ -41,8 +39,10 @@ from spark_jobs.common.sources import (
     inspect_bytes,
     iter_file_rows,
 )
-from spark_jobs.common.storage import FileStatus, LakeStorage
-from spark_jobs.contracts import SDTM_CONTRACTS, domain_of_file
+from spark_jobs.runtime.reporting import JobReporter, json_value, path_value, table_schema_value
+from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.storage.filesystem import FileStatus, LakeStorage
+from spark_jobs.storage.partitions import PartitionWriter, lineage_record, write_observed
 
 PROVENANCE_FIELDS = (
     T.StructField("_source_row", T.LongType(), False),

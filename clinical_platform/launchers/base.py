@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
-from spark_jobs.common.protocol import (
+from spark_jobs.contracts.protocol import (
     CODE_VERSION_ENV,
     FAILURE_PREFIX,
     GIT_SHA_ENV,

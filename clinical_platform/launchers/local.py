@@ -25,7 +25,7 @@ from clinical_platform.launchers.base import (
     reported_results,
 )
 from clinical_platform.launchers.bundle import build_bundle
-from spark_jobs.common.layout import LakeLayout, local_path
+from spark_jobs.contracts.layout import LakeLayout, local_path
 
 
 def spark_home() -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from clinical_platform.lake import read_lineage, rejected_files
-from spark_jobs.common.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts import FEATURE_CONTRACTS, SDTM_CONTRACTS
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 ZONE_DATASETS: tuple[tuple[str, str, str], ...] = (
     *[("raw", c.name, f"raw_{c.name}") for c in SDTM_CONTRACTS],

@@ -21,7 +21,7 @@ from clinical_platform_tests.helpers import (
     metadata_value,
     partition_dir,
 )
-from spark_jobs.common.layout import Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 
 pytestmark = pytest.mark.slow
 

@@ -29,10 +29,10 @@ from clinical_platform_tests.helpers import (
     metadata_value,
     partition_dir,
 )
-from spark_jobs.common import xport
-from spark_jobs.common.layout import Delivery
-from spark_jobs.common.sources import format_number
 from spark_jobs.contracts import sdtm_contract
+from spark_jobs.contracts.layout import Delivery
+from spark_jobs.formats import xport
+from spark_jobs.formats.sources import format_number
 
 pytestmark = pytest.mark.slow
 

@@ -58,7 +58,7 @@ def test_zip_holds_every_python_file_and_nothing_else() -> None:
     names = archive.namelist()
     assert names == sorted(names)
     assert set(names) == expected_names(PACKAGE_DIR)
-    assert "spark_jobs/common/conform.py" in names
+    assert "spark_jobs/quality/conform.py" in names
     assert "spark_jobs/contracts/__init__.py" in names
     for info in archive.infolist():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -72,7 +72,7 @@ def test_non_python_files_and_caches_are_left_out(package_copy: Path) -> None:
     (package_copy / "__pycache__").mkdir(exist_ok=True)
     (package_copy / "__pycache__" / "ingest.cpython-311.py").write_text("# cache\n")
     (package_copy / "notes.md").write_text("not code\n")
-    (package_copy / "common" / "data.json").write_text("{}\n")
+    (package_copy / "quality" / "data.json").write_text("{}\n")
     names = set(zipfile.ZipFile(io.BytesIO(build_bundle().archive)).namelist())
     assert names == expected_names(package_copy)
     assert not any("__pycache__" in n or not n.endswith(".py") for n in names)
@@ -99,10 +99,10 @@ def test_added_module_changes_the_hash(package_copy: Path) -> None:
     """A new module is shipped and gives the bundle a new hash."""
     original = build_bundle().sha256
     build_bundle.cache_clear()
-    (package_copy / "common" / "extra.py").write_text("VALUE = 1\n")
+    (package_copy / "quality" / "extra.py").write_text("VALUE = 1\n")
     rebuilt = build_bundle()
     assert rebuilt.sha256 != original
-    assert "spark_jobs/common/extra.py" in zipfile.ZipFile(io.BytesIO(rebuilt.archive)).namelist()
+    assert "spark_jobs/quality/extra.py" in zipfile.ZipFile(io.BytesIO(rebuilt.archive)).namelist()
 
 
 def test_write_to_stores_bundle_and_entry_scripts(tmp_path: Path) -> None:

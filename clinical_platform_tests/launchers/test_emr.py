@@ -38,7 +38,7 @@ from clinical_platform_tests.launchers.emulator import (
     AwsEmulator,
     emr_cluster,
 )
-from spark_jobs.common.layout import Delivery
+from spark_jobs.contracts.layout import Delivery
 
 STAGING = S3Uri.parse(STAGING_URI)
 
@@ -162,7 +162,7 @@ def test_features_job_reads_the_key_from_secrets_manager(
     aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from spark_jobs import features
-    from spark_jobs.common.runtime import JobError
+    from spark_jobs.runtime.session import JobError
 
     arn = aws.client("secretsmanager").create_secret(
         Name="clinical/pseudonym-key", SecretString=TEST_PSEUDONYM_KEY
@@ -193,7 +193,7 @@ def test_spark_side_reports_through_s3_when_the_launcher_says_so(
     aws: AwsEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The job's half of Pipes over S3: context read from S3, messages written as chunks."""
-    from spark_jobs.common.reporting import open_reporter
+    from spark_jobs.runtime.reporting import open_reporter
 
     s3 = aws.client("s3")
     context = {

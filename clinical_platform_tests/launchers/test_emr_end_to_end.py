@@ -33,8 +33,8 @@ from clinical_platform_tests.launchers.emulator import (
     StepPlan,
     emr_cluster,
 )
-from spark_jobs.common.layout import Delivery, LakeLayout
-from spark_jobs.common.outputs import RUN_SPECIFIC_COLUMNS
+from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.storage.partitions import RUN_SPECIFIC_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from clinical_platform_tests.launchers.emulator import (
     ClusterPlayer,
     StepPlan,
 )
-from spark_jobs.common.layout import Delivery
+from spark_jobs.contracts.layout import Delivery
 
 SYNTH = Delivery("SYNTH01", "2024-01-15")
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/clinical-emr-serverless"

@@ -30,7 +30,7 @@ from clinical_platform.launchers.local import (
     SparkSubmitError,
     spark_home,
 )
-from spark_jobs.common.protocol import FAILURE_PREFIX
+from spark_jobs.contracts.protocol import FAILURE_PREFIX
 
 JOB = SparkJob(
     "curate",

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 
-from spark_jobs.common.conform import conform
-from spark_jobs.common.quality import (
+from spark_jobs.contracts import DatasetContract, Effect, contract_for
+from spark_jobs.quality.conform import conform
+from spark_jobs.quality.evaluate import (
     EvaluationContext,
     evaluate,
     examples_column,
@@ -22,7 +23,6 @@ from spark_jobs.common.quality import (
     row_rules,
     rule_metrics,
 )
-from spark_jobs.contracts import DatasetContract, Effect, contract_for
 
 STUDY = "S01"
 TODAY = dt.date(2024, 1, 15)

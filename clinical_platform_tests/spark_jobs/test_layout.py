@@ -1,4 +1,4 @@
-"""Partition keys and lake paths (`spark_jobs.common.layout`), identical locally and on S3."""
+"""Partition keys and lake paths (`spark_jobs.contracts.layout`), identical locally and on S3."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_jobs.common.layout import (
+from spark_jobs.contracts.layout import (
     Delivery,
     LakeLayout,
     PartitionKeyError,

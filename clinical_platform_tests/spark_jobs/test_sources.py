@@ -1,4 +1,4 @@
-"""Landing bytes -> accepted/rejected files and rows, without Spark (`spark_jobs.common.sources`).
+"""Landing bytes -> accepted/rejected files and rows, without Spark (`spark_jobs.formats.sources`).
 
 These functions run inside executors, so every rejection must be a one-line reason rather
 than an exception, and accepted files must yield exactly their rows with provenance.
@@ -15,7 +15,7 @@ import zlib
 import pytest
 
 from clinical_platform.generators.sdtm import generate_sdtm
-from spark_jobs.common.sources import (
+from spark_jobs.formats.sources import (
     NUMERIC,
     TEXT,
     FileInspection,
@@ -25,7 +25,7 @@ from spark_jobs.common.sources import (
     inspect_bytes,
     iter_file_rows,
 )
-from spark_jobs.common.xport import write_xport
+from spark_jobs.formats.xport import write_xport
 
 URI = "file:/lake/landing/clinical/S01/2024-01-15/"
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from spark_jobs.common import xport
-from spark_jobs.common.xport import XportFormatError
+from spark_jobs.formats import xport
+from spark_jobs.formats.xport import XportFormatError
 
 PILOT_DIR = Path(
     os.environ.get(

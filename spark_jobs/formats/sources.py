@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from spark_jobs.common import xport
+from spark_jobs.formats import xport
 
 SUPPORTED_FORMATS = {"xpt": "xpt", "csv": "csv", "parquet": "parquet"}
 NUMERIC = "double"

@@ -18,15 +18,15 @@ import pyspark
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common.conform import (
+from spark_jobs.contracts import ColumnType, DatasetContract, Effect, Rule, RuleKind
+from spark_jobs.quality.conform import (
     conform_types,
     iso_earliest_column,
     iso_valid_column,
     parse_dates,
     source_name,
 )
-from spark_jobs.common.sql import concat, ident, number, present, quoted, text
-from spark_jobs.contracts import ColumnType, DatasetContract, Effect, Rule, RuleKind
+from spark_jobs.quality.sql_text import concat, ident, number, present, quoted, text
 
 ROW_RULE_KINDS = (
     RuleKind.CASTABLE,

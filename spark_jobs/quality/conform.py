@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from pyspark.sql import DataFrame
 
-from spark_jobs.common.sql import ident, text
 from spark_jobs.contracts import Column, ColumnType, DatasetContract
+from spark_jobs.quality.sql_text import ident, text
 
 RAW_PREFIX = "__raw_"
 NUMERIC_SOURCE_TYPES = ("double", "float", "int", "bigint", "smallint", "tinyint")

@@ -10,8 +10,8 @@ from typing import NoReturn
 
 from pyspark.sql import SparkSession
 
-from spark_jobs.common.protocol import CODE_VERSION_ENV, FAILURE_PREFIX
-from spark_jobs.common.reporting import JobReporter, open_reporter
+from spark_jobs.contracts.protocol import CODE_VERSION_ENV, FAILURE_PREFIX
+from spark_jobs.runtime.reporting import JobReporter, open_reporter
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1

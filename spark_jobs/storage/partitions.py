@@ -17,10 +17,10 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from spark_jobs.common.layout import LINEAGE_NAME, Delivery
-from spark_jobs.common.protocol import GIT_SHA_ENV, LAUNCHER_ENV
-from spark_jobs.common.runtime import code_version
-from spark_jobs.common.storage import LakeStorage
+from spark_jobs.contracts.layout import LINEAGE_NAME, Delivery
+from spark_jobs.contracts.protocol import GIT_SHA_ENV, LAUNCHER_ENV
+from spark_jobs.runtime.session import code_version
+from spark_jobs.storage.filesystem import LakeStorage
 
 # Columns that differ between two runs over the same input; left out of content hashes.
 RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_run_id", "_curated_run_id", "_featurized_run_id"})
