@@ -13,13 +13,14 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: help setup demo ui test test-fast lint format clean check-prerequisites
+.PHONY: help setup demo ui test test-fast lint format snapshot clean check-prerequisites
 
 help:
 	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
 	@echo "make test       run the whole test suite (make test-fast skips the slow end-to-end tests)"
 	@echo "make ui         Dagster UI on http://127.0.0.1:3000"
 	@echo "make lint       ruff and pyright"
+	@echo "make snapshot   store the definitions snapshot after an intended change"
 	@echo "make setup      create $(VENV) from uv.lock (the other targets do this when needed)"
 
 check-prerequisites:
@@ -59,6 +60,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
+
+snapshot: $(STAMP)
+	UPDATE_SNAPSHOTS=1 $(VENV)/bin/pytest -q clinical_platform_tests/test_definitions.py -k snapshot
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from spark_jobs.contracts import contract_for  # noqa: E402
 from spark_jobs.contracts.layout import Delivery, LakeLayout  # noqa: E402
-from spark_jobs.curate import CurateArgs, DatasetCurator, dm_reference  # noqa: E402
+from spark_jobs.curate import CurateArgs, DatasetCuration, dm_reference  # noqa: E402
 from spark_jobs.ingest import IngestArgs, ingest  # noqa: E402
+from spark_jobs.runtime.arguments import DeliveryArgs  # noqa: E402
 from spark_jobs.runtime.reporting import JobReporter  # noqa: E402
 from spark_jobs.storage.filesystem import LakeStorage  # noqa: E402
 
@@ -66,17 +67,8 @@ def build_raw(spark: SparkSession, pilot: Path, lake: LakeLayout, scale: int) ->
     landing.mkdir(parents=True)
     for name in ("dm.xpt", "vs.xpt", "lbch.xpt", "lbhe.xpt"):
         shutil.copyfile(pilot / name, landing / name)
-    ingest(
-        IngestArgs(
-            input=lake.landing(DELIVERY),
-            output=lake.zone("raw"),
-            quarantine=lake.zone("quarantine"),
-            delivery=DELIVERY,
-            datasets=("dm", "vs", "lb"),
-            run_id="bench-ingest",
-        ),
-        JobReporter(None),
-    )
+    job = DeliveryArgs(lake, DELIVERY, "bench-ingest", checks_only=False)
+    ingest(IngestArgs(job, ("dm", "vs", "lb")), JobReporter(None))
     copies = spark.range(scale).withColumnRenamed("id", "copy")
     for name in ("dm", "vs", "lb"):
         uri = lake.partition("raw", name, DELIVERY)
@@ -96,11 +88,11 @@ def build_raw(spark: SparkSession, pilot: Path, lake: LakeLayout, scale: int) ->
         )
         staging = uri + "-scaled"
         cloned.write.mode("overwrite").parquet(staging)
-        lineage = LakeStorage(spark).read_json(f"{uri}/_lineage.json")
+        lineage = LakeStorage(spark).read_json(lake.lineage("raw", name, DELIVERY))
         shutil.rmtree(uri.removeprefix("file:"))
         Path(staging.removeprefix("file:")).rename(uri.removeprefix("file:"))
         lineage["rows"] = {"in": rows, "out": rows}
-        LakeStorage(spark).write_json(f"{uri}/_lineage.json", lineage)
+        LakeStorage(spark).write_json(lake.lineage("raw", name, DELIVERY), lineage)
 
 
 def bare_cast_write(spark: SparkSession, lake: LakeLayout, name: str, out: str) -> None:
@@ -119,19 +111,11 @@ def bare_cast_write(spark: SparkSession, lake: LakeLayout, name: str, out: str) 
 
 
 def curate_once(spark: SparkSession, lake: LakeLayout, name: str, run: str) -> None:
-    args = CurateArgs(
-        input=lake.zone("raw"),
-        output=lake.zone("curated"),
-        quarantine=lake.zone("quarantine"),
-        delivery=DELIVERY,
-        datasets=(name,),
-        run_id=run,
-        today=dt.date(2026, 1, 1),
-        checks_only=False,
-    )
-    context = dm_reference(spark, LakeStorage(spark), args)
+    args = CurateArgs(DeliveryArgs(lake, DELIVERY, run, False), (name,), dt.date(2026, 1, 1))
+    storage = LakeStorage(spark)
+    context = dm_reference(spark, storage, args)
     contract = contract_for(name, DELIVERY.study)
-    DatasetCurator(spark, args, JobReporter(None), contract).run(context)
+    DatasetCuration(spark, args, JobReporter(None), contract, storage, context).run()
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from clinical_platform import settings
+from clinical_platform.definitions import build_definitions
 from clinical_platform.demo import run_demo
 from clinical_platform.emr_cli import add_emr_commands
 from clinical_platform.generators.sdtm import generate_sdtm
@@ -53,8 +54,8 @@ def _layout(lake: str | None) -> LakeLayout:
 def _require_local(layout: LakeLayout) -> None:
     if not layout.root.startswith("file:"):
         raise CommandError(
-            f"{layout.root}: this command works on a local lake; run it where "
-            "the lake is mounted, or land to S3 with the landing sensor"
+            f"{layout.root}: this command works on a local lake; run it where the lake is "
+            "mounted (copying a delivery to the S3 landing zone lands it there)"
         )
 
 
@@ -80,12 +81,8 @@ def cmd_land(args: argparse.Namespace) -> int:
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
-    if args.lake:
-        os.environ[settings.LAKE_URI_VAR] = args.lake
-    # Imported here: definitions read the lake setting when they are built.
-    from clinical_platform.definitions import defs
-
     layout = _layout(args.lake)
+    defs = build_definitions(lake_uri=layout.root)
     if layout.root.startswith("file:") and not Path(local_path(layout.landing(delivery))).is_dir():
         raise CommandError(
             f"delivery {delivery.key} is not landed in {layout.root}; "

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from clinical_platform import settings
+from clinical_platform.definitions import build_definitions
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.dossier import render_dossier
@@ -69,8 +70,7 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
         + (" (already there, same files)" if landed.already_landed else "")
     )
 
-    from clinical_platform.definitions import defs  # reads the lake setting
-
+    defs = build_definitions(lake_uri=layout.root)
     selection = select_assets(defs, [])
     print(
         f"Materializing {len(selection)} assets of {delivery.key} through Spark "
@@ -79,7 +79,7 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
     outcome = materialize_delivery(defs, delivery, local_instance(), selection)
 
     lake_dir = Path(local_path(layout.root))
-    dossier_path = lake_dir / "_system" / "dossiers" / f"{delivery.study}_{delivery.delivery}.md"
+    dossier_path = Path(local_path(layout.dossier(delivery)))
     dossier_path.parent.mkdir(parents=True, exist_ok=True)
     dossier_path.write_text(render_dossier(layout, delivery))
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from clinical_platform import settings
+from clinical_platform.deployments import STAGING_URI_VAR, cluster_spec, region
 from clinical_platform.launchers.aws import AwsConfigError, S3Uri, aws_client, stage_file
 from clinical_platform.launchers.emr_cluster import (
     BOOTSTRAP_FILE,
-    STAGING_URI_VAR,
     EmrClusterSpec,
     bootstrap_uri_of,
-    cluster_spec_from_environment,
     create_cluster_command,
     project_file,
-    region_from_environment,
     render_command,
     run_job_flow_request,
 )
@@ -44,11 +42,11 @@ def add_emr_commands(commands: Any) -> None:
     )
     create.add_argument(
         "--staging-uri",
-        default=os.environ.get(STAGING_URI_VAR),
+        default=settings.optional(STAGING_URI_VAR),
         help=f"s3://bucket/prefix of staged code (default ${STAGING_URI_VAR})",
     )
-    create.add_argument("--region", default=region_from_environment())
-    defaults = cluster_spec_from_environment()
+    create.add_argument("--region", default=region())
+    defaults = cluster_spec()
     create.add_argument("--name", default=defaults.name)
     create.add_argument("--release-label", default=defaults.release_label)
     create.add_argument("--instance-type", default=defaults.instance_type)

@@ -19,7 +19,6 @@ import dagster as dg
 from pydantic import Field
 
 from spark_jobs.contracts.layout import (
-    LINEAGE_NAME,
     MANIFEST_NAME,
     Delivery,
     LakeLayout,
@@ -102,7 +101,7 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
         )
     target = Path(local_path(layout.landing(delivery)))
     files = [_describe(p) for p in entries]
-    manifest_path = target / MANIFEST_NAME
+    manifest_path = Path(local_path(layout.manifest(delivery)))
     if target.exists():
         existing = _read_manifest(manifest_path)
         same = existing is not None and [
@@ -116,7 +115,7 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
             )
         return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
 
-    staging = target.parent / f".{target.name}.landing-{os.getpid()}"
+    staging = Path(local_path(layout.landing_staging(delivery, str(os.getpid()))))
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -129,7 +128,7 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
                 f.sha256 for f in files if f.name == entry.name
             ):
                 raise LandingError(f"{entry}: changed while it was being copied; land it again")
-        (staging / MANIFEST_NAME).write_text(
+        (staging / manifest_path.name).write_text(
             json.dumps(_manifest(delivery, files, source), indent=2) + "\n"
         )
         staging.rename(target)
@@ -157,7 +156,7 @@ def read_lineage(
     layout: LakeLayout, zone: str, dataset: str, delivery: Delivery
 ) -> dict[str, Any] | None:
     """The `_lineage.json` of one committed partition, or None if there is none."""
-    path = Path(local_path(layout.partition(zone, dataset, delivery))) / LINEAGE_NAME
+    path = Path(local_path(layout.lineage(zone, dataset, delivery)))
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
@@ -38,8 +36,7 @@ def local_instance() -> dg.DagsterInstance:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def register_delivery(instance: dg.DagsterInstance, delivery: Delivery) -> bool:
@@ -171,7 +168,3 @@ def _without_class(message: str) -> str:
     """`dagster._core.definitions.events.Failure: text` -> `text`."""
     head, sep, tail = message.partition(": ")
     return tail if sep and "." in head and " " not in head else message
-
-
-def demo_data_dir() -> Path:
-    return Path(".demo").resolve()

@@ -1,7 +1,7 @@
-"""Environment settings: the one switch between local and AWS, and where the lake is.
+"""Environment settings: which deployment runs Spark, where the lake is, the Dagster home.
 
-Read when resources are built or a command runs, never at import, so loading definitions has
-no side effects.
+Read when definitions are built or a command runs, never at import, so loading definitions has
+no side effects and tests can build any environment's resources side by side.
 """
 
 from __future__ import annotations
@@ -9,12 +9,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV
+
 ENVIRONMENT_VAR = "CLINICAL_ENV"
 LAKE_URI_VAR = "CLINICAL_LAKE_URI"
-PSEUDONYM_KEY_VAR = "CLINICAL_PSEUDONYM_KEY"
+PSEUDONYM_KEY_VAR = PSEUDONYM_KEY_ENV
 DEFAULT_LAKE_URI = ".lake"
 DEFAULT_DAGSTER_HOME = ".dagster"
-ENVIRONMENTS = ("local", "aws")
+LOCAL = "local"
+AWS_EMR_STEPS = "aws-emr-steps"
+AWS_EMR_SERVERLESS = "aws-emr-serverless"
+ENVIRONMENTS = (LOCAL, AWS_EMR_STEPS, AWS_EMR_SERVERLESS)
+# `aws` was the only AWS environment before EMR Serverless could be chosen; it still means steps.
+ALIASES = {"aws": AWS_EMR_STEPS}
 # Used only by `make demo`/`make ui` on generated data; never for a real delivery.
 DEMO_PSEUDONYM_KEY = "demo-key-not-for-real-data"
 
@@ -23,15 +30,22 @@ class SettingsError(ValueError):
     """A setting with a value the platform cannot use; the message says what to change."""
 
 
-def environment() -> str:
-    value = os.environ.get(ENVIRONMENT_VAR, "local").strip().lower()
-    if value not in ENVIRONMENTS:
-        raise SettingsError(f"{ENVIRONMENT_VAR}={value!r} is not one of {', '.join(ENVIRONMENTS)}")
-    return value
+def environment(value: str | None = None) -> str:
+    """The deployment: `CLINICAL_ENV` (default local), an alias resolved."""
+    raw = value if value is not None else os.environ.get(ENVIRONMENT_VAR, LOCAL)
+    name = ALIASES.get(raw.strip().lower(), raw.strip().lower())
+    if name not in ENVIRONMENTS:
+        raise SettingsError(f"{ENVIRONMENT_VAR}={raw!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return name
 
 
 def lake_uri() -> str:
-    return os.environ.get(LAKE_URI_VAR, DEFAULT_LAKE_URI)
+    return os.environ.get(LAKE_URI_VAR) or DEFAULT_LAKE_URI
+
+
+def optional(name: str) -> str | None:
+    """A per-deployment setting that may be left unset."""
+    return os.environ.get(name) or None
 
 
 def dagster_home() -> Path:

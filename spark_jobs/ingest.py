@@ -1,104 +1,73 @@
 """landing -> raw: a faithful, typed Parquet copy of each delivered SDTM file plus provenance.
 
     spark-submit --py-files spark_jobs.zip ingest.py \
-        --input  <lake>/landing/clinical/<STUDY>/<DELIVERY> \
-        --output <lake>/raw/clinical --quarantine <lake>/quarantine/clinical \
-        --study <STUDY> --delivery <DELIVERY> [--datasets dm,ae,...] [--run-id ID]
+        --lake <lake root> --study <STUDY> --delivery <DELIVERY> \
+        [--datasets dm,ae,...] [--run-id ID] [--checks-only]
 
 Every file is validated whole (structure, encoding, manifest size and sha256) before a row of
 it is kept. A file that fails is rejected with a one-line reason, recorded under
 quarantine/<family>/rejected_files, and left untouched in landing; the other domains go on.
+Steps: read the landing folder, inspect its files (executors), then per dataset write raw (or
+an empty partition saying why there is none), commit and report.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
+from pyspark.sql import SparkSession
 
-from spark_jobs.contracts import SDTM_CONTRACTS, domain_of_file
-from spark_jobs.contracts.layout import (
-    MANIFEST_NAME,
-    REJECTED_FILES_DATASET,
-    Delivery,
-    PartitionKeyError,
+from spark_jobs.contracts import domain_of_file
+from spark_jobs.contracts.layout import MANIFEST_NAME, Zone
+from spark_jobs.contracts.outputs import FILES_READABLE, DatasetOutput, output
+from spark_jobs.contracts.protocol import EntryPoint
+from spark_jobs.formats.inspection import FileInspection, Inspected, file_format
+from spark_jobs.formats.raw_rows import (
+    inspect_files,
+    inspect_parquet,
+    read_domain_rows,
+    union_columns,
 )
-from spark_jobs.formats.sources import (
-    FileInspection,
-    RowPlan,
-    SourceColumn,
-    file_format,
-    inspect_bytes,
-    iter_file_rows,
+from spark_jobs.runtime.arguments import (
+    DeliveryArgs,
+    add_datasets_argument,
+    dataset_names,
+    delivery_args,
+    delivery_parser,
 )
-from spark_jobs.runtime.reporting import JobReporter, json_value, path_value, table_schema_value
+from spark_jobs.runtime.reporting import (
+    CheckOutcome,
+    JobReporter,
+    json_value,
+    path_value,
+    table_schema_value,
+)
 from spark_jobs.runtime.session import JobError, build_session, run_job
 from spark_jobs.storage.filesystem import FileStatus, LakeStorage
 from spark_jobs.storage.partitions import PartitionWriter, lineage_record, write_observed
 
-PROVENANCE_FIELDS = (
-    T.StructField("_source_row", T.LongType(), False),
-    T.StructField("_source_uri", T.StringType(), False),
-    T.StructField("_source_sha256", T.StringType(), False),
-    T.StructField("_delivery", T.StringType(), False),
-    T.StructField("_ingested_run_id", T.StringType(), False),
-)
 # Files that document a delivery rather than carry data: kept in landing, not ingested.
 DOCUMENT_EXTENSIONS = (".xml", ".pdf", ".md", ".txt", ".html", ".htm", ".docx", ".rtf")
 
 
 @dataclass(frozen=True)
 class IngestArgs:
-    input: str
-    output: str
-    quarantine: str
-    delivery: Delivery
+    job: DeliveryArgs
     datasets: tuple[str, ...]
-    run_id: str
-    checks_only: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> IngestArgs:
-    parser = argparse.ArgumentParser(prog="ingest.py", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--input", required=True, help="landing folder of one delivery")
-    parser.add_argument("--output", required=True, help="raw zone root of the source family")
-    parser.add_argument("--quarantine", required=True, help="quarantine zone root")
-    parser.add_argument("--study", required=True)
-    parser.add_argument("--delivery", required=True)
-    parser.add_argument("--datasets", default=",".join(c.name for c in SDTM_CONTRACTS))
-    parser.add_argument("--run-id", default=None)
-    parser.add_argument(
-        "--checks-only",
-        action="store_true",
-        help="re-inspect the landing files and report checks; write nothing",
-    )
+    parser = delivery_parser("ingest.py", __doc__)
+    add_datasets_argument(parser)
     ns = parser.parse_args(argv)
-    known = {c.name for c in SDTM_CONTRACTS}
-    datasets = tuple(d.strip().lower() for d in ns.datasets.split(",") if d.strip())
-    unknown = sorted(set(datasets) - known)
-    if unknown:
-        parser.error(f"unknown datasets {unknown}; known: {sorted(known)}")
-    try:
-        delivery = Delivery(ns.study, ns.delivery)
-    except PartitionKeyError as error:
-        parser.error(str(error))
-    return IngestArgs(
-        input=ns.input.rstrip("/"),
-        output=ns.output.rstrip("/"),
-        quarantine=ns.quarantine.rstrip("/"),
-        delivery=delivery,
-        datasets=datasets,
-        run_id=ns.run_id or uuid.uuid4().hex,
-        checks_only=ns.checks_only,
-    )
+    return IngestArgs(delivery_args(parser, ns), dataset_names(parser, ns.datasets))
+
+
+# ---- read: the landing folder -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -118,25 +87,23 @@ def classify_landing(listing: Sequence[FileStatus]) -> tuple[list[LandingFile], 
             continue
         if status.is_dir:
             data_files.append(LandingFile(status, None, "unexpected folder inside a delivery"))
-            continue
-        if name.lower().endswith(DOCUMENT_EXTENSIONS):
+        elif name.lower().endswith(DOCUMENT_EXTENSIONS):
             documents.append(status)
-            continue
-        fmt = file_format(name)
-        dataset = domain_of_file(name)
-        if fmt is None:
-            problem = "unsupported file type (expected .xpt, .csv or .parquet)"
-        elif dataset is None:
-            stem = name.split(".", 1)[0]
-            problem = f"unknown domain {stem.upper()!r}: no dataset contract for this file"
         else:
-            problem = None
-        data_files.append(LandingFile(status, dataset, problem))
+            data_files.append(LandingFile(status, domain_of_file(name), _problem_of(name)))
     return data_files, documents
 
 
-def read_manifest(storage: LakeStorage, landing_uri: str) -> dict[str, dict[str, Any]] | None:
-    uri = f"{landing_uri}/{MANIFEST_NAME}"
+def _problem_of(name: str) -> str | None:
+    if file_format(name) is None:
+        return "unsupported file type (expected .xpt, .csv or .parquet)"
+    if domain_of_file(name) is None:
+        stem = name.split(".", 1)[0]
+        return f"unknown domain {stem.upper()!r}: no dataset contract for this file"
+    return None
+
+
+def read_manifest(storage: LakeStorage, uri: str) -> dict[str, dict[str, Any]] | None:
     if not storage.exists(uri):
         return None
     try:
@@ -167,368 +134,259 @@ def check_against_manifest(
     return replace(inspection, accepted=False, reason=reason)
 
 
-def inspect_files(spark: SparkSession, files: Sequence[LandingFile]) -> list[FileInspection]:
-    """Validate the bytes of each file on the executors, one task per file's content."""
-    # Spark's binaryFile source skips empty files; they need no executor to be judged.
-    empty = {
-        f.status.uri: inspect_bytes(f.status.name, f.status.uri, b"")
-        for f in files
-        if f.status.size == 0
-    }
-    uris = [f.status.uri for f in files if f.status.uri not in empty]
-    names: dict[str, str] = {f.status.uri: f.status.name for f in files}
-    by_uri: dict[str, FileInspection] = dict(empty)
-    if uris:
-        binaries = spark.read.format("binaryFile").load(uris).select("path", "content")
-        records = binaries.rdd.map(
-            lambda row: inspect_bytes(
-                str(names.get(row.path) or row.path.rsplit("/", 1)[-1]),
-                row.path,
-                bytes(row.content),
-            ).as_record()
-        ).collect()
-        by_uri.update({r["uri"]: FileInspection.from_record(r) for r in records})
-    missing = [f.status.uri for f in files if f.status.uri not in by_uri]
-    if missing:
-        raise JobError(f"Spark could not read {missing[0]} (listed but not returned)")
-    return [by_uri[f.status.uri] for f in files]
+def missing_from_landing(
+    manifest: dict[str, dict[str, Any]], listing: Sequence[FileStatus], landing: str
+) -> list[tuple[str, Inspected]]:
+    """Files the manifest lists that are no longer in landing, as rejected inspections."""
+    present = {s.name for s in listing}
+    found = []
+    for name in sorted(set(manifest) - present):
+        dataset = domain_of_file(name)
+        if dataset is not None:
+            reason = f"listed in {MANIFEST_NAME} but missing from landing"
+            inspection = FileInspection(
+                name=name,
+                uri=f"{landing}/{name}",
+                size=0,
+                sha256="",
+                format=file_format(name) or "unknown",
+                accepted=False,
+                reason=reason,
+            )
+            found.append((dataset, Inspected(inspection)))
+    return found
 
 
-def inspect_parquet(spark: SparkSession, inspection: FileInspection) -> FileInspection:
-    """Columns and row count of an accepted Parquet file, from Spark's own reader."""
-    try:
-        df = spark.read.parquet(inspection.uri)
-        columns = tuple(
-            SourceColumn(f.name.strip().upper(), f.dataType.simpleString())
-            for f in df.schema.fields
-        )
-        rows = df.count()
-    except Exception as error:  # noqa: BLE001 - any reader failure means an unreadable file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        return replace(
-            inspection, accepted=False, reason=f"not a readable Parquet file ({first_line})"
-        )
-    names = [c.name for c in columns]
-    if len(set(names)) != len(names):
-        return replace(inspection, accepted=False, reason="a column name appears twice")
-    return replace(inspection, rows=rows, columns=columns)
+# ---- the run ------------------------------------------------------------------------------
 
 
-def union_columns(inspections: Sequence[FileInspection]) -> list[SourceColumn]:
-    """Columns of a domain over all its files, in order of first appearance.
+@dataclass
+class IngestRun:
+    """One ingest application: its session, storage and the files it rejected."""
 
-    A column typed differently in two files becomes text, so nothing is lost in raw.
-    """
-    order: list[str] = []
-    types: dict[str, set[str]] = defaultdict(set)
-    labels: dict[str, str] = {}
-    for inspection in inspections:
-        for column in inspection.columns:
-            if column.name not in types:
-                order.append(column.name)
-                labels[column.name] = column.label
-            types[column.name].add(column.type)
-    return [
-        SourceColumn(
-            name, next(iter(types[name])) if len(types[name]) == 1 else "string", labels[name]
-        )
-        for name in order
-    ]
-
-
-def spark_type(name: str) -> T.DataType:
-    return T._parse_datatype_string(name)  # pyright: ignore[reportPrivateUsage]
-
-
-def raw_schema(columns: Sequence[SourceColumn]) -> T.StructType:
-    fields = [T.StructField(c.name, spark_type(c.type), True) for c in columns]
-    return T.StructType([*fields, *PROVENANCE_FIELDS])
-
-
-def read_domain_rows(
-    spark: SparkSession,
-    inspections: Sequence[FileInspection],
-    columns: Sequence[SourceColumn],
-    delivery: Delivery,
-    run_id: str,
-) -> DataFrame:
-    """All rows of a domain's accepted files in the domain's union schema, with provenance."""
-    schema = raw_schema(columns)
-    frames: list[DataFrame] = []
-    plans: dict[str, RowPlan] = {}
-    for inspection in inspections:
-        if inspection.format == "parquet":
-            frames.append(_parquet_rows(spark, inspection, columns, delivery, run_id))
-            continue
-        positions = {c.name: i for i, c in enumerate(inspection.columns)}
-        kinds = {c.name: c.type for c in inspection.columns}
-        plans[inspection.uri] = RowPlan(
-            uri=inspection.uri,
-            format=inspection.format,
-            source_positions=tuple(positions.get(c.name) for c in columns),
-            to_text=tuple(c.type == "string" and kinds.get(c.name) == "double" for c in columns),
-            provenance=(inspection.uri, inspection.sha256, delivery.key, run_id),
-        )
-    if plans:
-        contents = spark.read.format("binaryFile").load(list(plans)).select("path", "content")
-        rows = contents.rdd.flatMap(lambda row: iter_file_rows(plans[row.path], bytes(row.content)))
-        # Row number sits between the data and the other provenance columns in the tuples.
-        data_fields = schema.fields[: len(columns)]
-        tuple_schema = T.StructType([*data_fields, *PROVENANCE_FIELDS])
-        frames.append(spark.createDataFrame(rows, tuple_schema).select(*schema.fieldNames()))
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result
-
-
-def _parquet_rows(
-    spark: SparkSession,
-    inspection: FileInspection,
-    columns: Sequence[SourceColumn],
-    delivery: Delivery,
-    run_id: str,
-) -> DataFrame:
-    df = spark.read.parquet(inspection.uri)
-    df = df.toDF(*[c.strip().upper() for c in df.columns])
-    present = set(df.columns)
-    numbered = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
-    df = numbered.toDF([*df.columns, "_source_row"])
-    selected = [
-        (F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
-        for c in columns
-    ]
-    return df.select(
-        *selected,
-        F.col("_source_row").cast("long").alias("_source_row"),
-        F.lit(inspection.uri).alias("_source_uri"),
-        F.lit(inspection.sha256).alias("_source_sha256"),
-        F.lit(delivery.key).alias("_delivery"),
-        F.lit(run_id).alias("_ingested_run_id"),
+    spark: SparkSession
+    args: IngestArgs
+    reporter: JobReporter
+    storage: LakeStorage = field(init=False)
+    writer: PartitionWriter = field(init=False)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    detected_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
 
+    def __post_init__(self) -> None:
+        self.storage = LakeStorage(self.spark)
+        job = self.args.job
+        self.writer = PartitionWriter(self.storage, job.layout, job.run_id)
 
-def record_rejections(
-    storage: LakeStorage, args: IngestArgs, rejected: Sequence[dict[str, Any]]
-) -> None:
-    """Write one JSON record per rejected file under quarantine/<family>/rejected_files."""
-    if not rejected:
-        return
-    folder = f"{args.quarantine}/{REJECTED_FILES_DATASET}/{args.delivery.hive_path}"
-    storage.mkdirs(folder)
-    for record in rejected:
-        storage.write_json(f"{folder}/{record['file']}.json", record)
+    @property
+    def key(self) -> str:
+        return self.args.job.delivery.key
+
+    def reject(self, inspection: FileInspection, dataset: str | None, message: str) -> None:
+        """Report a file that cannot be ingested and keep its record for quarantine."""
+        self.reporter.error(f"delivery {self.key}: {inspection.name}: {message}")
+        self.rejected.append(
+            {
+                "file": inspection.name,
+                "uri": inspection.uri,
+                "size": inspection.size,
+                "sha256": inspection.sha256 or None,
+                "dataset": dataset,
+                "reason": inspection.reason or "rejected",
+                "partition": self.key,
+                "run_id": self.args.job.run_id,
+                "detected_at": self.detected_at,
+            }
+        )
+
+    def record_rejections(self) -> None:
+        """One JSON record per rejected file under quarantine/<family>/rejected_files."""
+        if not self.rejected or self.args.job.checks_only:
+            return
+        layout, delivery = self.args.job.layout, self.args.job.delivery
+        self.storage.mkdirs(layout.rejected_files(delivery))
+        for record in self.rejected:
+            self.storage.write_json(layout.rejected_file(delivery, record["file"]), record)
 
 
 def ingest(args: IngestArgs, reporter: JobReporter) -> None:
-    spark = build_session(f"clinical-ingest-{args.delivery.key}")
-    storage = LakeStorage(spark)
-    writer = PartitionWriter(storage, args.run_id)
-    application_id = spark.sparkContext.applicationId
-    listing = storage.list(args.input)
+    job = args.job
+    run = IngestRun(build_session(f"clinical-ingest-{job.delivery.key}"), args, reporter)
+    landing = job.layout.landing(job.delivery)
+    listing = run.storage.list(landing)
     if not listing:
-        raise JobError(f"{args.input}: landing folder is missing or empty")
-    manifest = read_manifest(storage, args.input)
+        raise JobError(f"{landing}: landing folder is missing or empty")
     data_files, documents = classify_landing(listing)
-    detected_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    by_dataset = inspect_delivery(run, data_files, listing)
+    for dataset in args.datasets:
+        ingest_dataset(run, dataset, by_dataset.get(dataset, []))
+    run.record_rejections()
+    if documents:
+        reporter.info(
+            f"delivery {run.key}: documentation files kept in landing, not ingested: "
+            f"{', '.join(d.name for d in documents)}"
+        )
 
-    def rejection(
-        name: str, uri: str, size: int, reason: str, dataset: str | None, sha256: str | None = None
-    ) -> dict[str, Any]:
-        return {
-            "file": name,
-            "uri": uri,
-            "size": size,
-            "sha256": sha256,
-            "dataset": dataset,
-            "reason": reason,
-            "partition": args.delivery.key,
-            "run_id": args.run_id,
-            "detected_at": detected_at,
-        }
 
-    rejected: list[dict[str, Any]] = []
+def inspect_delivery(
+    run: IngestRun, data_files: Sequence[LandingFile], listing: Sequence[FileStatus]
+) -> dict[str, list[Inspected]]:
+    """Every wanted file inspected (on the executors), grouped by dataset."""
+    job = run.args.job
     for landing_file in data_files:
         if landing_file.problem:
             status = landing_file.status
-            reporter.error(
-                f"delivery {args.delivery.key}: {status.name}: {landing_file.problem}; "
-                "kept in landing and recorded as rejected"
+            unusable = FileInspection(
+                status.name, status.uri, status.size, "", "unknown", False, landing_file.problem
             )
-            rejected.append(
-                rejection(
-                    status.name, status.uri, status.size, landing_file.problem, landing_file.dataset
-                )
+            run.reject(
+                unusable,
+                landing_file.dataset,
+                f"{landing_file.problem}; kept in landing and recorded as rejected",
             )
-
-    wanted = [f for f in data_files if f.problem is None and f.dataset in args.datasets]
-    inspections = [check_against_manifest(i, manifest) for i in inspect_files(spark, wanted)]
-    inspections = [
-        inspect_parquet(spark, i) if i.format == "parquet" and i.accepted else i
-        for i in inspections
-    ]
-    by_dataset: dict[str, list[FileInspection]] = defaultdict(list)
-    for landing_file, inspection in zip(wanted, inspections, strict=True):
+    wanted = [f for f in data_files if f.problem is None and f.dataset in run.args.datasets]
+    manifest = read_manifest(run.storage, job.layout.manifest(job.delivery))
+    inspected = inspect_files(run.spark, [f.status for f in wanted])
+    by_dataset: dict[str, list[Inspected]] = defaultdict(list)
+    for landing_file, found in zip(wanted, inspected, strict=True):
         assert landing_file.dataset is not None
-        by_dataset[landing_file.dataset].append(inspection)
+        checked = check_against_manifest(found.inspection, manifest)
+        if checked.format == "parquet" and checked.accepted:
+            checked = inspect_parquet(run.spark, checked)
+        by_dataset[landing_file.dataset].append(replace(found, inspection=checked))
     if manifest is not None:
-        present = {s.name for s in listing}
-        for name in sorted(set(manifest) - present):
-            dataset = domain_of_file(name)
-            if dataset in args.datasets:
-                by_dataset[dataset].append(
-                    FileInspection(
-                        name=name,
-                        uri=f"{args.input}/{name}",
-                        size=0,
-                        sha256="",
-                        format=file_format(name) or "unknown",
-                        accepted=False,
-                        reason=f"listed in {MANIFEST_NAME} but missing from landing",
-                    )
-                )
-
-    for dataset in args.datasets:
-        files = by_dataset.get(dataset, [])
-        for inspection in files:
-            if not inspection.accepted:
-                reporter.error(
-                    f"delivery {args.delivery.key}: {inspection.name}: "
-                    f"{inspection.reason}; kept in landing, raw_{dataset} rejected"
-                )
-                rejected.append(
-                    rejection(
-                        inspection.name,
-                        inspection.uri,
-                        inspection.size,
-                        inspection.reason or "rejected",
-                        dataset,
-                        inspection.sha256 or None,
-                    )
-                )
-        ingest_dataset(spark, args, reporter, writer, dataset, files, application_id)
-
-    if not args.checks_only:
-        record_rejections(storage, args, rejected)
-    if documents:
-        reporter.info(
-            f"delivery {args.delivery.key}: documentation files kept in landing, "
-            f"not ingested: {', '.join(d.name for d in documents)}"
-        )
+        landing = job.layout.landing(job.delivery)
+        for dataset, missing in missing_from_landing(manifest, listing, landing):
+            if dataset in run.args.datasets:
+                by_dataset[dataset].append(missing)
+    return by_dataset
 
 
-def ingest_dataset(
-    spark: SparkSession,
-    args: IngestArgs,
-    reporter: JobReporter,
-    writer: PartitionWriter,
-    dataset: str,
-    files: Sequence[FileInspection],
-    application_id: str,
-) -> None:
-    """Write raw/<dataset> for the delivery, or an empty partition saying why there is none."""
-    asset_key = f"raw_{dataset}"
-    dataset_uri = f"{args.output}/{dataset}"
-    staging = writer.staging_uri(dataset_uri, args.delivery)
-    sources = [
-        {k: v for k, v in i.as_record().items() if k != "columns"}
-        | {"columns": [c.name for c in i.columns]}
-        for i in files
-    ]
+# ---- per dataset: write, commit, report ---------------------------------------------------
+
+
+def dataset_status(dataset: str, key: str, files: Sequence[FileInspection]) -> tuple[str, str]:
+    """("accepted" | "absent" | "rejected", reason)."""
     if not files:
-        status, reason = "absent", f"no {dataset} file in delivery {args.delivery.key}"
-    elif any(not i.accepted for i in files):
-        status = "rejected"
-        reason = "; ".join(f"{i.name}: {i.reason}" for i in files if not i.accepted)
+        return "absent", f"no {dataset} file in delivery {key}"
+    if any(not i.accepted for i in files):
+        return "rejected", "; ".join(f"{i.name}: {i.reason}" for i in files if not i.accepted)
+    return "accepted", ""
+
+
+def ingest_dataset(run: IngestRun, dataset: str, found: Sequence[Inspected]) -> None:
+    """Write raw/<dataset> for the delivery, or an empty partition saying why there is none."""
+    raw = output(Zone.RAW, dataset)
+    files = [f.inspection for f in found]
+    for inspection in files:
+        if not inspection.accepted:
+            run.reject(
+                inspection,
+                dataset,
+                f"{inspection.reason}; kept in landing, {raw.asset_key} rejected",
+            )
+    status, reason = dataset_status(dataset, run.key, files)
+    sources = [i.source_record() for i in files]
+    if run.args.job.checks_only:
+        outcome = files_readable(status, reason, sources, checks_only=True)
+        run.reporter.checks(raw.asset_key, [outcome])
+    elif status != "accepted":
+        commit_without_rows(run, raw, status, reason, sources)
     else:
-        status, reason = "accepted", None
+        write_raw(run, raw, found, sources)
 
-    if args.checks_only:
-        rejected = [s for s in sources if not s["accepted"]]
-        reporter.check(
-            asset_key,
-            "files_readable",
-            status == "accepted",
-            blocking_severity=status != "accepted",
-            metadata={
-                "reason": reason,
-                "rejected_files": json_value(rejected),
-                "files": json_value([s["name"] for s in sources]),
-            },
-        )
-        return
-    common = {
-        "dataset": asset_key,
-        "zone": "raw",
-        "delivery": args.delivery,
-        "run_id": args.run_id,
-        "application_id": application_id,
-    }
-    if status != "accepted":
-        writer.discard(staging)
-        lineage = lineage_record(
-            **common,
-            status=status,
-            reason=reason,
-            sources=sources,
-            rows={"in": 0, "out": 0},
-            content_hash=None,
-            schema=[],
-        )
-        final = writer.commit(dataset_uri, args.delivery, staging, lineage)
-        reporter.warning(f"{asset_key} {args.delivery.key}: {status}: {reason}")
-        reporter.materialization(
-            asset_key,
-            {
-                "status": status,
-                "reason": reason,
-                "dagster/row_count": 0,
-                "source_files": json_value(sources),
-                "path": path_value(final),
-                "spark_application_id": application_id,
-            },
-        )
-        reporter.check(
-            asset_key,
-            "files_readable",
-            False,
-            blocking_severity=True,
-            metadata={
-                "reason": reason,
-                "rejected_files": json_value([s for s in sources if not s["accepted"]]),
-            },
-        )
-        return
 
-    columns = union_columns(files)
+def files_readable(
+    status: str, reason: str, sources: Sequence[dict[str, Any]], *, checks_only: bool = False
+) -> CheckOutcome:
+    """The raw check: could every file of the domain be read? A failure is ERROR severity."""
+    accepted = status == "accepted"
+    names = [s["name"] for s in sources]
+    rejected = [s for s in sources if not s["accepted"]]
+    if checks_only:
+        metadata = {"reason": reason or None, "rejected_files": rejected, "files": names}
+    elif accepted:
+        metadata = {"files": names}
+    else:
+        metadata = {"reason": reason, "rejected_files": rejected}
+    return CheckOutcome(FILES_READABLE, accepted, blocking=not accepted, metadata=metadata)
+
+
+def commit_without_rows(
+    run: IngestRun, raw: DatasetOutput, status: str, reason: str, sources: list[dict[str, Any]]
+) -> None:
+    """An empty partition whose lineage says why the domain has no rows in this delivery."""
+    job = run.args.job
+    staging = run.writer.staging(raw, job.delivery)
+    run.writer.discard(staging)
+    lineage = lineage_record(
+        output=raw,
+        delivery=job.delivery,
+        run_id=job.run_id,
+        application_id=run.spark.sparkContext.applicationId,
+        status=status,
+        reason=reason,
+        sources=sources,
+        rows={"in": 0, "out": 0},
+        content_hash=None,
+        schema=[],
+    )
+    final = run.writer.commit(raw, job.delivery, staging, lineage)
+    run.reporter.warning(f"{raw.asset_key} {run.key}: {status}: {reason}")
+    run.reporter.materialization(
+        raw.asset_key,
+        {
+            "status": status,
+            "reason": reason,
+            "dagster/row_count": 0,
+            "source_files": json_value(sources),
+            "path": path_value(final),
+            "spark_application_id": run.spark.sparkContext.applicationId,
+        },
+    )
+    run.reporter.checks(raw.asset_key, [files_readable(status, reason, sources)])
+
+
+def write_raw(
+    run: IngestRun, raw: DatasetOutput, found: Sequence[Inspected], sources: list[dict[str, Any]]
+) -> None:
+    """Every row of the domain's files, provenance added, checked against the files' counts."""
+    job = run.args.job
+    files = [f.inspection for f in found]
+    columns = union_columns(files, raw)
     rows_in = sum(i.rows or 0 for i in files)
-    frame = read_domain_rows(spark, files, columns, args.delivery, args.run_id)
-    written = write_observed(frame, staging, f"raw_{dataset}")
+    frame = read_domain_rows(run.spark, found, columns, job.delivery, job.run_id)
+    staging = run.writer.staging(raw, job.delivery)
+    written = write_observed(frame, staging, raw)
     if written.rows != rows_in:
-        writer.discard(staging)
+        run.writer.discard(staging)
         raise JobError(
-            f"{asset_key} {args.delivery.key}: wrote {written.rows} rows but the files hold "
+            f"{raw.asset_key} {run.key}: wrote {written.rows} rows but the files hold "
             f"{rows_in}; nothing committed"
         )
-    schema = [
-        (f.name, f.dataType.simpleString(), _label(columns, f.name)) for f in frame.schema.fields
-    ]
+    labels = {c.name: c.label or None for c in columns}
+    schema = [(f.name, f.dataType.simpleString(), labels.get(f.name)) for f in frame.schema.fields]
+    application_id = run.spark.sparkContext.applicationId
     lineage = lineage_record(
-        **common,
-        status=status,
+        output=raw,
+        delivery=job.delivery,
+        run_id=job.run_id,
+        application_id=application_id,
+        status="accepted",
         sources=sources,
         rows={"in": rows_in, "out": written.rows},
         content_hash=written.content_hash,
         schema=[{"name": n, "type": t} for n, t, _ in schema],
     )
-    final = writer.commit(dataset_uri, args.delivery, staging, lineage)
-    reporter.info(
-        f"{asset_key} {args.delivery.key}: {written.rows} rows from {len(files)} file(s) -> {final}"
+    final = run.writer.commit(raw, job.delivery, staging, lineage)
+    run.reporter.info(
+        f"{raw.asset_key} {run.key}: {written.rows} rows from {len(files)} file(s) -> {final}"
     )
-    reporter.materialization(
-        asset_key,
+    run.reporter.materialization(
+        raw.asset_key,
         {
-            "status": status,
+            "status": "accepted",
             "dagster/row_count": written.rows,
             "rows_in": rows_in,
             "rows_out": written.rows,
@@ -540,25 +398,12 @@ def ingest_dataset(
         },
         data_version=written.content_hash,
     )
-    reporter.check(
-        asset_key,
-        "files_readable",
-        True,
-        blocking_severity=False,
-        metadata={"files": json_value([s["name"] for s in sources])},
-    )
-
-
-def _label(columns: Sequence[SourceColumn], name: str) -> str | None:
-    for column in columns:
-        if column.name == name:
-            return column.label or None
-    return None
+    run.reporter.checks(raw.asset_key, [files_readable("accepted", "", sources)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    run_job("ingest", lambda reporter: ingest(args, reporter))
+    run_job(EntryPoint.INGEST, lambda reporter: ingest(args, reporter))
 
 
 if __name__ == "__main__":

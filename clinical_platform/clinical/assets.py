@@ -1,170 +1,108 @@
 """Clinical SDTM assets: raw_<domain>, curated_<domain> and features_subject_profile.
 
 Each stage is one subsettable multi-asset, so materializing several domains of a delivery
-starts one Spark application per stage, not one per domain. The Spark jobs do all the work;
-these functions only say which job to run on which partition and hand back what it reported.
+starts one Spark application per stage, not one per domain. Keys, schemas, checks and
+dependencies come from the kernel (`spark_jobs.contracts.outputs`); the Spark jobs do all the
+work, and these functions only say which job to run on which partition.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
-from clinical_platform.clinical.checks import (
-    FEATURES_KEY,
-    curated_asset_key,
-    curated_check_specs,
-    feature_check_specs,
-    raw_asset_key,
-    raw_check_specs,
-)
+from clinical_platform.clinical.checks import check_specs
 from clinical_platform.lake import ClinicalLake
 from clinical_platform.launchers.base import Result, SparkJob, SparkLauncher
 from clinical_platform.launchers.bundle import code_version
 from clinical_platform.partitions import CLINICAL_DELIVERIES, delivery_of
 from clinical_platform.pseudonymization import Pseudonymization
-from spark_jobs.contracts import SDTM_CONTRACTS, SUBJECT_PROFILE, DatasetContract
-from spark_jobs.contracts.model import Column
+from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.outputs import (
+    CURATED_OUTPUTS,
+    FEATURE_OUTPUTS,
+    RAW_OUTPUTS,
+    DatasetOutput,
+)
+from spark_jobs.contracts.protocol import EntryPoint
 
 OWNERS = ["team:clinical-data-engineering"]
 KINDS = {"spark", "parquet"}
-PROVENANCE = (
-    ("_source_uri", "string", "Landing file the row came from"),
-    ("_source_row", "bigint", "Row number inside that file (1-based)"),
-    ("_source_sha256", "string", "sha256 of that file"),
-    ("_delivery", "string", "Partition key STUDY/DELIVERY"),
-    ("_ingested_run_id", "string", "Dagster run that ingested the row"),
-)
 
 
-def _schema(
-    columns: tuple[Column, ...], extra: tuple[tuple[str, str, str], ...] = ()
-) -> dg.TableSchema:
+def column_schema(output: DatasetOutput) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
-            *[
-                dg.TableColumn(c.name, c.type.spark_sql, description=c.label or None)
-                for c in columns
-            ],
-            *[
-                dg.TableColumn(name, type_, description=description)
-                for name, type_, description in extra
-            ],
+            dg.TableColumn(c.name, c.type, description=c.description or None)
+            for c in output.columns
         ]
     )
 
 
-def _spec(
-    key: dg.AssetKey,
-    zone: str,
-    description: str,
-    schema: dg.TableSchema,
-    deps: list[dg.AssetKey],
-    domain: str | None = None,
-) -> dg.AssetSpec:
-    tags = {"family": "clinical", "zone": zone}
-    if domain:
-        tags["domain"] = domain
+def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
+    """The Dagster face of a declared output: key, group, schema, deps, owners, kinds."""
+    tags = {"family": output.family, "zone": output.zone.value}
+    if output.zone is not Zone.FEATURES:
+        tags["domain"] = output.name.upper()
     return dg.AssetSpec(
-        key=key,
-        group_name=zone,
-        description=description,
-        deps=deps,
+        key=dg.AssetKey(output.asset_key),
+        group_name=output.zone.value,
+        description=output.description,
+        deps=[dg.AssetKey(key) for key in output.inputs],
         kinds=KINDS,
         owners=OWNERS,
         tags=tags,
         code_version=code_version(),
         partitions_def=CLINICAL_DELIVERIES,
-        metadata={"dagster/column_schema": schema},
+        metadata={"dagster/column_schema": column_schema(output)},
         skippable=True,
     )
 
 
-def raw_spec(contract: DatasetContract) -> dg.AssetSpec:
-    return _spec(
-        raw_asset_key(contract),
-        "raw",
-        f"{contract.title} ({contract.domain}) exactly as delivered: every column of every "
-        f"{'/'.join(contract.file_stems)}* file, typed as in the file, plus provenance "
-        "(source file, row number, sha256). Nothing is dropped here.",
-        _schema(contract.columns, PROVENANCE),
-        [],
-        contract.domain,
-    )
-
-
-def curated_spec(contract: DatasetContract) -> dg.AssetSpec:
-    deps = [raw_asset_key(contract)]
-    if contract.references_dm:
-        deps.append(dg.AssetKey("raw_dm"))
-    derived: list[tuple[str, str, str]] = []
-    for name in contract.datetime_columns:
-        derived += [
-            (f"{name}_DATE", "date", f"{name} as a date when the day is known"),
-            (f"{name}_PRECISION", "string", f"Precision of {name} (year ... second)"),
-        ]
-    derived += [
-        ("_flags", "array<string>", "Warn/flag rules the row breaks"),
-        ("_duplicates_collapsed", "int", "Exact duplicates collapsed into this row"),
-    ]
-    return _spec(
-        curated_asset_key(contract),
-        "curated",
-        f"{contract.title} ({contract.domain}), conformed to its contract: {contract.description}"
-        f" Natural key {', '.join(contract.natural_key)}; rows breaking a quarantining rule "
-        "are in quarantine/ with their reasons.",
-        _schema(contract.columns, (*derived, *PROVENANCE)),
-        deps,
-        contract.domain,
-    )
-
-
-def selected_datasets(context: dg.AssetExecutionContext, prefix: str) -> list[str]:
+def selected_datasets(
+    context: dg.AssetExecutionContext, outputs: Sequence[DatasetOutput]
+) -> list[str]:
     """Datasets whose assets or checks this step was asked for, in contract order."""
     keys = set(context.selected_asset_keys) | {
         k.asset_key for k in context.selected_asset_check_keys
     }
-    return [c.name for c in SDTM_CONTRACTS if dg.AssetKey(f"{prefix}{c.name}") in keys]
+    return [o.name for o in outputs if dg.AssetKey(o.asset_key) in keys]
 
 
-def _checks_only(context: dg.AssetExecutionContext) -> bool:
+def checks_only(context: dg.AssetExecutionContext) -> bool:
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
 
 
-def _domain_job(
-    context: dg.AssetExecutionContext,
-    lake: ClinicalLake,
-    entry_point: str,
-    source: str,
-    target: str,
-    prefix: str,
-) -> SparkJob:
-    """The ingest or curate job for this step's domains of one delivery (same arguments)."""
+def job_arguments(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[str]:
+    """What every job is told: the lake, the delivery, the run, and whether to write."""
     delivery = delivery_of(context)
     arguments = [
-        "--input",
-        source,
-        "--output",
-        target,
-        "--quarantine",
-        lake.layout.zone("quarantine"),
+        "--lake",
+        lake.layout.root,
         "--study",
         delivery.study,
         "--delivery",
         delivery.delivery,
-        "--datasets",
-        ",".join(selected_datasets(context, prefix)),
         "--run-id",
         context.run.run_id,
     ]
-    if _checks_only(context):
-        arguments.append("--checks-only")
-    return SparkJob(entry_point, arguments)
+    return [*arguments, "--checks-only"] if checks_only(context) else arguments
+
+
+def domain_job(
+    context: dg.AssetExecutionContext,
+    lake: ClinicalLake,
+    entry_point: EntryPoint,
+    outputs: Sequence[DatasetOutput],
+) -> SparkJob:
+    """The ingest or curate job for this step's domains of one delivery."""
+    datasets = ",".join(selected_datasets(context, outputs))
+    return SparkJob(entry_point, [*job_arguments(context, lake), "--datasets", datasets])
 
 
 @dg.multi_asset(
     name="clinical_raw",
-    specs=[raw_spec(c) for c in SDTM_CONTRACTS],
-    check_specs=raw_check_specs(),
+    specs=[asset_spec(o) for o in RAW_OUTPUTS],
+    check_specs=check_specs(RAW_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
 )
@@ -172,15 +110,15 @@ def clinical_raw(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[Result]:
     """landing -> raw for the selected domains of one delivery, in one Spark application."""
-    landing = lake.layout.landing(delivery_of(context))
-    job = _domain_job(context, lake, "ingest", landing, lake.layout.zone("raw"), "raw_")
-    yield from spark.run(context, job).outputs()
+    yield from spark.run(
+        context, domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
+    ).outputs()
 
 
 @dg.multi_asset(
     name="clinical_curated",
-    specs=[curated_spec(c) for c in SDTM_CONTRACTS],
-    check_specs=curated_check_specs(),
+    specs=[asset_spec(o) for o in CURATED_OUTPUTS],
+    check_specs=check_specs(CURATED_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
 )
@@ -188,23 +126,15 @@ def clinical_curated(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[Result]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    raw, curated = lake.layout.zone("raw"), lake.layout.zone("curated")
-    job = _domain_job(context, lake, "curate", raw, curated, "curated_")
-    yield from spark.run(context, job).outputs()
+    yield from spark.run(
+        context, domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
+    ).outputs()
 
 
 @dg.multi_asset(
     name="clinical_features",
-    specs=[
-        _spec(
-            FEATURES_KEY,
-            "features",
-            SUBJECT_PROFILE.description,
-            _schema(SUBJECT_PROFILE.columns),
-            [dg.AssetKey(f"curated_{name}") for name in SUBJECT_PROFILE.upstream],
-        )
-    ],
-    check_specs=feature_check_specs(),
+    specs=[asset_spec(o) for o in FEATURE_OUTPUTS],
+    check_specs=check_specs(FEATURE_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
 )
@@ -215,27 +145,11 @@ def clinical_features(
     pseudonymization: Pseudonymization,
 ) -> Iterator[Result]:
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
-    delivery, layout = delivery_of(context), lake.layout
-    arguments = [
-        "--input",
-        layout.zone("curated"),
-        "--output",
-        layout.zone("features"),
-        "--study",
-        delivery.study,
-        "--delivery",
-        delivery.delivery,
-        "--run-id",
-        context.run.run_id,
-        "--key-env",
-        pseudonymization.key_env_var,
-    ]
+    arguments = [*job_arguments(context, lake), "--key-env", pseudonymization.key_env_var]
     secrets: dict[str, str] = {}
-    if _checks_only(context):
-        arguments.append("--checks-only")
-    else:
+    if not checks_only(context):
         secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
-    yield from spark.run(context, SparkJob("features", arguments, secrets)).outputs()
+    yield from spark.run(context, SparkJob(EntryPoint.FEATURES, arguments, secrets)).outputs()
 
 
 CLINICAL_ASSETS = [clinical_raw, clinical_curated, clinical_features]

@@ -28,7 +28,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
-from spark_jobs.formats.xport import write_xport
+from clinical_platform.generators.xport_writer import write_xport
 
 __all__ = ["GeneratedFile", "generate_sdtm"]
 

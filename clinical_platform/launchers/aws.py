@@ -26,11 +26,8 @@ from dagster_pipes import PipesBlobStoreMessageWriter, PipesParams
 
 from clinical_platform.launchers.base import SecretUnavailable
 from clinical_platform.launchers.bundle import ENTRY_POINTS, CodeBundle
+from spark_jobs.contracts.protocol import SECRET_ID_SUFFIX
 
-DEFAULT_REGION = "eu-central-1"
-# Both launchers pass a secret to the driver as `<NAME>_SECRET_ID`; spark_jobs/features.py reads
-# the same suffix (it cannot import this module: no Dagster on the cluster).
-SECRET_ID_SUFFIX = "_SECRET_ID"
 # Standard mode retries throttling and 5xx answers with backoff; adaptive would also rate-limit
 # the client, which a single poller does not need.
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 10})

@@ -17,9 +17,10 @@ from functools import cache
 from pathlib import Path
 
 import spark_jobs
+from spark_jobs.contracts.protocol import EntryPoint
 
 PACKAGE_DIR = Path(spark_jobs.__file__).resolve().parent
-ENTRY_POINTS = ("ingest", "curate", "features")
+ENTRY_POINTS = tuple(e.value for e in EntryPoint)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

@@ -9,7 +9,6 @@ messages travel through S3; the driver's environment is set with
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,8 +20,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from clinical_platform.deployments import CLUSTER_ID_VAR, DEFAULT_REGION
 from clinical_platform.launchers.aws import (
-    DEFAULT_REGION,
     SECRET_ID_SUFFIX,
     TRANSIENT_FAILURE_PATTERNS,
     AwsConfigError,
@@ -53,17 +52,11 @@ from clinical_platform.launchers.base import (
 from clinical_platform.launchers.bundle import build_bundle
 from clinical_platform.launchers.emr_cluster import (
     BOOTSTRAP_FILE,
-    CLUSTER_ID_VAR,
-    EXECUTION_ROLE_VAR,
-    REGION_VAR,
-    STAGING_URI_VAR,
     EmrClusterSpec,
     bootstrap_uri_of,
-    cluster_spec_from_environment,
     project_file,
     run_job_flow_request,
 )
-from clinical_platform.settings import PSEUDONYM_KEY_VAR
 
 STEP_DONE = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 CLUSTER_ENDED = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -71,7 +64,7 @@ CLUSTER_CHECK_INTERVAL_S = 60.0
 _APPLICATION_ID = re.compile(r"application_\d+_\d+")
 _TAIL_LINES = 20
 
-__all__ = ["SECRET_ID_SUFFIX", "EmrStepLauncher", "emr_launcher_from_environment"]
+__all__ = ["SECRET_ID_SUFFIX", "EmrStepLauncher"]
 
 
 class _LaunchError(Exception):
@@ -551,26 +544,3 @@ def _state_reason(status: Mapping[str, Any]) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def emr_launcher_from_environment() -> EmrStepLauncher:
-    """The `CLINICAL_ENV=aws` launcher; ids come from the environment, never from code.
-
-    The staging location is required (an EnvVar, resolved when a run starts); without
-    CLINICAL_EMR_CLUSTER_ID each job runs on a transient cluster of the seed's spec.
-    """
-    optional: dict[str, Any] = {}
-    if os.environ.get(CLUSTER_ID_VAR):
-        optional["cluster_id"] = dg.EnvVar(CLUSTER_ID_VAR)
-    if os.environ.get(EXECUTION_ROLE_VAR):
-        optional["execution_role_arn"] = dg.EnvVar(EXECUTION_ROLE_VAR)
-    if os.environ.get(REGION_VAR):
-        optional["region"] = dg.EnvVar(REGION_VAR)
-    secret_var = f"{PSEUDONYM_KEY_VAR}{SECRET_ID_SUFFIX}"
-    secret_ids = {PSEUDONYM_KEY_VAR: os.environ[secret_var]} if os.environ.get(secret_var) else {}
-    return EmrStepLauncher(
-        staging_uri=dg.EnvVar(STAGING_URI_VAR),
-        transient_cluster=cluster_spec_from_environment(),
-        secret_ids=secret_ids,
-        **optional,
-    )

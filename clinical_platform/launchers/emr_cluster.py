@@ -8,7 +8,6 @@ One spec feeds three things that must agree: the transient cluster `EmrStepLaunc
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from clinical_platform.launchers.aws import DEFAULT_REGION, AwsConfigError, S3Uri
+from clinical_platform.launchers.aws import AwsConfigError, S3Uri
 from clinical_platform.launchers.bundle import PACKAGE_DIR
 
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -25,15 +24,6 @@ GLUE_METASTORE_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalo
 CONFIGURATIONS_FILE = "infra/emr/emr-config.json"
 BOOTSTRAP_FILE = "infra/emr/bootstrap.sh"
 BOOTSTRAP_NAME = "clinical-python-runtime"
-
-# Environment of `CLINICAL_ENV=aws`; ids and locations only, never secrets.
-STAGING_URI_VAR = "CLINICAL_EMR_STAGING_URI"
-CLUSTER_ID_VAR = "CLINICAL_EMR_CLUSTER_ID"
-REGION_VAR = "CLINICAL_AWS_REGION"
-LOG_URI_VAR = "CLINICAL_EMR_LOG_URI"
-SUBNET_ID_VAR = "CLINICAL_EMR_SUBNET_ID"
-SECURITY_CONFIGURATION_VAR = "CLINICAL_EMR_SECURITY_CONFIGURATION"
-EXECUTION_ROLE_VAR = "CLINICAL_EMR_EXECUTION_ROLE_ARN"
 
 
 class EmrClusterSpec(dg.Config):
@@ -255,16 +245,3 @@ def render_command(argv: list[str]) -> str:
         else:
             parts.append((" " if parts else "") + quoted)
     return "".join(parts)
-
-
-def cluster_spec_from_environment() -> EmrClusterSpec:
-    """The seed cluster, with the deployment's log URI, subnet and security configuration."""
-    return EmrClusterSpec(
-        log_uri=os.environ.get(LOG_URI_VAR) or None,
-        subnet_id=os.environ.get(SUBNET_ID_VAR) or None,
-        security_configuration=os.environ.get(SECURITY_CONFIGURATION_VAR) or None,
-    )
-
-
-def region_from_environment() -> str:
-    return os.environ.get(REGION_VAR) or DEFAULT_REGION

@@ -15,8 +15,8 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
+from clinical_platform.deployments import DEFAULT_REGION
 from clinical_platform.launchers.aws import (
-    DEFAULT_REGION,
     AwsConfigError,
     PollPacer,
     S3Uri,

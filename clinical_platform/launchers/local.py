@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from threading import Event
 from typing import Any
 
 import dagster as dg
@@ -52,6 +57,62 @@ class SparkSubmitError(RuntimeError):
     """spark-submit could not be started at all (Java missing, broken install)."""
 
 
+def tail_whole_lines(path: str, should_stop: Callable[[], bool]) -> Iterator[str]:
+    """Lines appended to a file by another process, each yielded only once it is complete.
+
+    `readline` at the end of a file that is still being written returns the part written so
+    far; a long Pipes message (a curated materialization with its column lineage runs to tens
+    of kilobytes) would then be parsed half-written, and Dagster's own tail stops reading.
+    """
+    pending = ""
+    with open(path, encoding="utf-8") as stream:
+        while True:
+            part = stream.readline()
+            if part:
+                pending += part
+                if pending.endswith("\n"):
+                    yield pending
+                    pending = ""
+            elif should_stop():
+                if pending:
+                    yield pending  # the writer is gone: the JSON error will say what broke
+                return
+            else:
+                time.sleep(0.01)
+
+
+class WholeLinesMessageReader(dg.PipesFileMessageReader):
+    """Dagster's file message reader, tailing with `tail_whole_lines`."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.messages_path = path
+
+    def _reader_thread(self, handler: Any, is_resource_complete: Event) -> None:
+        try:
+            for line in tail_whole_lines(self.messages_path, is_resource_complete.is_set):
+                handler.handle_message(json.loads(line))
+        except BaseException:  # reported to Dagster, then re-raised, as Dagster's reader does
+            handler.report_pipes_framework_exception(
+                f"{type(self).__name__} reader thread", sys.exc_info()
+            )
+            raise
+
+
+class TempFileWholeLinesMessageReader(dg.PipesMessageReader):
+    """Messages through a temporary file, read whole line by whole line."""
+
+    @contextmanager
+    def read_messages(self, handler: Any) -> Iterator[dg.PipesParams]:
+        with tempfile.TemporaryDirectory() as folder:
+            reader = WholeLinesMessageReader(os.path.join(folder, "messages"))
+            with reader.read_messages(handler) as params:
+                yield params
+
+    def no_messages_debug_text(self) -> str:
+        return "Attempted to read messages from a local temporary file."
+
+
 class LocalSparkLauncher(SparkLauncher):
     """Runs each job as a `spark-submit` subprocess of the Dagster step.
 
@@ -68,8 +129,9 @@ class LocalSparkLauncher(SparkLauncher):
     def description(self) -> str:
         return f"spark-submit --master {self.master}"
 
-    def _system_dir(self, *parts: str) -> Path:
-        return Path(local_path(LakeLayout(self.lake_uri).root), "_system", *parts)
+    @property
+    def layout(self) -> LakeLayout:
+        return LakeLayout(self.lake_uri)
 
     def command(self, job: SparkJob, code_dir: Path) -> list[str]:
         conf = {**DEFAULT_CONF, **self.spark_conf}
@@ -115,9 +177,10 @@ class LocalSparkLauncher(SparkLauncher):
         extras: Mapping[str, Any],
         env: Mapping[str, str],
     ) -> SparkRun:
-        code_dir = build_bundle().write_to(self._system_dir("code"))
+        code_dir = build_bundle().write_to(Path(local_path(self.layout.code_dir)))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        log_path = self._system_dir("logs", context.run.run_id, f"{job.entry_point}-{stamp}.log")
+        log_name = f"{job.entry_point}-{stamp}.log"
+        log_path = Path(local_path(self.layout.run_log(context.run.run_id, log_name)))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = self.command(job, code_dir)
         process_env = self.environment(env)
@@ -126,7 +189,7 @@ class LocalSparkLauncher(SparkLauncher):
             dg.open_pipes_session(
                 context=context,
                 context_injector=dg.PipesTempFileContextInjector(),
-                message_reader=dg.PipesTempFileMessageReader(),
+                message_reader=TempFileWholeLinesMessageReader(),
                 extras=dict(extras),
             ) as session,
             log_path.open("wb") as log,

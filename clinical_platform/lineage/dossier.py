@@ -11,23 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from clinical_platform.lake import read_lineage, rejected_files
-from spark_jobs.contracts import FEATURE_CONTRACTS, SDTM_CONTRACTS
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
-
-ZONE_DATASETS: tuple[tuple[str, str, str], ...] = (
-    *[("raw", c.name, f"raw_{c.name}") for c in SDTM_CONTRACTS],
-    *[("curated", c.name, f"curated_{c.name}") for c in SDTM_CONTRACTS],
-    *[("features", f.name, f"features_{f.name}") for f in FEATURE_CONTRACTS],
-)
+from spark_jobs.contracts.outputs import asset_outputs
 
 
 def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
     """Lineage records of every committed partition of the delivery, in zone order."""
     records = []
-    for zone, dataset, asset in ZONE_DATASETS:
-        record = read_lineage(layout, zone, dataset, delivery)
+    for output in asset_outputs():
+        record = read_lineage(layout, output.zone, output.name, delivery)
         if record is not None:
-            records.append({"asset": asset, **record})
+            records.append({"asset": output.asset_key, **record})
     return records
 
 
@@ -40,7 +34,7 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
     """Markdown dossier: manifest, rejected files, then per asset its lineage and checks."""
     lines = [f"# Audit dossier — {delivery.key}", ""]
     landing = Path(local_path(layout.landing(delivery)))
-    manifest_path = landing / MANIFEST_NAME
+    manifest_path = Path(local_path(layout.manifest(delivery)))
     lines += ["## Delivery as landed", "", f"Landing folder: `{landing}`", ""]
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())

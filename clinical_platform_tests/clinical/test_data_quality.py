@@ -20,6 +20,7 @@ import pytest
 
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.definitions import resources_for
+from clinical_platform.generators import xport_writer
 from clinical_platform_tests.helpers import (
     checks,
     land,
@@ -32,7 +33,7 @@ from clinical_platform_tests.helpers import (
 from spark_jobs.contracts import sdtm_contract
 from spark_jobs.contracts.layout import Delivery
 from spark_jobs.formats import xport
-from spark_jobs.formats.sources import format_number
+from spark_jobs.formats.rows import format_number
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,7 @@ class Table:
             )
             variables.append((name, kind, width, label))
         with path.open("wb") as out:
-            xport.write_xport(out, self.name, variables, self.rows)
+            xport_writer.write_xport(out, self.name, variables, self.rows)
 
     def write_csv(self, path: Path) -> None:
         buffer = io.StringIO()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clinical_platform.definitions import build_definitions
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import (
     checks,
@@ -16,6 +17,7 @@ from clinical_platform_tests.helpers import (
     metadata_value,
     partition_dir,
 )
+from spark_jobs.contracts.outputs import CLINICAL_OUTPUTS, schema_differences
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +175,27 @@ def test_rematerializing_replaces_the_partition_with_identical_content(
         assert spark.read.parquet(str(folder)).count() == EXPECTED_ROWS[domain]
         staging = folder.parent.parent / "_staging"
         assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_every_written_schema_is_the_declared_one(pilot_run: PilotRun, spark) -> None:
+    """For all 15 assets: the Parquet each job wrote has exactly the names and types the asset
+    declares in Dagster (and the kernel declares for the 7 quarantines); the pilot is a SAS
+    XPORT delivery of every contract column, so raw must match exactly too."""
+    declared = {
+        spec.key.to_user_string(): [
+            (c.name, c.type) for c in spec.metadata["dagster/column_schema"].columns
+        ]
+        for spec in build_definitions("local", str(pilot_run.lake)).resolve_all_asset_specs()
+    }
+    assert len(declared) == 15
+    compared = 0
+    for out in CLINICAL_OUTPUTS:
+        folder = partition_dir(pilot_run.lake, out.zone, out.name, pilot_run.delivery)
+        written = [
+            (f.name, f.dataType.simpleString()) for f in spark.read.parquet(str(folder)).schema
+        ]
+        if out.is_asset:
+            assert written == declared[out.asset_key], out.asset_key
+        assert schema_differences(out, written, exact=True) == [], out.asset_key
+        compared += 1
+    assert compared == 22

@@ -6,9 +6,12 @@ starts at all and whether a user sees a useful one-line reason when it fails.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from clinical_platform.launchers.local import (
     LocalSparkLauncher,
     SparkSubmitError,
     spark_home,
+    tail_whole_lines,
 )
 from spark_jobs.contracts.protocol import FAILURE_PREFIX
 
@@ -279,3 +283,39 @@ def test_git_revision_outside_a_repository_is_unknown(
     monkeypatch.setattr(base, "PACKAGE_DIR", package)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     assert git_revision() == "unknown"
+
+
+# ---------------------------------------------------------------------------- Pipes messages
+
+
+def test_a_message_written_in_two_parts_is_read_once_whole(tmp_path: Path) -> None:
+    """A long message caught half-written is held until its newline arrives."""
+    path = tmp_path / "messages"
+    path.write_text("")
+    long_message = json.dumps({"method": "report", "params": {"blob": "x" * 50_000}})
+    done = threading.Event()
+
+    def writer() -> None:
+        with path.open("a", encoding="utf-8") as out:
+            out.write('{"method": "opened"}\n' + long_message[:20_000])
+            out.flush()
+            time.sleep(0.2)  # the reader polls meanwhile and sees half a line
+            out.write(long_message[20_000:] + "\n")
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    lines = list(tail_whole_lines(str(path), done.is_set))
+    thread.join()
+    assert [json.loads(line)["method"] for line in lines] == ["opened", "report"]
+    assert json.loads(lines[1]) == json.loads(long_message)
+
+
+def test_a_line_cut_off_for_good_is_still_handed_over(tmp_path: Path) -> None:
+    """When the writer is gone, a last unfinished line is passed on, so its error is seen."""
+    path = tmp_path / "messages"
+    path.write_text('{"method": "opened"}\n{"method": "rep')
+    assert list(tail_whole_lines(str(path), lambda: True)) == [
+        '{"method": "opened"}\n',
+        '{"method": "rep',
+    ]

@@ -15,14 +15,9 @@ from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark_jobs.contracts import DatasetContract, Effect, contract_for
 from spark_jobs.quality.conform import conform
-from spark_jobs.quality.evaluate import (
-    EvaluationContext,
-    evaluate,
-    examples_column,
-    key_text,
-    row_rules,
-    rule_metrics,
-)
+from spark_jobs.quality.evaluate import evaluate, key_text, row_rules
+from spark_jobs.quality.metrics import examples_column, rule_metrics
+from spark_jobs.quality.rule_sql import EvaluationContext
 
 STUDY = "S01"
 TODAY = dt.date(2024, 1, 15)

@@ -15,17 +15,16 @@ import zlib
 import pytest
 
 from clinical_platform.generators.sdtm import generate_sdtm
-from spark_jobs.formats.sources import (
+from clinical_platform.generators.xport_writer import write_xport
+from spark_jobs.formats.inspection import (
     NUMERIC,
     TEXT,
     FileInspection,
-    RowPlan,
     SourceColumn,
     file_format,
     inspect_bytes,
-    iter_file_rows,
 )
-from spark_jobs.formats.xport import write_xport
+from spark_jobs.formats.rows import RowPlan, iter_file_rows
 
 URI = "file:/lake/landing/clinical/S01/2024-01-15/"
 

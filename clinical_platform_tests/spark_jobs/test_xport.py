@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from clinical_platform.generators import xport_writer
 from spark_jobs.formats import xport
 from spark_jobs.formats.xport import XportFormatError
 
@@ -125,7 +126,9 @@ def write(
 ) -> bytes:
     buffer = io.BytesIO()
     kwargs.setdefault("created", CREATED)
-    written = xport.write_xport(buffer, kwargs.pop("name", "TEST"), variables, rows, **kwargs)
+    written = xport_writer.write_xport(
+        buffer, kwargs.pop("name", "TEST"), variables, rows, **kwargs
+    )
     assert written == len(rows)
     return buffer.getvalue()
 
@@ -221,7 +224,7 @@ def test_pilot_numeric_bytes_survive_decode_encode(stem: str) -> None:
         for variable in header.variables:
             if variable.kind == "numeric":
                 raw = data[base + variable.position : base + variable.position + 8]
-                assert xport.ieee_to_ibm(xport.ibm_to_ieee(raw)) == raw
+                assert xport_writer.ieee_to_ibm(xport.ibm_to_ieee(raw)) == raw
                 checked += 1
     assert checked > 0
 
@@ -399,9 +402,9 @@ def test_vax_136_byte_namestrs_short_numerics_and_out_of_order_positions() -> No
     namestrs = [(1, 3, "SHORT", 6), (2, 6, "TEXT", 0), (1, 8, "WIDE", 9)]
     one = b"\x41\x10\x00"  # 1.0 in three bytes
     rows = [
-        b"abc   " + one + xport.ieee_to_ibm(2.5),
-        b"      " + b".\x00\x00" + xport.ieee_to_ibm(None),
-        b"x\xe9    " + b"\xc1\x18\x00" + xport.ieee_to_ibm(-0.1),
+        b"abc   " + one + xport_writer.ieee_to_ibm(2.5),
+        b"      " + b".\x00\x00" + xport_writer.ieee_to_ibm(None),
+        b"x\xe9    " + b"\xc1\x18\x00" + xport_writer.ieee_to_ibm(-0.1),
     ]
     for namestr_length in (140, 136):
         data = build_xport(namestrs, b"".join(rows), namestr_length=namestr_length)
@@ -454,7 +457,7 @@ SPREAD = [
 
 @pytest.mark.parametrize("value", SPREAD)
 def test_ieee_ibm_round_trip_is_exact(value: float) -> None:
-    raw = xport.ieee_to_ibm(value)
+    raw = xport_writer.ieee_to_ibm(value)
     assert len(raw) == 8
     back = xport.ibm_to_ieee(raw)
     assert back is not None
@@ -462,18 +465,18 @@ def test_ieee_ibm_round_trip_is_exact(value: float) -> None:
 
 
 def test_known_ibm_encodings() -> None:
-    assert xport.ieee_to_ibm(1.0) == bytes.fromhex("4110000000000000")
-    assert xport.ieee_to_ibm(-1.0) == bytes.fromhex("c110000000000000")
-    assert xport.ieee_to_ibm(0.1) == bytes.fromhex("401999999999999a")
-    assert xport.ieee_to_ibm(100.0) == bytes.fromhex("4264000000000000")
-    assert xport.ieee_to_ibm(0.0) == bytes(8)
+    assert xport_writer.ieee_to_ibm(1.0) == bytes.fromhex("4110000000000000")
+    assert xport_writer.ieee_to_ibm(-1.0) == bytes.fromhex("c110000000000000")
+    assert xport_writer.ieee_to_ibm(0.1) == bytes.fromhex("401999999999999a")
+    assert xport_writer.ieee_to_ibm(100.0) == bytes.fromhex("4264000000000000")
+    assert xport_writer.ieee_to_ibm(0.0) == bytes(8)
     assert xport.ibm_to_ieee(bytes.fromhex("4264000000000000")) == 100.0
     assert xport.ibm_to_ieee(b"\x41\x10") == 1.0
     assert xport.ibm_to_ieee(b"\xc2\x64\x00") == -100.0
 
 
 def test_negative_zero_is_written_as_true_zero() -> None:
-    raw = xport.ieee_to_ibm(-0.0)
+    raw = xport_writer.ieee_to_ibm(-0.0)
     assert raw == bytes(8)
     back = xport.ibm_to_ieee(raw)
     assert back == 0.0
@@ -484,8 +487,8 @@ def test_negative_zero_is_written_as_true_zero() -> None:
 
 
 def test_missing_values() -> None:
-    assert xport.ieee_to_ibm(None) == b"." + bytes(7)
-    assert xport.ieee_to_ibm(math.nan) == b"." + bytes(7)
+    assert xport_writer.ieee_to_ibm(None) == b"." + bytes(7)
+    assert xport_writer.ieee_to_ibm(math.nan) == b"." + bytes(7)
     for first in b"._ABZ":
         assert xport.ibm_to_ieee(bytes([first]) + bytes(7)) is None
         assert xport.ibm_to_ieee(bytes([first, 0, 0])) is None
@@ -498,7 +501,7 @@ def test_missing_values() -> None:
 def test_out_of_range_and_bad_lengths() -> None:
     for value in (math.inf, -math.inf, 16.0**63, -1e76, 1e300):
         with pytest.raises(ValueError, match=r"range|cannot be stored"):
-            xport.ieee_to_ibm(value)
+            xport_writer.ieee_to_ibm(value)
     for raw in (b"", b"\x41", bytes(9)):
         with pytest.raises(ValueError, match="2 to 8 bytes"):
             xport.ibm_to_ieee(raw)
@@ -512,7 +515,7 @@ def test_random_doubles_round_trip_exactly() -> None:
         value = struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0]
         if not math.isfinite(value) or not low <= abs(value) < high:
             continue
-        back = xport.ibm_to_ieee(xport.ieee_to_ibm(value))
+        back = xport.ibm_to_ieee(xport_writer.ieee_to_ibm(value))
         assert back is not None and bits(back) == bits(value)
         checked += 1
 
@@ -522,12 +525,12 @@ def test_tiny_values_round_to_nearest_within_half_a_unit() -> None:
     rng = random.Random(7)
     samples = [rng.uniform(0, 16.0**-65) for _ in range(5000)] + [1e-80, 3e-90, 5e-95, 1e-100]
     for value in samples:
-        back = xport.ibm_to_ieee(xport.ieee_to_ibm(value))
+        back = xport.ibm_to_ieee(xport_writer.ieee_to_ibm(value))
         assert back is not None
         assert abs(back - value) <= unit / 2
-    assert xport.ieee_to_ibm(2.0**-314) == bytes(8)
-    assert xport.ibm_to_ieee(xport.ieee_to_ibm(3 * 2.0**-313)) == 2.0**-311  # tie to even
-    assert xport.ibm_to_ieee(xport.ieee_to_ibm(5 * 2.0**-313)) == 2.0**-311  # tie to even
+    assert xport_writer.ieee_to_ibm(2.0**-314) == bytes(8)
+    assert xport.ibm_to_ieee(xport_writer.ieee_to_ibm(3 * 2.0**-313)) == 2.0**-311  # tie to even
+    assert xport.ibm_to_ieee(xport_writer.ieee_to_ibm(5 * 2.0**-313)) == 2.0**-311  # tie to even
 
 
 def exact_ibm(raw: bytes) -> Fraction:
@@ -557,7 +560,7 @@ def test_ibm_to_ieee_truncates_at_most_three_bits() -> None:
         dropped_bits = max(mantissa.bit_length() - 53, 0)
         assert abs(exact - Fraction(value)) < ulp * 2**dropped_bits
         assert dropped_bits <= 3
-        again = xport.ieee_to_ibm(value)
+        again = xport_writer.ieee_to_ibm(value)
         assert again[0] == raw[0]
         assert 0 <= mantissa - int.from_bytes(again[1:], "big") < 8
 
@@ -652,7 +655,7 @@ def test_rewriting_a_pilot_file_reproduces_its_observation_bytes(stem: str) -> N
     layout = xport.inspect(data)
     header = layout.header
     buffer = io.BytesIO()
-    written = xport.write_xport(
+    written = xport_writer.write_xport(
         buffer,
         header.dataset_name,
         [(v.name, v.kind, v.length, v.label) for v in header.variables],
@@ -739,7 +742,7 @@ def test_writer_rejects_invalid_input(kwargs: dict[str, Any], message: str) -> N
     }
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
-        xport.write_xport(
+        xport_writer.write_xport(
             io.BytesIO(),
             arguments.pop("name"),
             arguments.pop("variables"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from spark_jobs.contracts.model import Column, ColumnType, Effect, Level, Rule, RuleKind
 
@@ -14,9 +16,24 @@ I = ColumnType.INTEGER  # noqa: E741 - the SDTM "integer" column type
 IDENTIFYING_COLUMNS = ("USUBJID", "SUBJID", "SITEID", "INVID", "INVNAM", "BRTHDTC")
 
 
+class FeatureCheck(StrEnum):
+    """Checks of the feature tables (the Dagster check names)."""
+
+    NO_IDENTIFIERS = "no_identifiers"
+    ONE_ROW_PER_SUBJECT = "one_row_per_subject"
+
+
+Source = tuple[str, str]  # (curated dataset, column)
+
+
 @dataclass(frozen=True)
 class FeatureContract:
-    """Columns and checks of one feature table (one row per `grain`)."""
+    """Columns and checks of one feature table (one row per `grain`).
+
+    `lineage` names, for every column, the curated columns its value is computed from: the
+    column lineage Dagster shows and the audit dossier prints. A test perturbs each curated
+    column and checks that only the features listing it change.
+    """
 
     name: str
     title: str
@@ -25,6 +42,7 @@ class FeatureContract:
     columns: tuple[Column, ...]
     upstream: tuple[str, ...]  # curated datasets it reads
     rules: tuple[Rule, ...]
+    lineage: Mapping[str, tuple[Source, ...]] = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -38,6 +56,40 @@ def _vital(code: str, label: str, unit: str) -> tuple[Column, ...]:
         Column(f"{code}_change", D, f"{label} change from baseline to last visit, {unit}"),
     )
 
+
+VITAL_TESTS = {"SYSBP": "sysbp", "DIABP": "diabp", "PULSE": "pulse"}
+_VITAL_SOURCES = (("vs", "VSTESTCD"), ("vs", "VSSTRESN"), ("vs", "VSBLFL"), ("vs", "VISITNUM"))
+_REFERENCE_DAY = ("dm", "RFSTDTC_DATE")
+_DISPOSITION_EVENT = (("ds", "DSCAT"), ("ds", "DSSTDTC_DATE"), ("ds", "DSSEQ"))
+SUBJECT_PROFILE_LINEAGE: dict[str, tuple[Source, ...]] = {
+    "subject_pseudonym": (("dm", "STUDYID"), ("dm", "USUBJID")),
+    "age": (("dm", "AGE"),),
+    "sex": (("dm", "SEX"),),
+    "race": (("dm", "RACE"),),
+    "arm": (("dm", "ARM"),),
+    **{
+        f"{name}_{part}": _VITAL_SOURCES
+        for name in VITAL_TESTS.values()
+        for part in ("baseline", "last", "change")
+    },
+    "ae_count": (("ae", "USUBJID"),),
+    "ae_mild_count": (("ae", "AESEV"),),
+    "ae_moderate_count": (("ae", "AESEV"),),
+    "ae_severe_count": (("ae", "AESEV"),),
+    "ae_serious_count": (("ae", "AESER"),),
+    "first_dose_study_day": (("ex", "EXSTDTC_DATE"), _REFERENCE_DAY),
+    "last_dose_study_day": (("ex", "EXSTDTC_DATE"), ("ex", "EXENDTC_DATE"), _REFERENCE_DAY),
+    "treatment_duration_days": (("ex", "EXSTDTC_DATE"), ("ex", "EXENDTC_DATE")),
+    "lab_out_of_range_count": (
+        ("lb", "LBSTRESN"),
+        ("lb", "LBSTNRLO"),
+        ("lb", "LBSTNRHI"),
+        ("lb", "LBNRIND"),
+    ),
+    "disposition": (*_DISPOSITION_EVENT, ("ds", "DSDECOD")),
+    "disposition_reason": (*_DISPOSITION_EVENT, ("ds", "DSDECOD")),
+    "disposition_study_day": (*_DISPOSITION_EVENT, _REFERENCE_DAY),
+}
 
 SUBJECT_PROFILE = FeatureContract(
     name="subject_profile",
@@ -75,20 +127,21 @@ SUBJECT_PROFILE = FeatureContract(
     upstream=("dm", "ae", "vs", "lb", "ex", "ds"),
     rules=(
         Rule(
-            name="no_identifiers",
+            name=FeatureCheck.NO_IDENTIFIERS.value,
             kind=RuleKind.SCHEMA_DRIFT,
             level=Level.FILE,
             effect=Effect.BLOCK,
             description="No USUBJID or other identifying column and no date or timestamp column.",
         ),
         Rule(
-            name="one_row_per_subject",
+            name=FeatureCheck.ONE_ROW_PER_SUBJECT.value,
             kind=RuleKind.NATURAL_KEY,
             level=Level.PARTITION,
             effect=Effect.BLOCK,
             description="Exactly one row per curated DM subject, pseudonyms unique.",
         ),
     ),
+    lineage=SUBJECT_PROFILE_LINEAGE,
 )
 
 FEATURE_CONTRACTS: tuple[FeatureContract, ...] = (SUBJECT_PROFILE,)

@@ -11,12 +11,27 @@ import functools
 import os
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
-ZONES = ("landing", "raw", "curated", "quarantine", "features")
+
+class Zone(StrEnum):
+    """Where a dataset lives in the lake; every zone but landing holds Parquet partitions."""
+
+    LANDING = "landing"
+    RAW = "raw"
+    CURATED = "curated"
+    QUARANTINE = "quarantine"
+    FEATURES = "features"
+
+
+ZONES = tuple(z.value for z in Zone)
+CLINICAL_FAMILY = "clinical"
 MANIFEST_NAME = "_delivery.json"
 LINEAGE_NAME = "_lineage.json"
 REJECTED_FILES_DATASET = "rejected_files"
+_SYSTEM = "_system"
 
+_DELIVERY_DIR = "delivery="
 _STUDY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _DELIVERY = re.compile(r"^(\d{4}-\d{2}-\d{2})(_[2-9]|_[1-9][0-9]+)?$")
 
@@ -75,7 +90,7 @@ class Delivery:
 
     @property
     def hive_path(self) -> str:
-        return f"study={self.study}/delivery={self.delivery}"
+        return f"study={self.study}/{_DELIVERY_DIR}{self.delivery}"
 
 
 def delivery_order(delivery: str) -> tuple[str, int]:
@@ -88,6 +103,12 @@ def next_delivery(delivery: str) -> str:
     """The id of the next transfer on the same day: 2024-01-15 -> 2024-01-15_2, _2 -> _3."""
     date, number = delivery_order(delivery)
     return f"{date}_{number + 1}"
+
+
+def deliveries_in(entry_names: list[str]) -> list[str]:
+    """Delivery ids among the entries of a `study=` directory, in delivery order."""
+    found = [e.removeprefix(_DELIVERY_DIR) for e in entry_names if e.startswith(_DELIVERY_DIR)]
+    return sorted((d for d in found if _DELIVERY.fullmatch(d)), key=delivery_order)
 
 
 def normalize_lake_uri(uri: str) -> str:
@@ -111,10 +132,10 @@ def local_path(uri: str) -> str:
 
 @dataclass(frozen=True)
 class LakeLayout:
-    """Paths of every zone under one lake root URI."""
+    """Paths of every zone under one lake root URI: the only place a lake path is spelled."""
 
     root: str
-    family: str = "clinical"
+    family: str = CLINICAL_FAMILY
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", normalize_lake_uri(self.root))
@@ -125,7 +146,15 @@ class LakeLayout:
         return f"{self.root}/{zone}/{self.family}"
 
     def landing(self, delivery: Delivery) -> str:
-        return f"{self.zone('landing')}/{delivery.study}/{delivery.delivery}"
+        return f"{self.zone(Zone.LANDING)}/{delivery.study}/{delivery.delivery}"
+
+    def landing_staging(self, delivery: Delivery, token: str) -> str:
+        """Where `land` copies a delivery before renaming it into place (hidden: a dot)."""
+        return f"{self.zone(Zone.LANDING)}/{delivery.study}/.{delivery.delivery}.landing-{token}"
+
+    def manifest(self, delivery: Delivery) -> str:
+        """The `_delivery.json` that lists a landed delivery's files, sizes and sha256."""
+        return f"{self.landing(delivery)}/{MANIFEST_NAME}"
 
     def dataset(self, zone: str, name: str) -> str:
         return f"{self.zone(zone)}/{name}"
@@ -133,17 +162,53 @@ class LakeLayout:
     def partition(self, zone: str, name: str, delivery: Delivery) -> str:
         return f"{self.dataset(zone, name)}/{delivery.hive_path}"
 
+    def lineage(self, zone: str, name: str, delivery: Delivery) -> str:
+        """The `_lineage.json` record committed inside a partition."""
+        return self.record_in(self.partition(zone, name, delivery))
+
     def study_dir(self, zone: str, name: str, study: str) -> str:
         return f"{self.dataset(zone, name)}/study={study}"
 
+    def staging(self, zone: str, name: str, run_id: str, delivery: Delivery) -> str:
+        """Where a run writes a partition before committing it (Spark skips `_` paths)."""
+        return f"{self.dataset(zone, name)}/_staging/{run_id}-{delivery.study}-{delivery.delivery}"
+
+    def trash_dir(self, zone: str, name: str) -> str:
+        return f"{self.dataset(zone, name)}/_trash"
+
+    def trash(self, zone: str, name: str, run_id: str, delivery: Delivery) -> str:
+        """Where a replaced partition waits while its successor is renamed into place."""
+        return f"{self.trash_dir(zone, name)}/{run_id}-{delivery.study}-{delivery.delivery}"
+
+    @staticmethod
+    def record_in(partition_uri: str) -> str:
+        """The lineage record inside a partition folder, staged or committed."""
+        return f"{partition_uri}/{LINEAGE_NAME}"
+
     def rejected_files(self, delivery: Delivery) -> str:
-        return self.partition("quarantine", REJECTED_FILES_DATASET, delivery)
+        return self.partition(Zone.QUARANTINE, REJECTED_FILES_DATASET, delivery)
+
+    def rejected_file(self, delivery: Delivery, file_name: str) -> str:
+        """The record of one landing file that could not be ingested."""
+        return f"{self.rejected_files(delivery)}/{file_name}.json"
 
     @property
     def code_dir(self) -> str:
         """Where content-hashed `spark_jobs` bundles are kept, for audit and for EMR."""
-        return f"{self.root}/_system/code"
+        return f"{self.root}/{_SYSTEM}/code"
 
     @property
     def logs_dir(self) -> str:
-        return f"{self.root}/_system/logs"
+        return f"{self.root}/{_SYSTEM}/logs"
+
+    def run_log(self, run_id: str, name: str) -> str:
+        """A Spark log of one Dagster run (local launcher)."""
+        return f"{self.logs_dir}/{run_id}/{name}"
+
+    @property
+    def dossiers_dir(self) -> str:
+        """Where `make demo` leaves the audit dossiers it renders."""
+        return f"{self.root}/{_SYSTEM}/dossiers"
+
+    def dossier(self, delivery: Delivery) -> str:
+        return f"{self.dossiers_dir}/{delivery.study}_{delivery.delivery}.md"

@@ -23,6 +23,11 @@ class ColumnType(StrEnum):
     def spark_sql(self) -> str:
         return "string" if self is ColumnType.DATETIME else self.value
 
+    @property
+    def transport_type(self) -> str:
+        """How a SAS XPORT delivery types the column: SAS has only numbers and text."""
+        return "double" if self in (ColumnType.DOUBLE, ColumnType.INTEGER) else "string"
+
 
 class Effect(StrEnum):
     """What a rule violation does to the data (the severity of a rule)."""

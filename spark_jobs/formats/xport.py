@@ -1,4 +1,4 @@
-"""SAS XPORT version 5 (transport) reader and writer in pure standard-library Python.
+"""SAS XPORT version 5 (transport) reader in pure standard-library Python.
 
 Why our own: it runs inside Spark executors where only the standard library is available,
 it must return exactly the values pyreadstat returns (pandas.read_sas turns true zeros into
@@ -20,60 +20,57 @@ Choices worth knowing:
 - When the observation is shorter than 80 bytes, trailing all-blank observations that fit in
   the final padding cannot be told apart from padding; like SAS, they are treated as padding.
 - IBM to IEEE drops the up to 3 low mantissa bits that do not fit, like SAS's TS-140 routine and
-  pyreadstat, so values agree bit for bit. IEEE to IBM is exact within the IBM range; values too
-  small to be normalised are rounded to nearest (ties to even) into denormal IBM form.
+  pyreadstat, so values agree bit for bit.
+- Bounded memory: `XportScanner` validates a file fed front to back in chunks, keeping only its
+  header and last bytes; `RowDecoder` decodes any run of whole observations, so a large file is
+  decoded as record-aligned byte ranges in parallel tasks (see `plan_row_ranges`).
+The writer, used only by the generators, is `clinical_platform.generators.xport_writer`.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from spark_jobs.formats.sniff import XPORT_LIBRARY, describe, sniff_format, xport_header_prefix
 
 __all__ = [
+    "RowDecoder",
     "XportFormatError",
     "XportHeader",
     "XportLayout",
+    "XportScanner",
     "XportVariable",
     "ibm_to_ieee",
-    "ieee_to_ibm",
     "inspect",
     "iter_rows",
+    "plan_row_ranges",
     "read_header",
     "sniff_format",
-    "write_xport",
 ]
 
 RECORD_LENGTH = 80
 """Every XPORT v5 file is a sequence of 80-byte records."""
 
-
-def _header_prefix(name: str) -> bytes:
-    """First 48 bytes of a header record; the name field is 8 bytes, blank padded."""
-    return b"HEADER RECORD*******" + name.encode("ascii").ljust(8) + b"HEADER RECORD!!!!!!!"
-
-
-_LIBRARY = _header_prefix("LIBRARY")
-_LIBV8 = _header_prefix("LIBV8")
-_MEMBER = _header_prefix("MEMBER")
-_MEMBV8 = _header_prefix("MEMBV8")
-_DSCRPTR = _header_prefix("DSCRPTR")
-_NAMESTR = _header_prefix("NAMESTR")
-_OBS = _header_prefix("OBS")
-_ZEROS30 = b"0" * 30
-_SAS7BDAT_MAGIC = bytes.fromhex("000000000000000000000000c2ea8160b31411cfbd92080009c7318c181f1011")
-
+_LIBRARY = XPORT_LIBRARY
+_MEMBER = xport_header_prefix("MEMBER")
+_MEMBV8 = xport_header_prefix("MEMBV8")
+_DSCRPTR = xport_header_prefix("DSCRPTR")
+_NAMESTR = xport_header_prefix("NAMESTR")
+_OBS = xport_header_prefix("OBS")
 _NAMESTR_140 = struct.Struct(">hhhh8s40s8shhh2s8shhi52s")
 _NAMESTR_136 = struct.Struct(">hhhh8s40s8shhh2s8shhi48s")
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_MAX_CHAR_LENGTH = 200
 
 
 class XportFormatError(ValueError):
     """One-line, user-facing reason the bytes are not a valid XPORT v5 file."""
+
+
+class _HeadersIncomplete(XportFormatError):
+    """The headers run past the bytes given; a whole file with this is truncated."""
 
 
 @dataclass(frozen=True)
@@ -107,80 +104,14 @@ class XportLayout:
     row_count: int
 
 
-# --------------------------------------------------------------------------- sniffing
-
-_LOOKS_LIKE = {
-    "sas-xport-v8": "SAS XPORT v8 (only v5 is supported)",
-    "png": "a PNG image",
-    "jpeg": "a JPEG image",
-    "gif": "a GIF image",
-    "pdf": "a PDF document",
-    "zip": "a ZIP archive",
-    "gzip": "a gzip-compressed file",
-    "parquet": "a Parquet file",
-    "sas7bdat": "a SAS7BDAT dataset (not a transport file)",
-    "html": "an HTML page",
-    "xml": "an XML document",
-    "json": "JSON",
-    "text": "text/CSV",
-    "binary": "unrecognised binary data",
-    "empty": "an empty file",
-    "sas-xport-v5": "a damaged SAS XPORT v5 file",
-}
-
-_TEXT_CONTROL_OK = frozenset(b"\t\n\r\f\x1a")
-
-
-def sniff_format(prefix: bytes) -> str:
-    """Best guess of what a file really is from its first bytes, for error messages.
-
-    Returns one of "empty", "sas-xport-v5", "sas-xport-v8", "png", "jpeg", "gif", "pdf",
-    "zip", "gzip", "parquet", "sas7bdat", "html", "xml", "json", "text", "binary".
-    """
-    if not prefix:
-        return "empty"
-    head = bytes(prefix[:512])
-    if head.startswith(_LIBRARY) or (len(head) < len(_LIBRARY) and _LIBRARY.startswith(head)):
-        return "sas-xport-v5"
-    if head.startswith(_LIBV8):
-        return "sas-xport-v8"
-    magics: tuple[tuple[bytes, str], ...] = (
-        (b"\x89PNG\r\n\x1a\n", "png"),
-        (b"\xff\xd8\xff", "jpeg"),
-        (b"GIF87a", "gif"),
-        (b"GIF89a", "gif"),
-        (b"%PDF-", "pdf"),
-        (b"PK\x03\x04", "zip"),
-        (b"PK\x05\x06", "zip"),
-        (b"PK\x07\x08", "zip"),
-        (b"\x1f\x8b", "gzip"),
-        (b"PAR1", "parquet"),
-    )
-    for magic, kind in magics:
-        if head.startswith(magic):
-            return kind
-    if head[:32] == _SAS7BDAT_MAGIC:
-        return "sas7bdat"
-    if any(b < 0x20 and b not in _TEXT_CONTROL_OK for b in head) or b"\x7f" in head:
-        return "binary"
-    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html")) or (
-        text.startswith(b"<") and b"<html" in text
-    ):
-        return "html"
-    if text.startswith(b"<"):
-        return "xml"
-    if text.startswith((b"{", b"[")):
-        return "json"
-    return "text"
-
-
 def _not_xport(data: bytes) -> XportFormatError:
     """Error for bytes that do not start with the v5 library header, naming what they look like."""
     kind = sniff_format(data[:512])
-    return XportFormatError(
-        f"not a SAS XPORT v5 file (bad header; looks like {_LOOKS_LIKE.get(kind, kind)})"
+    # Context makes the guess sharper: text named .xpt is nearly always a CSV export.
+    what = {"text": "text/CSV", "sas-xport-v5": "a damaged SAS XPORT v5 file"}.get(
+        kind, describe(kind)
     )
+    return XportFormatError(f"not a SAS XPORT v5 file (bad header; looks like {what})")
 
 
 # --------------------------------------------------------------------------- numbers
@@ -197,8 +128,6 @@ _SCALE: tuple[float, ...] = tuple(
     math.copysign(math.ldexp(1.0, 4 * (first & 0x7F) - 312), -1.0 if first & 0x80 else 1.0)
     for first in range(256)
 )
-_IBM_MISSING = b"." + bytes(7)
-_IBM_MAX_EXPONENT = 127
 
 
 def _ibm_word_to_float(word: int) -> float | None:
@@ -221,54 +150,6 @@ def ibm_to_ieee(raw: bytes) -> float | None:
     return _ibm_word_to_float(int.from_bytes(bytes(raw).ljust(8, b"\x00"), "big"))
 
 
-def ieee_to_ibm(value: float | None) -> bytes:
-    """Encode as an 8-byte IBM 370 float; None and NaN become the SAS missing value ".".
-
-    Exact for every finite double with 16**-65 <= |value| < 16**63 (IBM has 53 to 56 mantissa
-    bits there). Smaller magnitudes are rounded to nearest, ties to even, into denormal IBM
-    form and reach zero below 2**-313. Zero, including -0.0, is written as eight zero bytes
-    because readers take a lone sign byte for a missing value. Raises ValueError beyond the
-    IBM range and for infinities.
-    """
-    if value is None:
-        return _IBM_MISSING
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ValueError(f"value {value!r} is outside the IBM float range") from None
-    if math.isnan(number):
-        return _IBM_MISSING
-    if math.isinf(number):
-        raise ValueError(f"value {number!r} cannot be stored in a SAS XPORT file")
-    if number == 0.0:
-        return bytes(8)
-    sign = 0x80 if number < 0 else 0
-    fraction, exp2 = math.frexp(abs(number))  # abs = fraction * 2**exp2, 0.5 <= fraction < 1
-    mantissa53 = int(math.ldexp(fraction, 53))  # abs = mantissa53 * 2**(exp2 - 53), exact
-    exponent = 64 + -(-exp2 // 4)  # smallest e with abs < 16**(e - 64)
-    if exponent > _IBM_MAX_EXPONENT:
-        raise ValueError(f"value {number!r} is outside the IBM float range (|x| < 7.2e75)")
-    exponent = max(exponent, 0)
-    shift = exp2 - 53 - (4 * exponent - 312)  # mantissa56 = mantissa53 * 2**shift
-    if shift >= 0:  # always, unless the exponent was clamped to 0 above
-        mantissa = mantissa53 << shift
-    else:  # below 16**-65: denormal, fewer than 52 bits, so rounding cannot carry out
-        mantissa = _round_shift_right(mantissa53, -shift)
-        if not mantissa:
-            return bytes(8)
-    return bytes([sign | exponent]) + mantissa.to_bytes(7, "big")
-
-
-def _round_shift_right(value: int, bits: int) -> int:
-    """value / 2**bits rounded to nearest, ties to even."""
-    quotient = value >> bits
-    remainder = value - (quotient << bits)
-    half = 1 << (bits - 1)
-    if remainder > half or (remainder == half and quotient & 1):
-        quotient += 1
-    return quotient
-
-
 # --------------------------------------------------------------------------- headers
 
 
@@ -280,7 +161,7 @@ def _strip_text(raw: bytes, encoding: str) -> str:
 def _need(data: bytes, end: int, what: str) -> None:
     """Fail with the truncation message when the headers run past the available bytes."""
     if len(data) < end:
-        raise XportFormatError(
+        raise _HeadersIncomplete(
             f"truncated inside the headers ({what} needs {end} bytes, file has {len(data)})"
         )
 
@@ -312,6 +193,24 @@ def read_header(data: bytes, *, encoding: str = "latin-1") -> XportHeader:
             _need(data, RECORD_LENGTH, "the library header record")
         raise _not_xport(data)
     _need(data, 3 * RECORD_LENGTH, "the library header")
+    namestr_length = _member_namestr_length(data)
+    _expect(data, 4 * RECORD_LENGTH, _DSCRPTR, "DSCRPTR")
+    _need(data, 7 * RECORD_LENGTH, "the member descriptor")
+    descriptor1 = data[5 * RECORD_LENGTH : 6 * RECORD_LENGTH]
+    descriptor2 = data[6 * RECORD_LENGTH : 7 * RECORD_LENGTH]
+    variables, obs_header_at = _read_namestrs(data, namestr_length, encoding)
+    _expect(data, obs_header_at, _OBS, "OBS")
+    return XportHeader(
+        dataset_name=_strip_text(descriptor1[8:16], encoding),
+        dataset_label=_strip_text(descriptor2[32:72], encoding),
+        variables=variables,
+        observation_length=_check_positions(variables),
+        data_offset=obs_header_at + RECORD_LENGTH,
+    )
+
+
+def _member_namestr_length(data: bytes) -> int:
+    """The namestr record length the MEMBER header announces (140, or 136 on VAX/VMS)."""
     _expect(data, 3 * RECORD_LENGTH, _MEMBER, "MEMBER")
     member = data[3 * RECORD_LENGTH : 4 * RECORD_LENGTH]
     namestr_field = member[74:78]
@@ -320,14 +219,13 @@ def read_header(data: bytes, *, encoding: str = "latin-1") -> XportHeader:
             f"unsupported NAMESTR record length {namestr_field.decode('latin-1')!r} "
             "in the MEMBER header (expected 0140 or 0136)"
         )
-    namestr_length = int(namestr_field)
-    _expect(data, 4 * RECORD_LENGTH, _DSCRPTR, "DSCRPTR")
-    _need(data, 7 * RECORD_LENGTH, "the member descriptor")
-    descriptor1 = data[5 * RECORD_LENGTH : 6 * RECORD_LENGTH]
-    descriptor2 = data[6 * RECORD_LENGTH : 7 * RECORD_LENGTH]
-    dataset_name = _strip_text(descriptor1[8:16], encoding)
-    dataset_label = _strip_text(descriptor2[32:72], encoding)
+    return int(namestr_field)
 
+
+def _read_namestrs(
+    data: bytes, namestr_length: int, encoding: str
+) -> tuple[tuple[XportVariable, ...], int]:
+    """The variables, and the offset of the OBS header that follows their namestrs."""
     namestr_header_at = 7 * RECORD_LENGTH
     _expect(data, namestr_header_at, _NAMESTR, "NAMESTR")
     count_field = data[namestr_header_at + 48 : namestr_header_at + 58]
@@ -338,25 +236,15 @@ def read_header(data: bytes, *, encoding: str = "latin-1") -> XportHeader:
     count = int(count_field)
     if count == 0:
         raise XportFormatError("no variables (the NAMESTR header gives a variable count of 0)")
-
     first = namestr_header_at + RECORD_LENGTH
     namestr_bytes = count * namestr_length
-    obs_header_at = first + -(-namestr_bytes // RECORD_LENGTH) * RECORD_LENGTH
     _need(data, first + namestr_bytes, f"{count} NAMESTR records")
     unpacker = _NAMESTR_140 if namestr_length == 140 else _NAMESTR_136
     variables = tuple(
         _parse_namestr(unpacker, data, first + i * namestr_length, i, encoding)
         for i in range(count)
     )
-    _expect(data, obs_header_at, _OBS, "OBS")
-    observation_length = _check_positions(variables)
-    return XportHeader(
-        dataset_name=dataset_name,
-        dataset_label=dataset_label,
-        variables=variables,
-        observation_length=observation_length,
-        data_offset=obs_header_at + RECORD_LENGTH,
-    )
+    return variables, first + -(-namestr_bytes // RECORD_LENGTH) * RECORD_LENGTH
 
 
 def _parse_namestr(
@@ -422,55 +310,131 @@ def _check_positions(variables: tuple[XportVariable, ...]) -> int:
 # --------------------------------------------------------------------------- whole file
 
 
-def inspect(data: bytes, *, encoding: str = "latin-1") -> XportLayout:
-    """Full structural validation of a whole file; raises XportFormatError.
+@dataclass
+class XportScanner:
+    """Structural validation of a file fed front to back in chunks, in bounded memory.
 
-    Establishes the row count, which XPORT does not store, and detects truncation from the
-    record structure (see the module docstring for the one undetectable case).
+    Keeps the headers, the last incomplete record and the file's last bytes, never the whole
+    file. `finish` establishes the row count, which XPORT does not store, and detects
+    truncation from the record structure (see the module docstring for the one undetectable
+    case). Errors are raised in the order a whole-file check meets them.
     """
+
+    size: int
+    encoding: str = "latin-1"
+    _head: bytearray = field(default_factory=bytearray)
+    _header: XportHeader | None = None
+    _window: bytearray = field(default_factory=bytearray)  # bytes from _window_at, unscanned
+    _window_at: int = 0
+    _tail: bytes = b""
+    _seen: int = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
+        if self._header is None:
+            self._head += chunk
+            self._try_header()
+            return
+        self._scan(chunk)
+
+    def _try_header(self) -> None:
+        head = bytes(self._head)
+        if not head.startswith(_LIBRARY) and not _LIBRARY.startswith(head[:48]):
+            raise _not_xport(head)
+        if self.size % RECORD_LENGTH:
+            raise XportFormatError(
+                f"truncated: size {self.size} bytes is not a whole number of "
+                f"{RECORD_LENGTH}-byte records"
+            )
+        try:
+            self._header = read_header(head, encoding=self.encoding)
+        except _HeadersIncomplete:
+            if self._seen < self.size:
+                return  # the headers continue in the next chunk
+            raise
+        self._head = bytearray()
+        self._window_at = self._header.data_offset
+        self._scan(head[self._header.data_offset :])
+
+    def _scan(self, chunk: bytes) -> None:
+        """Look for a record-aligned MEMBER header after the data (a multi-member library)."""
+        header = self._header
+        assert header is not None
+        keep = header.observation_length + RECORD_LENGTH
+        self._tail = (self._tail + chunk)[-keep:]
+        window = self._window
+        window += chunk
+        at = window.find(_MEMBER)
+        while at != -1:
+            if (self._window_at + at) % RECORD_LENGTH == 0:
+                raise XportFormatError(
+                    "multi-member files are not supported (a second member starts at byte "
+                    f"{self._window_at + at})"
+                )
+            at = window.find(_MEMBER, at + 1)
+        whole = len(window) - len(window) % RECORD_LENGTH
+        del window[:whole]
+        self._window_at += whole
+
+    def finish(self) -> XportLayout:
+        if not self.size:
+            raise XportFormatError("empty file (0 bytes)")
+        if self._header is None:
+            self._try_header()  # raises: the headers never completed
+        header = self._header
+        assert header is not None
+        if self.size % RECORD_LENGTH:
+            raise XportFormatError(
+                f"truncated: size {self.size} bytes is not a whole number of "
+                f"{RECORD_LENGTH}-byte records"
+            )
+        return XportLayout(header=header, row_count=self._row_count(header))
+
+    def _row_count(self, header: XportHeader) -> int:
+        """Whole observations, less trailing blank ones that fit in the final padding."""
+        length = header.observation_length
+        rows, rest = divmod(self.size - header.data_offset, length)
+        tail = self._tail[len(self._tail) - rest :] if rest else b""
+        if tail.strip(b" "):
+            raise XportFormatError(
+                f"truncated: last observation is incomplete ({rest} of {length} bytes)"
+            )
+        blank = b" " * length
+        end = len(self._tail) - rest
+        while rows and rest + length < RECORD_LENGTH:
+            if self._tail[end - length : end] != blank:
+                break
+            rows, rest, end = rows - 1, rest + length, end - length
+        if rest >= RECORD_LENGTH:
+            raise XportFormatError(
+                f"truncated: last observation is incomplete ({rest} of {length} bytes)"
+            )
+        return rows
+
+
+def inspect(data: bytes, *, encoding: str = "latin-1") -> XportLayout:
+    """Full structural validation of a whole file in memory; raises XportFormatError."""
     if not data:
         raise XportFormatError("empty file (0 bytes)")
-    if not data.startswith(_LIBRARY) and not _LIBRARY.startswith(bytes(data[:48])):
-        raise _not_xport(data)
-    size = len(data)
-    if size % RECORD_LENGTH:
-        raise XportFormatError(
-            f"truncated: size {size} bytes is not a whole number of {RECORD_LENGTH}-byte records"
-        )
-    header = read_header(data, encoding=encoding)
-    start = header.data_offset
-    _reject_second_member(data, start)
-    length = header.observation_length
-    body = size - start
-    rows, rest = divmod(body, length)
-    tail = data[start + rows * length :]
-    if tail.strip(b" "):
-        raise XportFormatError(
-            f"truncated: last observation is incomplete ({rest} of {length} bytes)"
-        )
-    blank = b" " * length
-    while rows and rest + length < RECORD_LENGTH:
-        at = start + (rows - 1) * length
-        if data[at : at + length] != blank:
-            break
-        rows -= 1
-        rest += length
-    if rest >= RECORD_LENGTH:
-        raise XportFormatError(
-            f"truncated: last observation is incomplete ({rest} of {length} bytes)"
-        )
-    return XportLayout(header=header, row_count=rows)
+    scanner = XportScanner(len(data), encoding)
+    scanner.feed(data)
+    return scanner.finish()
 
 
-def _reject_second_member(data: bytes, start: int) -> None:
-    """A record-aligned MEMBER header after the data means a multi-member library."""
-    at = data.find(_MEMBER, start)
-    while at != -1:
-        if at % RECORD_LENGTH == 0:
-            raise XportFormatError(
-                f"multi-member files are not supported (a second member starts at byte {at})"
-            )
-        at = data.find(_MEMBER, at + 1)
+def plan_row_ranges(layout: XportLayout, max_bytes: int) -> list[tuple[int, int]]:
+    """[first, end) observation ranges of at most `max_bytes` each, covering every row."""
+    length = layout.header.observation_length
+    per_range = max(1, max_bytes // length)
+    return [
+        (first, min(first + per_range, layout.row_count))
+        for first in range(0, layout.row_count, per_range)
+    ]
+
+
+def byte_range(layout: XportLayout, first: int, end: int) -> tuple[int, int]:
+    """(offset, length) in the file of observations [first, end)."""
+    length = layout.header.observation_length
+    return layout.header.data_offset + first * length, (end - first) * length
 
 
 # --------------------------------------------------------------------------- rows
@@ -478,243 +442,79 @@ def _reject_second_member(data: bytes, start: int) -> None:
 Row = tuple[str | float | None, ...]
 
 
-def iter_rows(data: bytes, layout: XportLayout, encoding: str = "latin-1") -> Iterator[Row]:
-    """Yield one tuple per observation, values in variable order.
+class RowDecoder:
+    """Decodes whole observations of one file, from any record-aligned run of them.
 
     char -> str with trailing blanks (and NUL padding) removed, blank -> "";
     numeric -> float, with the missing values ., ._ and .A-.Z -> None.
     """
+
+    def __init__(self, header: XportHeader, encoding: str = "latin-1") -> None:
+        variables = header.variables
+        order = sorted(range(len(variables)), key=lambda i: variables[i].position)
+        codes = [
+            "Q" if variables[i].kind == "numeric" and variables[i].length == 8 else "{}s"
+            for i in order
+        ]
+        codes = [c.format(variables[i].length) for c, i in zip(codes, order, strict=True)]
+        self.unpacker = struct.Struct(">" + "".join(codes))
+        if self.unpacker.size != header.observation_length:
+            raise XportFormatError(
+                f"observation length {header.observation_length} does not match the variables"
+            )
+        # Indexes below refer to position order; `reorder` maps back to variable order.
+        identity = list(range(len(order)))
+        self.reorder = None if order == identity else [order.index(i) for i in identity]
+        self.char_at = [j for j, i in enumerate(order) if variables[i].kind == "char"]
+        self.wide_at = [j for j, code in enumerate(codes) if code == "Q"]
+        self.short_at = [
+            (j, variables[i].length)
+            for j, i in enumerate(order)
+            if variables[i].kind == "numeric" and variables[i].length != 8
+        ]
+        self.encoding = encoding
+
+    def rows(self, observations: bytes | memoryview, first_row: int = 1) -> Iterator[Row]:
+        """Rows of `observations` (whole ones only); `first_row` numbers them in messages."""
+        row_number = first_row
+        try:
+            for fields in self.unpacker.iter_unpack(observations):
+                yield self._decode(fields)
+                row_number += 1
+        except UnicodeDecodeError as error:
+            raise XportFormatError(
+                f"row {row_number}: text is not valid {self.encoding} ({error.reason})"
+            ) from None
+
+    def _decode(self, fields: tuple[Any, ...]) -> Row:
+        values = list(fields)
+        encoding = self.encoding
+        for j in self.char_at:
+            values[j] = fields[j].rstrip(b" \x00").decode(encoding)
+        mask, truncate, scale = _MANTISSA_MASK, _TRUNCATE_MASK, _SCALE
+        for j in self.wide_at:
+            word = fields[j]
+            mantissa = word & mask
+            if mantissa:
+                values[j] = (mantissa & truncate[mantissa >> 52]) * scale[word >> 56]
+            elif (word >> 56) in _MISSING_FIRST_BYTES:
+                values[j] = None
+            else:
+                values[j] = 0.0 * scale[word >> 56]
+        for j, width in self.short_at:
+            values[j] = _ibm_word_to_float(int.from_bytes(fields[j], "big") << (64 - 8 * width))
+        if self.reorder is not None:
+            values = [values[k] for k in self.reorder]
+        return tuple(values)
+
+
+def iter_rows(data: bytes, layout: XportLayout, encoding: str = "latin-1") -> Iterator[Row]:
+    """Yield one tuple per observation of a whole file, values in variable order."""
     header = layout.header
-    length = header.observation_length
     start = header.data_offset
-    end = start + layout.row_count * length
+    end = start + layout.row_count * header.observation_length
     if len(data) < end:
         raise XportFormatError(
             f"truncated: {layout.row_count} observations need {end} bytes, got {len(data)}"
         )
-    variables = header.variables
-    order = sorted(range(len(variables)), key=lambda i: variables[i].position)
-    codes: list[str] = []
-    for i in order:
-        variable = variables[i]
-        wide_numeric = variable.kind == "numeric" and variable.length == 8
-        codes.append("Q" if wide_numeric else f"{variable.length}s")
-    unpacker = struct.Struct(">" + "".join(codes))
-    if unpacker.size != length:
-        raise XportFormatError(f"observation length {length} does not match the variables")
-    # Indexes below refer to position order; `reorder` maps back to variable order.
-    identity = list(range(len(order)))
-    reorder = None if order == identity else [order.index(i) for i in identity]
-    char_at = [j for j, i in enumerate(order) if variables[i].kind == "char"]
-    wide_at = [j for j, code in enumerate(codes) if code == "Q"]
-    short_at = [
-        (j, variables[i].length)
-        for j, i in enumerate(order)
-        if variables[i].kind == "numeric" and variables[i].length != 8
-    ]
-    mask, truncate, scale, missing = _MANTISSA_MASK, _TRUNCATE_MASK, _SCALE, _MISSING_FIRST_BYTES
-    row_number = 0
-    values: list[Any] = []
-    try:
-        for fields in unpacker.iter_unpack(memoryview(data)[start:end]):
-            values = list(fields)
-            for j in char_at:
-                values[j] = fields[j].rstrip(b" \x00").decode(encoding)
-            for j in wide_at:
-                word = fields[j]
-                mantissa = word & mask
-                if mantissa:
-                    values[j] = (mantissa & truncate[mantissa >> 52]) * scale[word >> 56]
-                elif (word >> 56) in missing:
-                    values[j] = None
-                else:
-                    values[j] = 0.0 * scale[word >> 56]
-            for j, width in short_at:
-                word = int.from_bytes(fields[j], "big") << (64 - 8 * width)
-                values[j] = _ibm_word_to_float(word)
-            if reorder is not None:
-                values = [values[k] for k in reorder]
-            yield tuple(values)
-            row_number += 1
-    except UnicodeDecodeError as error:
-        raise XportFormatError(
-            f"row {row_number + 1}: text is not valid {encoding} ({error.reason})"
-        ) from None
-
-
-# --------------------------------------------------------------------------- writer
-
-_WRITER_VERSION = b"9.4".ljust(8)
-_WRITER_OS = b"PYTHON".ljust(8)
-_FLUSH_BYTES = 1 << 20
-
-
-def _sas_datetime(moment: datetime) -> bytes:
-    """ddMMMyy:hh:mm:ss as in the header records, independent of the locale."""
-    text = (
-        f"{moment.day:02d}{_MONTHS[moment.month - 1]}{moment.year % 100:02d}:"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    )
-    return text.encode("ascii")
-
-
-def _header_record(name: str, numbers: bytes = _ZEROS30) -> bytes:
-    """An 80-byte header record with its 30-digit numeric tail."""
-    return _header_prefix(name) + numbers + b"  "
-
-
-def _sas_name(name: str, what: str) -> bytes:
-    """Validate a SAS v5 name and return it upper-cased, blank-padded to 8 bytes."""
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a string, got {name!r}")
-    if not name:
-        raise ValueError(f"{what} must not be empty")
-    if len(name) > 8:
-        raise ValueError(f"{what} {name!r} is longer than 8 characters")
-    valid = name.isascii() and (name[0].isalpha() or name[0] == "_")
-    if not valid or not all(c.isalnum() or c == "_" for c in name):
-        raise ValueError(f"{what} {name!r} is not a SAS name (letters, digits, _)")
-    return name.upper().encode("ascii").ljust(8)
-
-
-def _label_bytes(label: str, what: str, encoding: str) -> bytes:
-    """Validate a label (at most 40 characters and 40 encoded bytes), blank-padded."""
-    if not isinstance(label, str):
-        raise TypeError(f"{what} must be a string, got {label!r}")
-    encoded = label.encode(encoding)
-    if len(label) > 40 or len(encoded) > 40:
-        raise ValueError(f"{what} {label!r} is longer than 40 characters/bytes")
-    return encoded.ljust(40)
-
-
-def write_xport(
-    out: BinaryIO,
-    dataset_name: str,
-    variables: Sequence[tuple[str, str, int, str]],
-    rows: Iterable[Sequence[str | float | int | None]],
-    dataset_label: str = "",
-    encoding: str = "latin-1",
-    created: datetime | None = None,
-) -> int:
-    """Write a one-member XPORT v5 file and return the number of rows written.
-
-    variables are (name, kind "numeric"/"char", length, label); numeric length is 8, char
-    length 1..200. Names are stored upper-case. Character values are encoded with `encoding`
-    and blank padded (trailing blanks do not survive a round trip; None is written as blank);
-    numeric None/NaN is the missing value ".". Output is byte-for-byte deterministic for a fixed
-    `created`. Raises ValueError for invalid names, labels, kinds, lengths or values; the check
-    on the last row happens after earlier rows were written, so discard `out` on error. A final
-    all-blank observation is refused because readers cannot tell it from padding.
-    """
-    name_bytes = _sas_name(dataset_name, "dataset name")
-    label_bytes = _label_bytes(dataset_label, "dataset label", encoding)
-    if not variables:
-        raise ValueError("at least one variable is required")
-    if len(variables) > 9999:
-        raise ValueError("at most 9999 variables fit in an XPORT v5 file")
-    namestrs = bytearray()
-    kinds: list[tuple[bool, int]] = []
-    seen: set[bytes] = set()
-    position = 0
-    for number, spec in enumerate(variables, start=1):
-        if len(spec) != 4:
-            raise ValueError(f"variable #{number}: expected (name, kind, length, label)")
-        var_name, kind, length, label = spec
-        var_bytes = _sas_name(var_name, "variable name")
-        if var_bytes in seen:
-            raise ValueError(f"duplicate variable name {var_name!r}")
-        seen.add(var_bytes)
-        if kind == "numeric":
-            if length != 8:
-                raise ValueError(f"numeric variable {var_name!r} must have length 8")
-            ntype = 1
-        elif kind == "char":
-            if not isinstance(length, int) or not 1 <= length <= _MAX_CHAR_LENGTH:
-                raise ValueError(
-                    f"char variable {var_name!r} length must be 1 to {_MAX_CHAR_LENGTH}"
-                )
-            ntype = 2
-        else:
-            raise ValueError(f"variable {var_name!r} has kind {kind!r} (use numeric or char)")
-        namestrs += _NAMESTR_140.pack(
-            ntype, 0, length, number, var_bytes,
-            _label_bytes(label, f"label of {var_name!r}", encoding),
-            b" " * 8, 0, 0, 0, b"\x00\x00", b" " * 8, 0, 0, position, bytes(52),
-        )  # fmt: skip
-        kinds.append((ntype == 2, length))
-        position += length
-    observation_length = position
-
-    stamp = _sas_datetime(created if created is not None else datetime.now())
-    real_header = b"SAS     SAS     SASLIB  " + _WRITER_VERSION + _WRITER_OS + b" " * 24 + stamp
-    descriptor = b"SAS     " + name_bytes + b"SASDATA " + _WRITER_VERSION + _WRITER_OS
-    buffer = bytearray()
-    buffer += _header_record("LIBRARY")
-    buffer += real_header
-    buffer += stamp.ljust(RECORD_LENGTH)
-    buffer += _header_record("MEMBER", b"000000000000000001600000000140")
-    buffer += _header_record("DSCRPTR")
-    buffer += descriptor + b" " * 24 + stamp
-    buffer += stamp + b" " * 16 + label_bytes + b" " * 8
-    buffer += _header_record("NAMESTR", f"000000{len(variables):04d}".encode() + b"0" * 20)
-    buffer += namestrs
-    buffer += b" " * (-len(namestrs) % RECORD_LENGTH)
-    buffer += _header_record("OBS")
-
-    written = 0
-    data_bytes = 0
-    last = b""
-    width = len(kinds)
-    for row in rows:
-        if len(row) != width:
-            raise ValueError(f"row {written + 1} has {len(row)} values, expected {width}")
-        encoded = bytearray()
-        for (is_char, length), value, spec in zip(kinds, row, variables, strict=True):
-            if is_char:
-                encoded += _char_value(value, length, spec[0], written + 1, encoding)
-            else:
-                encoded += _numeric_value(value, spec[0], written + 1)
-        last = bytes(encoded)
-        buffer += last
-        written += 1
-        data_bytes += observation_length
-        if len(buffer) >= _FLUSH_BYTES:
-            out.write(buffer)
-            buffer.clear()
-    if written and not last.strip(b" "):
-        raise ValueError(
-            "the last row is entirely blank and would be read back as padding; "
-            "drop it or give it a non-blank value"
-        )
-    buffer += b" " * (-data_bytes % RECORD_LENGTH)
-    out.write(buffer)
-    return written
-
-
-def _char_value(value: object, length: int, name: str, row: int, encoding: str) -> bytes:
-    """Encode one character cell, blank padded to its length."""
-    if value is None:
-        return b" " * length
-    if not isinstance(value, str):
-        raise TypeError(f"row {row}, {name}: char value must be str or None, got {value!r}")
-    try:
-        encoded = value.encode(encoding)
-    except UnicodeEncodeError:
-        raise ValueError(f"row {row}, {name}: {value!r} cannot be encoded as {encoding}") from None
-    if len(encoded) > length:
-        raise ValueError(
-            f"row {row}, {name}: value is {len(encoded)} bytes, longer than its length {length}"
-        )
-    return encoded.ljust(length)
-
-
-def _numeric_value(value: object, name: str, row: int) -> bytes:
-    """Encode one numeric cell as an IBM float."""
-    if value is None:
-        return _IBM_MISSING
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"row {row}, {name}: numeric value must be a number, got {value!r}")
-    try:
-        return ieee_to_ibm(value)
-    except ValueError as error:
-        raise ValueError(f"row {row}, {name}: {error}") from None
+    return RowDecoder(header, encoding).rows(memoryview(data)[start:end])

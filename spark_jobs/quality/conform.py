@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pyspark.sql import DataFrame
 
 from spark_jobs.contracts import Column, ColumnType, DatasetContract
+from spark_jobs.contracts.outputs import date_column, precision_column
 from spark_jobs.quality.sql_text import ident, text
 
 RAW_PREFIX = "__raw_"
@@ -32,14 +33,6 @@ def raw_name(name: str) -> str:
 def source_name(name: str) -> str:
     """Text of the source value of a numeric column, kept to judge and report conversions."""
     return f"__src_{name}"
-
-
-def date_column(name: str) -> str:
-    return f"{name}_DATE"
-
-
-def precision_column(name: str) -> str:
-    return f"{name}_PRECISION"
 
 
 def iso_valid_column(name: str) -> str:

@@ -20,10 +20,6 @@ def text(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def text_array(values: Iterable[str]) -> str:
-    return "array(" + ", ".join(text(v) for v in values) + ")"
-
-
 def number(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 

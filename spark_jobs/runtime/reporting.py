@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+
+from spark_jobs.contracts.outputs import DatasetOutput
 
 LOG = logging.getLogger("spark_jobs")
 
@@ -37,6 +40,53 @@ def table_schema_value(columns: Sequence[tuple[str, str, str | None]]) -> dict[s
             ]
         },
     }
+
+
+def column_lineage_value(output: DatasetOutput) -> dict[str, Any]:
+    """Pipes form of a Dagster TableColumnLineage, from the lineage the kernel declares."""
+    return {
+        "type": "table_column_lineage",
+        "raw_value": {
+            "deps_by_column": {
+                column: [{"asset_key": ref.asset_key, "column_name": ref.column} for ref in refs]
+                for column, refs in output.column_lineage.items()
+            }
+        },
+    }
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One asset check as a job evaluated it.
+
+    `blocking` makes a failure ERROR severity (a failing blocking rule, a rejected file);
+    everything else is reported as WARN.
+    """
+
+    name: str
+    passed: bool
+    blocking: bool
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    effect: str | None = None
+    description: str | None = None
+
+    def as_record(self) -> dict[str, Any]:
+        """The form kept in lineage records and the audit dossier."""
+        return {
+            "check": self.name,
+            "passed": self.passed,
+            "effect": self.effect,
+            "blocking": self.blocking,
+            "metadata": dict(self.metadata),
+        }
+
+    def pipes_metadata(self) -> dict[str, Any]:
+        metadata = {
+            k: json_value(v) if isinstance(v, (list, dict)) else v for k, v in self.metadata.items()
+        }
+        if self.description:
+            metadata["description"] = self.description
+        return metadata
 
 
 class JobReporter:
@@ -115,6 +165,16 @@ class JobReporter:
             metadata=dict(metadata),
             asset_key=asset_key,
         )
+
+    def checks(self, asset_key: str, outcomes: Iterable[CheckOutcome]) -> None:
+        for outcome in outcomes:
+            self.check(
+                asset_key,
+                outcome.name,
+                outcome.passed,
+                blocking_severity=outcome.blocking and not outcome.passed,
+                metadata=outcome.pipes_metadata(),
+            )
 
 
 def _print_result(kind: str, **fields: Any) -> None:

@@ -1,8 +1,9 @@
-"""Writing partitions so that readers only ever see complete ones.
+"""Writing partitions so that readers only ever see complete ones, with the declared schema.
 
-Each output is written to `<dataset>/_staging/<run>-<study>-<delivery>/` (Spark ignores paths
-starting with `_`), its lineage record is added, and only then is it swapped into
-`<dataset>/study=<S>/delivery=<D>/`. Re-materializing replaces the partition, never appends.
+Each output is written to its staging path (Spark ignores paths starting with `_`), its
+lineage record is added, and only then is it swapped into `study=<S>/delivery=<D>/`.
+Re-materializing replaces the partition, never appends. Nothing is written whose schema
+departs from what the kernel declares for the output.
 """
 
 from __future__ import annotations
@@ -17,13 +18,19 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from spark_jobs.contracts.layout import LINEAGE_NAME, Delivery
+from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.outputs import (
+    RUN_SPECIFIC_COLUMNS,
+    DatasetOutput,
+    schema_differences,
+)
 from spark_jobs.contracts.protocol import GIT_SHA_ENV, LAUNCHER_ENV
-from spark_jobs.runtime.session import code_version
+from spark_jobs.runtime.session import JobError, code_version
 from spark_jobs.storage.filesystem import LakeStorage
 
-# Columns that differ between two runs over the same input; left out of content hashes.
-RUN_SPECIFIC_COLUMNS = frozenset({"_ingested_run_id", "_curated_run_id", "_featurized_run_id"})
+
+class UndeclaredSchemaError(JobError):
+    """A job about to write a schema its output does not declare: a bug, never data's fault."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,20 @@ class WrittenData:
     rows: int
     content_hash: str
     extra: Mapping[str, Any]
+
+
+def written_schema(df: DataFrame) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+
+
+def require_declared_schema(df: DataFrame, output: DatasetOutput) -> None:
+    """Refuse to write a frame whose columns or types differ from the declared output."""
+    problems = schema_differences(output, written_schema(df))
+    if problems:
+        raise UndeclaredSchemaError(
+            f"{output.asset_key}: the job would write a schema its contract does not declare "
+            f"({'; '.join(problems)}); nothing written"
+        )
 
 
 def content_hash(rows: int, hash_sum: Any, schema: str) -> str:
@@ -47,11 +68,12 @@ def hashed_columns(df: DataFrame) -> list[str]:
 def write_observed(
     df: DataFrame,
     uri: str,
-    name: str,
+    output: DatasetOutput,
     extra_metrics: Sequence[Any] = (),
 ) -> WrittenData:
     """Write `df` as Parquet and measure it in the same pass (rows, content hash, extras)."""
-    observation = Observation(name)
+    require_declared_schema(df, output)
+    observation = Observation(output.asset_key)
     columns = hashed_columns(df)
     row_hash = F.xxhash64(*columns) if columns else F.lit(0)
     observed = df.observe(
@@ -70,39 +92,37 @@ def write_observed(
 class PartitionWriter:
     """Stages and commits the partitions one job run produces."""
 
-    def __init__(self, storage: LakeStorage, run_id: str) -> None:
+    def __init__(self, storage: LakeStorage, layout: LakeLayout, run_id: str) -> None:
         self.storage = storage
+        self.layout = layout
         self.run_id = run_id
 
-    def staging_uri(self, dataset_uri: str, delivery: Delivery) -> str:
-        return f"{dataset_uri}/_staging/{self.run_id}-{delivery.study}-{delivery.delivery}"
+    def staging(self, output: DatasetOutput, delivery: Delivery) -> str:
+        return self.layout.staging(output.zone, output.name, self.run_id, delivery)
 
     def commit(
-        self,
-        dataset_uri: str,
-        delivery: Delivery,
-        staging: str,
-        lineage: Mapping[str, Any],
+        self, output: DatasetOutput, delivery: Delivery, staging: str, lineage: Mapping[str, Any]
     ) -> str:
         """Add the lineage record to a staged partition and make it the visible one."""
-        if not self.storage.exists(staging):
-            self.storage.mkdirs(staging)
-        self.storage.write_json(f"{staging}/{LINEAGE_NAME}", dict(lineage))
-        final = f"{dataset_uri}/{delivery.hive_path}"
-        trash = f"{dataset_uri}/_trash/{self.run_id}-{delivery.study}-{delivery.delivery}"
-        self.storage.mkdirs(f"{dataset_uri}/study={delivery.study}")
-        replaced = self.storage.exists(final)
+        layout, storage = self.layout, self.storage
+        if not storage.exists(staging):
+            storage.mkdirs(staging)
+        storage.write_json(layout.record_in(staging), dict(lineage))
+        final = layout.partition(output.zone, output.name, delivery)
+        trash = layout.trash(output.zone, output.name, self.run_id, delivery)
+        storage.mkdirs(layout.study_dir(output.zone, output.name, delivery.study))
+        replaced = storage.exists(final)
         if replaced:
-            self.storage.mkdirs(f"{dataset_uri}/_trash")
-            self.storage.rename(final, trash)
+            storage.mkdirs(layout.trash_dir(output.zone, output.name))
+            storage.rename(final, trash)
         try:
-            self.storage.rename(staging, final)
+            storage.rename(staging, final)
         except OSError:
             if replaced:
-                self.storage.rename(trash, final)
+                storage.rename(trash, final)
             raise
         if replaced:
-            self.storage.delete(trash)
+            storage.delete(trash)
         return final
 
     def discard(self, staging: str) -> None:
@@ -111,8 +131,7 @@ class PartitionWriter:
 
 def lineage_record(
     *,
-    dataset: str,
-    zone: str,
+    output: DatasetOutput,
     delivery: Delivery,
     run_id: str,
     application_id: str,
@@ -121,8 +140,8 @@ def lineage_record(
 ) -> dict[str, Any]:
     """The `_lineage.json` written beside every partition: enough to audit it without Dagster."""
     return {
-        "dataset": dataset,
-        "zone": zone,
+        "dataset": output.asset_key,
+        "zone": output.zone.value,
         "partition": delivery.key,
         "status": status,
         "run_id": run_id,
@@ -131,5 +150,9 @@ def lineage_record(
         "git_sha": os.environ.get(GIT_SHA_ENV, "unknown"),
         "launcher": os.environ.get(LAUNCHER_ENV, "spark-submit"),
         "produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "column_lineage": {
+            column: [f"{ref.asset_key}.{ref.column}" for ref in refs]
+            for column, refs in output.column_lineage.items()
+        },
         **fields,
     }

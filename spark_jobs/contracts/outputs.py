@@ -1,0 +1,333 @@
+"""What every job writes: zones, output schemas, asset keys, check names and column lineage.
+
+The input side of a dataset (columns, keys, rules) is its contract; this module derives the
+output side from it, once. The Spark jobs write exactly these schemas and refuse to write
+anything else (`schema_differences`); Dagster declares the same schemas, keys, checks and
+dependencies as assets. Nothing here imports Spark or Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from spark_jobs.contracts.features import FEATURE_CONTRACTS, FeatureContract
+from spark_jobs.contracts.layout import CLINICAL_FAMILY, Zone
+from spark_jobs.contracts.model import ColumnType, DatasetContract, RuleKind
+from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
+
+# ---- column names the jobs add to the data ------------------------------------------------
+
+SOURCE_URI = "_source_uri"
+SOURCE_ROW = "_source_row"
+SOURCE_SHA256 = "_source_sha256"
+DELIVERY = "_delivery"
+INGESTED_RUN_ID = "_ingested_run_id"
+CURATED_RUN_ID = "_curated_run_id"
+FEATURIZED_RUN_ID = "_featurized_run_id"
+FLAGS = "_flags"
+FLAG_DETAILS = "_flag_details"
+DUPLICATES_COLLAPSED = "_duplicates_collapsed"
+NATURAL_KEY = "_natural_key"
+REJECT_REASONS = "_reject_reasons"
+REJECT_DETAILS = "_reject_details"
+
+# The one check of the raw assets (the same rule blocks in curated).
+FILES_READABLE = RuleKind.FILES_READABLE.value
+# Columns that differ between two runs over the same input; left out of content hashes.
+RUN_SPECIFIC_COLUMNS = frozenset({INGESTED_RUN_ID, CURATED_RUN_ID, FEATURIZED_RUN_ID})
+
+
+def date_column(name: str) -> str:
+    """The parsed date of an ISO 8601 column (set only when the day is known)."""
+    return f"{name}_DATE"
+
+
+def precision_column(name: str) -> str:
+    """How much of an ISO 8601 value is known: year, month, day, hour, minute or second."""
+    return f"{name}_PRECISION"
+
+
+# ---- the model --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of an output as written to Parquet (`type` is Spark's simpleString).
+
+    `delivered` columns hold values exactly as the delivery had them: present only when the
+    files had them, typed as the files typed them. Their declared type is that of a SAS XPORT
+    delivery (numeric -> double, character -> string), the standard SDTM transport.
+    """
+
+    name: str
+    type: str
+    description: str = ""
+    delivered: bool = False
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """A column of another asset, for column lineage."""
+
+    asset_key: str
+    column: str
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """An asset check the job reports for an output; `name` is the Dagster check name."""
+
+    name: str
+    description: str
+    blocking: bool
+
+
+@dataclass(frozen=True)
+class DatasetOutput:
+    """Everything both sides need to agree on about one dataset of one zone."""
+
+    zone: Zone
+    name: str  # dataset name inside the zone: "dm", "subject_profile"
+    title: str
+    description: str
+    columns: tuple[OutputColumn, ...]
+    checks: tuple[OutputCheck, ...] = ()
+    inputs: tuple[str, ...] = ()  # asset keys read to produce it
+    column_lineage: Mapping[str, tuple[ColumnRef, ...]] = field(default_factory=dict)
+    family: str = CLINICAL_FAMILY
+
+    @property
+    def asset_key(self) -> str:
+        """`<zone>_<dataset>`; also names quarantine records, which are not assets."""
+        return asset_key(self.zone, self.name)
+
+    @property
+    def is_asset(self) -> bool:
+        return self.zone is not Zone.QUARANTINE
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def check_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.checks)
+
+    def column(self, name: str) -> OutputColumn:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.asset_key}: no column {name} in its output schema")
+
+
+def asset_key(zone: Zone, dataset: str) -> str:
+    return f"{zone.value}_{dataset}"
+
+
+# ---- provenance and system columns --------------------------------------------------------
+
+PROVENANCE: tuple[OutputColumn, ...] = (
+    OutputColumn(SOURCE_URI, "string", "Landing file the row came from"),
+    OutputColumn(SOURCE_ROW, "bigint", "Row number inside that file (1-based)"),
+    OutputColumn(SOURCE_SHA256, "string", "sha256 of that file"),
+    OutputColumn(DELIVERY, "string", "Partition key STUDY/DELIVERY"),
+    OutputColumn(INGESTED_RUN_ID, "string", "Dagster run that ingested the row"),
+)
+PROVENANCE_NAMES = tuple(c.name for c in PROVENANCE)
+_FLAGGING = (
+    OutputColumn(FLAGS, "array<string>", "Warn- and flag-level rules the row breaks"),
+    OutputColumn(FLAG_DETAILS, "array<string>", "One line per flagged problem, rule first"),
+    OutputColumn(DUPLICATES_COLLAPSED, "int", "Exact duplicates collapsed into this row"),
+)
+_CURATED_RUN = OutputColumn(CURATED_RUN_ID, "string", "Dagster run that curated the row")
+
+
+def _delivered(contract: DatasetContract) -> tuple[OutputColumn, ...]:
+    return tuple(
+        OutputColumn(c.name, c.type.transport_type, c.label, delivered=True)
+        for c in contract.columns
+    )
+
+
+def _typed(contract: DatasetContract) -> tuple[OutputColumn, ...]:
+    """Contract columns typed per the contract; each ISO 8601 column followed by its parts."""
+    columns: list[OutputColumn] = []
+    for c in contract.columns:
+        columns.append(OutputColumn(c.name, c.type.spark_sql, c.label))
+        if c.type is ColumnType.DATETIME:
+            columns += [
+                OutputColumn(
+                    date_column(c.name), "date", f"{c.name} as a date when the day is known"
+                ),
+                OutputColumn(
+                    precision_column(c.name), "string", f"Precision of {c.name} (year ... second)"
+                ),
+            ]
+    return tuple(columns)
+
+
+# ---- outputs of an SDTM domain ------------------------------------------------------------
+
+
+def raw_output(contract: DatasetContract) -> DatasetOutput:
+    files = "/".join(contract.file_stems)
+    rule = contract.rule(RuleKind.FILES_READABLE.value)
+    return DatasetOutput(
+        zone=Zone.RAW,
+        name=contract.name,
+        title=f"{contract.title} as delivered",
+        description=f"{contract.title} ({contract.domain}) exactly as delivered: every column of "
+        f"every {files}* file, typed as in the file (SAS XPORT: numbers as double, text as "
+        "string; CSV: all text), plus provenance (source file, row number, sha256). Nothing is "
+        "dropped here.",
+        columns=(*_delivered(contract), *PROVENANCE),
+        # Not blocking on purpose: a failing blocking check fails the whole multi-asset step,
+        # which would stop the good domains of a delivery too. The same rule blocks in curated.
+        checks=(OutputCheck(rule.name, rule.description, blocking=False),),
+    )
+
+
+def curated_output(contract: DatasetContract) -> DatasetOutput:
+    raw_key = asset_key(Zone.RAW, contract.name)
+    inputs = (raw_key, asset_key(Zone.RAW, "dm")) if contract.references_dm else (raw_key,)
+    everything = tuple(ColumnRef(raw_key, c) for c in contract.column_names)
+    lineage: dict[str, tuple[ColumnRef, ...]] = {}
+    for c in contract.columns:
+        lineage[c.name] = (ColumnRef(raw_key, c.name),)
+        if c.type is ColumnType.DATETIME:
+            lineage[date_column(c.name)] = lineage[precision_column(c.name)] = lineage[c.name]
+    for name in (FLAGS, FLAG_DETAILS, DUPLICATES_COLLAPSED):
+        lineage[name] = everything
+    lineage.update({name: (ColumnRef(raw_key, name),) for name in PROVENANCE_NAMES})
+    lineage[CURATED_RUN_ID] = ()
+    return DatasetOutput(
+        zone=Zone.CURATED,
+        name=contract.name,
+        title=contract.title,
+        description=f"{contract.title} ({contract.domain}), conformed to its contract: "
+        f"{contract.description} Natural key {', '.join(contract.natural_key)}; rows breaking a "
+        "quarantining rule are in quarantine/ with their reasons.",
+        columns=(*_typed(contract), *_FLAGGING, *PROVENANCE, _CURATED_RUN),
+        checks=tuple(
+            OutputCheck(r.name, f"[{r.effect.value}] {r.description}", r.blocking)
+            for r in contract.rules
+        ),
+        inputs=inputs,
+        column_lineage=lineage,
+    )
+
+
+def quarantine_output(contract: DatasetContract) -> DatasetOutput:
+    """Rows set aside by curation: raw values kept as delivered, with every reason."""
+    return DatasetOutput(
+        zone=Zone.QUARANTINE,
+        name=contract.name,
+        title=f"{contract.title}, quarantined rows",
+        description=f"Rows of {contract.title} that broke a quarantining rule, with raw values.",
+        columns=(
+            *_delivered(contract),
+            OutputColumn(NATURAL_KEY, "string", "Natural key as text, for finding the row"),
+            *PROVENANCE,
+            OutputColumn(REJECT_REASONS, "array<string>", "Quarantining rules the row breaks"),
+            OutputColumn(REJECT_DETAILS, "array<string>", "One line per problem, rule first"),
+            *_FLAGGING,
+            _CURATED_RUN,
+        ),
+        inputs=curated_output(contract).inputs,
+    )
+
+
+# ---- outputs of a feature table -----------------------------------------------------------
+
+
+def feature_output(contract: FeatureContract) -> DatasetOutput:
+    lineage = {
+        name: tuple(ColumnRef(asset_key(Zone.CURATED, d), column) for d, column in sources)
+        for name, sources in contract.lineage.items()
+    }
+    lineage[FEATURIZED_RUN_ID] = ()
+    return DatasetOutput(
+        zone=Zone.FEATURES,
+        name=contract.name,
+        title=contract.title,
+        description=contract.description,
+        columns=(
+            *[OutputColumn(c.name, c.type.spark_sql, c.label) for c in contract.columns],
+            OutputColumn(FEATURIZED_RUN_ID, "string", "Dagster run that built the row"),
+        ),
+        checks=tuple(OutputCheck(r.name, r.description, r.blocking) for r in contract.rules),
+        inputs=tuple(asset_key(Zone.CURATED, d) for d in contract.upstream),
+        column_lineage=lineage,
+    )
+
+
+# ---- the clinical family ------------------------------------------------------------------
+
+RAW_OUTPUTS = tuple(raw_output(c) for c in SDTM_CONTRACTS)
+CURATED_OUTPUTS = tuple(curated_output(c) for c in SDTM_CONTRACTS)
+QUARANTINE_OUTPUTS = tuple(quarantine_output(c) for c in SDTM_CONTRACTS)
+FEATURE_OUTPUTS = tuple(feature_output(c) for c in FEATURE_CONTRACTS)
+CLINICAL_OUTPUTS: tuple[DatasetOutput, ...] = (
+    *RAW_OUTPUTS,
+    *CURATED_OUTPUTS,
+    *QUARANTINE_OUTPUTS,
+    *FEATURE_OUTPUTS,
+)
+_BY_KEY = {o.asset_key: o for o in CLINICAL_OUTPUTS}
+
+
+def output(zone: Zone, dataset: str) -> DatasetOutput:
+    """The declared output of a dataset in a zone; a clear error for an unknown one."""
+    try:
+        return _BY_KEY[asset_key(zone, dataset)]
+    except KeyError:
+        known = sorted(o.name for o in CLINICAL_OUTPUTS if o.zone is zone)
+        raise KeyError(f"no {zone.value} output {dataset!r}; known: {known}") from None
+
+
+def asset_outputs() -> tuple[DatasetOutput, ...]:
+    """Outputs Dagster shows as assets, in zone order (quarantine is part of curated)."""
+    return tuple(o for o in CLINICAL_OUTPUTS if o.is_asset)
+
+
+# ---- declared versus written --------------------------------------------------------------
+
+
+def schema_differences(
+    declared: DatasetOutput, written: Iterable[tuple[str, str]], *, exact: bool = False
+) -> list[str]:
+    """Every way a written schema ((name, type) pairs in order) departs from the declared one.
+
+    Delivered columns may be absent, typed as the files typed them, and joined by columns
+    outside the contract (schema drift, reported by its own check), unless `exact` asks for a
+    delivery shaped exactly like the declaration (a SAS XPORT delivery of every column).
+    """
+    written = list(written)
+    names = [name for name, _ in written]
+    types = dict(written)
+    problems: list[str] = []
+    for column in declared.columns:
+        optional = column.delivered and not exact
+        if column.name not in types:
+            if not optional:
+                problems.append(f"column {column.name} is declared but not written")
+        elif types[column.name] != column.type and not optional:
+            problems.append(
+                f"column {column.name} is written as {types[column.name]}, "
+                f"declared as {column.type}"
+            )
+    open_schema = any(c.delivered for c in declared.columns) and not exact
+    for name in names:
+        if name not in declared.column_names and not open_schema:
+            problems.append(f"column {name} is written but not declared")
+    return problems + _order_problems(declared, names)
+
+
+def _order_problems(declared: DatasetOutput, names: Sequence[str]) -> list[str]:
+    """Declared columns must be written in declared order (drift columns may sit between)."""
+    position = {name: i for i, name in enumerate(declared.column_names)}
+    known = [n for n in names if n in position]
+    if known == sorted(known, key=position.__getitem__):
+        return []
+    return [f"columns are written in the order {', '.join(known)}, not as declared"]

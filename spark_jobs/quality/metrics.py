@@ -1,0 +1,74 @@
+"""Aggregates over evaluated rows: what each rule found, counted in the pass that writes.
+
+All of them are plain aggregates, so they can ride along the write of curated
+(`DataFrame.observe`) instead of costing a pass of their own.
+"""
+
+from __future__ import annotations
+
+import pyspark
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from spark_jobs.contracts import DatasetContract
+from spark_jobs.contracts.outputs import DUPLICATES_COLLAPSED
+from spark_jobs.quality.evaluate import (
+    detail_column,
+    fail_column,
+    key_text,
+    rejected_condition,
+    row_rules,
+)
+
+
+def examples_column(rule: str) -> str:
+    return f"__examples_{rule}"
+
+
+def _spark_version() -> tuple[int, int]:
+    major, minor = pyspark.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def smallest(value: Column, order: Column, k: int, *, bounded: bool | None = None) -> Column:
+    """Aggregate: up to `k` values of the rows with the smallest non-null `order`, as an array.
+
+    `value` must be a struct whose first field is `order`. Spark 4.2 added `k` to `min_by`,
+    which keeps only k candidates per task; older Spark (EMR 6 and 7 ship 3.x) collects every
+    candidate, then sorts and slices. `bounded` chooses explicitly (for tests).
+    """
+    if bounded is None:
+        bounded = _spark_version() >= (4, 2)
+    if bounded:
+        return F.min_by(value, order, k)
+    return F.slice(F.array_sort(F.collect_list(F.when(order.isNotNull(), value))), 1, k)
+
+
+def rule_metrics(
+    contract: DatasetContract, examples: int, *, bounded: bool | None = None
+) -> list[Column]:
+    """Aggregates over evaluated rows: rows kept, duplicates collapsed, rows to quarantine, and
+    per rule its failing rows and up to `examples` (natural key, details) with the smallest keys.
+
+    All of them are plain aggregates, so they can ride along the pass that writes curated
+    (`DataFrame.observe`) instead of costing a pass of their own.
+    """
+    key = F.expr(key_text(contract))
+    metrics = [
+        F.count(F.lit(1)).alias("rows"),
+        F.coalesce(F.sum(DUPLICATES_COLLAPSED), F.lit(0)).alias("collapsed"),
+        F.coalesce(F.sum(F.expr(rejected_condition(contract)).cast("long")), F.lit(0)).alias(
+            "rejected"
+        ),
+    ]
+    for rule in row_rules(contract):
+        failing = F.col(fail_column(rule.name))
+        metrics.append(F.coalesce(F.sum(failing.cast("long")), F.lit(0)).alias(rule.name))
+        example = F.struct(key.alias("key"), F.col(detail_column(rule.name)).alias("details"))
+        # Rows whose ordering is null are no candidates, so only failing rows are.
+        metrics.append(
+            smallest(example, F.when(failing, key), examples, bounded=bounded).alias(
+                examples_column(rule.name)
+            )
+        )
+    return metrics
