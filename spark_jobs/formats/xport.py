@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spark_jobs.formats.sniff import XPORT_LIBRARY, describe, sniff_format, xport_header_prefix
@@ -61,6 +61,7 @@ _MEMBV8 = xport_header_prefix("MEMBV8")
 _DSCRPTR = xport_header_prefix("DSCRPTR")
 _NAMESTR = xport_header_prefix("NAMESTR")
 _OBS = xport_header_prefix("OBS")
+_SNIFF_BYTES = 512
 _NAMESTR_140 = struct.Struct(">hhhh8s40s8shhh2s8shhi52s")
 _NAMESTR_136 = struct.Struct(">hhhh8s40s8shhh2s8shhi48s")
 
@@ -106,7 +107,7 @@ class XportLayout:
 
 def _not_xport(data: bytes) -> XportFormatError:
     """Error for bytes that do not start with the v5 library header, naming what they look like."""
-    kind = sniff_format(data[:512])
+    kind = sniff_format(data[:_SNIFF_BYTES])
     # Context makes the guess sharper: text named .xpt is nearly always a CSV export.
     what = {"text": "text/CSV", "sas-xport-v5": "a damaged SAS XPORT v5 file"}.get(
         kind, describe(kind)
@@ -314,32 +315,40 @@ def _check_positions(variables: tuple[XportVariable, ...]) -> int:
 class XportScanner:
     """Structural validation of a file fed front to back in chunks, in bounded memory.
 
-    Keeps the headers, the last incomplete record and the file's last bytes, never the whole
-    file. `finish` establishes the row count, which XPORT does not store, and detects
-    truncation from the record structure (see the module docstring for the one undetectable
-    case). Errors are raised in the order a whole-file check meets them.
+    Keeps the headers (until they parse), the last bytes fed and the file's tail, never the
+    whole file, and copies no chunk whole. `finish` establishes the row count, which XPORT
+    does not store, and detects truncation from the record structure (see the module
+    docstring for the one undetectable case). Errors come in the order a whole-file check
+    meets them.
     """
 
     size: int
     encoding: str = "latin-1"
-    _head: bytearray = field(default_factory=bytearray)
+    _head: bytes = b""  # the first bytes, while the headers are incomplete
     _header: XportHeader | None = None
-    _window: bytearray = field(default_factory=bytearray)  # bytes from _window_at, unscanned
-    _window_at: int = 0
-    _tail: bytes = b""
-    _seen: int = 0
+    _offset: int = 0  # absolute offset of the next byte fed
+    _carry: bytes = b""  # last bytes of the data area, for a MEMBER header split across chunks
+    _tail: bytes = b""  # last bytes of the data area, for the truncation check
 
     def feed(self, chunk: bytes) -> None:
-        self._seen += len(chunk)
-        if self._header is None:
-            self._head += chunk
-            self._try_header()
+        at = self._offset
+        self._offset += len(chunk)
+        if self._header is not None:
+            self._scan(chunk, at, 0)
             return
-        self._scan(chunk)
+        data = self._head + chunk if self._head else chunk
+        header = self._try_header(data)
+        if header is None:
+            self._head = data
+            return
+        self._head = b""
+        self._header = header
+        self._scan(data, 0, header.data_offset)
 
-    def _try_header(self) -> None:
-        head = bytes(self._head)
+    def _try_header(self, head: bytes) -> XportHeader | None:
         if not head.startswith(_LIBRARY) and not _LIBRARY.startswith(head[:48]):
+            if len(head) < _SNIFF_BYTES and self._offset < self.size:
+                return None  # say what it looks like from as many bytes as a whole-file check
             raise _not_xport(head)
         if self.size % RECORD_LENGTH:
             raise XportFormatError(
@@ -347,47 +356,40 @@ class XportScanner:
                 f"{RECORD_LENGTH}-byte records"
             )
         try:
-            self._header = read_header(head, encoding=self.encoding)
+            return read_header(head, encoding=self.encoding)
         except _HeadersIncomplete:
-            if self._seen < self.size:
-                return  # the headers continue in the next chunk
+            if self._offset < self.size:
+                return None  # the headers continue in the next chunk
             raise
-        self._head = bytearray()
-        self._window_at = self._header.data_offset
-        self._scan(head[self._header.data_offset :])
 
-    def _scan(self, chunk: bytes) -> None:
-        """Look for a record-aligned MEMBER header after the data (a multi-member library)."""
+    def _scan(self, data: bytes, base: int, start: int) -> None:
+        """Look for a record-aligned MEMBER header in the data area (a multi-member library)."""
         header = self._header
         assert header is not None
+        overlap = len(_MEMBER) - 1
+        straddling = self._carry + data[start : start + overlap]
+        self._find_member(straddling, base + start - len(self._carry), 0)
+        self._find_member(data, base, start)
+        self._carry = (self._carry + data[max(start, len(data) - overlap) :])[-overlap:]
         keep = header.observation_length + RECORD_LENGTH
-        self._tail = (self._tail + chunk)[-keep:]
-        window = self._window
-        window += chunk
-        at = window.find(_MEMBER)
+        self._tail = (self._tail + data[max(start, len(data) - keep) :])[-keep:]
+
+    @staticmethod
+    def _find_member(data: bytes, base: int, start: int) -> None:
+        at = data.find(_MEMBER, start)
         while at != -1:
-            if (self._window_at + at) % RECORD_LENGTH == 0:
+            if (base + at) % RECORD_LENGTH == 0:
                 raise XportFormatError(
                     "multi-member files are not supported (a second member starts at byte "
-                    f"{self._window_at + at})"
+                    f"{base + at})"
                 )
-            at = window.find(_MEMBER, at + 1)
-        whole = len(window) - len(window) % RECORD_LENGTH
-        del window[:whole]
-        self._window_at += whole
+            at = data.find(_MEMBER, at + 1)
 
     def finish(self) -> XportLayout:
         if not self.size:
             raise XportFormatError("empty file (0 bytes)")
-        if self._header is None:
-            self._try_header()  # raises: the headers never completed
-        header = self._header
-        assert header is not None
-        if self.size % RECORD_LENGTH:
-            raise XportFormatError(
-                f"truncated: size {self.size} bytes is not a whole number of "
-                f"{RECORD_LENGTH}-byte records"
-            )
+        header = self._header or self._try_header(self._head)
+        assert header is not None  # _try_header raised: every byte was fed
         return XportLayout(header=header, row_count=self._row_count(header))
 
     def _row_count(self, header: XportHeader) -> int:
