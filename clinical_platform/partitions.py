@@ -2,7 +2,7 @@
 
 A single dynamic dimension (rather than study x date) lists only deliveries that exist, so a
 backfill of "missing" partitions never invents one. Keys are added by `clinical-platform land`
-(and by the landing sensor).
+(and `materialize`, which registers the delivery it runs).
 """
 
 from __future__ import annotations

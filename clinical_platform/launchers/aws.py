@@ -98,10 +98,6 @@ def _object_metadata(s3: Any, uri: S3Uri) -> Mapping[str, str] | None:
         raise
 
 
-def object_exists(s3: Any, uri: S3Uri) -> bool:
-    return _object_metadata(s3, uri) is not None
-
-
 @dataclass(frozen=True)
 class StagedCode:
     """Where one job's code lies in S3, and whether this launch had to upload it."""

@@ -25,7 +25,6 @@ class LakeStorage:
     """Thin, typed wrapper over `org.apache.hadoop.fs.FileSystem` for one Spark session."""
 
     def __init__(self, spark: SparkSession) -> None:
-        self._spark = spark
         jvm = spark.sparkContext._jvm  # pyright: ignore[reportPrivateUsage]
         assert jvm is not None, "the Spark JVM gateway is not running"
         self._jvm: Any = jvm
