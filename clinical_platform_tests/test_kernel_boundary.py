@@ -140,3 +140,16 @@ fine = f"{name} raw rows"
         "probe.py:7",
         "probe.py:8",
     ]
+
+
+def test_every_spark_job_function_reads_as_one_step() -> None:
+    """Jobs are named steps a test can call on a few rows: no function reaches 60 lines."""
+    lengths = {}
+    for path in (PROJECT_ROOT / "spark_jobs").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                end = node.end_lineno or node.lineno
+                lengths[f"{path.relative_to(PROJECT_ROOT)}:{node.name}"] = end - node.lineno + 1
+    longest = max(lengths, key=lengths.__getitem__)
+    assert len(lengths) > 150
+    assert lengths[longest] < 60, longest
