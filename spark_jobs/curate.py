@@ -32,7 +32,7 @@ from spark_jobs.contracts.outputs import (
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.quality.conform import raw_name
 from spark_jobs.quality.evaluate import evaluate, key_text, rejected_condition, row_rules
-from spark_jobs.quality.metrics import examples_column, rule_metrics
+from spark_jobs.quality.metrics import examples_column, examples_of, rule_metrics
 from spark_jobs.quality.rule_sql import EvaluationContext
 from spark_jobs.runtime.arguments import (
     DeliveryArgs,
@@ -141,7 +141,7 @@ def rule_checks(contract: DatasetContract, summary: Mapping[str, Any]) -> list[C
     ]
     for rule in row_rules(contract):
         failing = int(summary[rule.name] or 0)
-        sample = sorted(summary[examples_column(rule.name)] or [], key=lambda e: e["key"])
+        sample = sorted(examples_of(summary[examples_column(rule.name)]), key=lambda e: e["key"])
         outcomes.append(
             check(
                 rule,
@@ -303,7 +303,7 @@ class DatasetCuration:
 
     def recheck_committed(self, evaluated: DataFrame, raw_rows: int) -> None:
         """Checks-only run: compare a fresh evaluation with the committed partitions."""
-        row = evaluated.agg(*rule_metrics(self.contract, EXAMPLES)).first()
+        row = evaluated.agg(*rule_metrics(self.contract, EXAMPLES, as_json=True)).first()
         assert row is not None
         summary = row.asDict(recursive=True)
         self.outcomes += rule_checks(self.contract, summary)
@@ -336,7 +336,7 @@ class DatasetCuration:
         writer = PartitionWriter(self.storage, job.layout, job.run_id)
         quarantine_out = output(Zone.QUARANTINE, contract.name)
         observation = Observation(f"rules_{contract.name}")
-        observed = evaluated.observe(observation, *rule_metrics(contract, EXAMPLES))
+        observed = evaluated.observe(observation, *rule_metrics(contract, EXAMPLES, as_json=True))
         written_c = write_observed(
             curated_frame(observed, contract, job.run_id),
             writer.staging(self.curated, job.delivery),

@@ -10,13 +10,14 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyspark
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark_jobs.contracts import DatasetContract, Effect, contract_for
 from spark_jobs.quality.conform import conform
 from spark_jobs.quality.evaluate import evaluate, key_text, row_rules
-from spark_jobs.quality.metrics import examples_column, rule_metrics
+from spark_jobs.quality.metrics import examples_column, examples_of, rule_metrics
 from spark_jobs.quality.rule_sql import EvaluationContext
 
 STUDY = "S01"
@@ -682,15 +683,30 @@ def test_unknown_override_is_refused() -> None:
         AE.with_effects({"terminologie": Effect.OFF})
 
 
-@pytest.mark.parametrize("bounded", [True, False], ids=["min_by_k", "collect_sort_slice"])
+@pytest.mark.parametrize(
+    ("bounded", "as_json"),
+    [
+        pytest.param(
+            True,
+            False,
+            id="min_by_k",
+            marks=pytest.mark.skipif(
+                tuple(int(p) for p in pyspark.__version__.split(".")[:2]) < (4, 2),
+                reason="min_by with k exists from Spark 4.2",
+            ),
+        ),
+        pytest.param(False, False, id="collect_sort_slice"),
+        pytest.param(False, True, id="as_json"),
+    ],
+)
 def test_rule_metrics_count_and_give_the_smallest_failing_keys(
-    spark: SparkSession, bounded: bool
+    spark: SparkSession, bounded: bool, as_json: bool
 ) -> None:
     """Counts and examples of the observed metrics, on Spark >= 4.2 and on older Spark alike."""
     full = [(label, {**AE_BASE, **values}) for label, values in AE_CASES]
     raw, source_types = raw_frame(spark, full)
     evaluated = evaluate(raw, AE, source_types, context_with_dm(spark))
-    summary = evaluated.agg(*rule_metrics(AE, 2, bounded=bounded)).first()
+    summary = evaluated.agg(*rule_metrics(AE, 2, bounded=bounded, as_json=as_json)).first()
     assert summary is not None
     result = summary.asDict(recursive=True)
     reasons = evaluated.selectExpr("_reject_reasons", "_flags", f"{key_text(AE)} AS key").collect()
@@ -699,7 +715,7 @@ def test_rule_metrics_count_and_give_the_smallest_failing_keys(
             r["key"] for r in reasons if rule.name in r["_reject_reasons"] + r["_flags"]
         )
         assert result[rule.name] == len(failing), rule.name
-        examples = result[examples_column(rule.name)] or []
+        examples = examples_of(result[examples_column(rule.name)])
         assert [e["key"] for e in examples] == failing[:2], rule.name
         assert all(d.startswith(f"{rule.name}: ") for e in examples for d in e["details"])
     assert result["rejected"] == sum(1 for r in reasons if r["_reject_reasons"])

@@ -6,6 +6,9 @@ All of them are plain aggregates, so they can ride along the write of curated
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pyspark
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -45,13 +48,18 @@ def smallest(value: Column, order: Column, k: int, *, bounded: bool | None = Non
 
 
 def rule_metrics(
-    contract: DatasetContract, examples: int, *, bounded: bool | None = None
+    contract: DatasetContract,
+    examples: int,
+    *,
+    bounded: bool | None = None,
+    as_json: bool = False,
 ) -> list[Column]:
     """Aggregates over evaluated rows: rows kept, duplicates collapsed, rows to quarantine, and
     per rule its failing rows and up to `examples` (natural key, details) with the smallest keys.
 
     All of them are plain aggregates, so they can ride along the pass that writes curated
-    (`DataFrame.observe`) instead of costing a pass of their own.
+    (`DataFrame.observe`) instead of costing a pass of their own. `as_json` gives the examples
+    as JSON text: Spark before 4 hands observed arrays of structs to Python as Java objects.
     """
     key = F.expr(key_text(contract))
     metrics = [
@@ -66,9 +74,13 @@ def rule_metrics(
         metrics.append(F.coalesce(F.sum(failing.cast("long")), F.lit(0)).alias(rule.name))
         example = F.struct(key.alias("key"), F.col(detail_column(rule.name)).alias("details"))
         # Rows whose ordering is null are no candidates, so only failing rows are.
-        metrics.append(
-            smallest(example, F.when(failing, key), examples, bounded=bounded).alias(
-                examples_column(rule.name)
-            )
-        )
+        found = smallest(example, F.when(failing, key), examples, bounded=bounded)
+        metrics.append((F.to_json(found) if as_json else found).alias(examples_column(rule.name)))
     return metrics
+
+
+def examples_of(value: Any) -> list[dict[str, Any]]:
+    """The examples of one rule from a metric, given as JSON text or as rows."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
