@@ -8,6 +8,10 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.installed
+# Spark's jars (Iceberg, hadoop-aws, SQLite JDBC), pinned in infra/spark/pom.xml, fetched once.
+JARS := .jars
+JARS_STAMP := $(JARS)/.fetched
+MVN ?= mvn
 PYTHON := $(shell scripts/find-python.sh 2>/dev/null)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -38,22 +42,31 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	@$(UV) sync --frozen --python "$(PYTHON)" --quiet
 	@touch $@
 
-setup: $(STAMP)
+$(JARS_STAMP): infra/spark/pom.xml
+	@MVN="$(MVN)" scripts/check-maven.sh
+	@echo "Fetching Spark's jars into $(JARS)/ with Maven (once)"
+	@rm -rf $(JARS) && mkdir -p $(JARS)
+	@$(MVN) -B --no-transfer-progress -f infra/spark/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory="$(CURDIR)/$(JARS)" > "$(JARS)/maven.log" 2>&1 \
+		|| { tail -30 "$(JARS)/maven.log"; echo "Fetching Spark's jars failed (log: $(JARS)/maven.log)." >&2; exit 1; }
+	@touch $@
 
-demo: $(STAMP)
+setup: $(STAMP) $(JARS_STAMP)
+
+demo: $(STAMP) $(JARS_STAMP)
 	@$(VENV)/bin/clinical-platform demo
 
-ui: $(STAMP)
+ui: $(STAMP) $(JARS_STAMP)
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
 	@if [ -z "$$CLINICAL_PSEUDONYM_KEY" ]; then echo "Using the demo pseudonym key; set CLINICAL_PSEUDONYM_KEY for real data."; fi
 	CLINICAL_PSEUDONYM_KEY="$${CLINICAL_PSEUDONYM_KEY:-demo-key-not-for-real-data}" \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: $(STAMP)
+test: $(STAMP) $(JARS_STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(JARS_STAMP)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -69,4 +82,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .lake .dagster .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(JARS) .lake .dagster .demo .pytest_cache .ruff_cache

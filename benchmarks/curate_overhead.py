@@ -42,7 +42,7 @@ DELIVERY = Delivery("CDISCPILOT01", "2024-01-15")
 
 def session() -> SparkSession:
     spark = (
-        SparkSession.builder.master("local[*]")
+        SparkSession.Builder().master("local[*]")
         .appName("curate-overhead-benchmark")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", os.environ.get("BENCH_UI", "false"))

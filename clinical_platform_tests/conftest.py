@@ -39,8 +39,11 @@ def spark() -> Iterator[object]:
     """One local SparkSession for the pure-transform tests (level 1)."""
     from pyspark.sql import SparkSession
 
+    from clinical_platform.launchers.local import JARS_DIR, jar_classpath
+
     session = (
-        SparkSession.builder.master("local[2]")
+        SparkSession.Builder().master("local[2]")
+        .config("spark.driver.extraClassPath", jar_classpath(JARS_DIR))
         .appName("clinical-platform-tests")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")

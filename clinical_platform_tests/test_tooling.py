@@ -81,3 +81,28 @@ def test_ci_run_returns_the_test_status(tmp_path: Path) -> None:
     )
     assert done.returncode == 3
     assert done.stdout.strip() == "make test"
+
+
+def test_missing_maven_is_one_clear_line(tmp_path: Path) -> None:
+    """Maven is needed once, to fetch Spark's jars; without it setup says so in one line."""
+    path = fake_bin(tmp_path / "bin", {})
+    done = subprocess.run(
+        ["bash", "scripts/check-maven.sh"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Maven is required once to fetch Spark's jars (Iceberg, hadoop-aws, SQLite JDBC) and "
+        "'mvn' is not on PATH (install maven)."
+    ]
+    with_maven = fake_bin(tmp_path / "bin2", {"mvn": "exit 0"})
+    assert (
+        subprocess.run(
+            ["bash", "scripts/check-maven.sh"], cwd=PROJECT_ROOT, env={"PATH": with_maven}
+        ).returncode
+        == 0
+    )

@@ -50,13 +50,22 @@ def conf_pairs(command: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------- command
 
 
+def fake_jars(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("b-runtime.jar", "a-bundle.jar"):
+        (folder / name).write_bytes(b"PK")
+    return f"{folder / 'a-bundle.jar'}:{folder / 'b-runtime.jar'}"
+
+
 def test_command_shape(tmp_path: Path) -> None:
-    """spark-submit of the pyspark install, master, name, JIT option, sorted conf, bundle,
-    entry script, then the job's own arguments, in that order."""
-    launcher = LocalSparkLauncher(lake_uri=str(tmp_path / "lake"))
+    """spark-submit of the pyspark install, master, name, JIT option, the pinned jars on the
+    class path, sorted conf, bundle, entry script, then the job's own arguments, in order."""
+    classpath = fake_jars(tmp_path / "jars")
+    launcher = LocalSparkLauncher(lake_uri=str(tmp_path / "lake"), jars_dir=str(tmp_path / "jars"))
     code_dir = tmp_path / "code" / "abc"
     command = launcher.command(JOB, code_dir)
-    conf = [f"{k}={v}" for k, v in sorted(DEFAULT_CONF.items())]
+    defaults = {**DEFAULT_CONF, "spark.executor.extraClassPath": classpath}
+    conf = [f"{k}={v}" for k, v in sorted(defaults.items())]
     assert command == [
         str(spark_home() / "bin" / "spark-submit"),
         "--master",
@@ -65,6 +74,8 @@ def test_command_shape(tmp_path: Path) -> None:
         "clinical-curate",
         "--driver-java-options",
         DEFAULT_DRIVER_JAVA_OPTIONS,
+        "--driver-class-path",
+        classpath,
         *[part for pair in conf for part in ("--conf", pair)],
         "--py-files",
         str(code_dir / "spark_jobs.zip"),
@@ -77,13 +88,25 @@ def test_command_shape(tmp_path: Path) -> None:
     assert "secret-key" not in " ".join(command)  # secrets go in the environment only
 
 
+def test_missing_jars_are_one_line(tmp_path: Path) -> None:
+    launcher = LocalSparkLauncher(lake_uri=str(tmp_path), jars_dir=str(tmp_path / "none"))
+    with pytest.raises(SparkSubmitError) as missing:
+        launcher.command(JOB, tmp_path)
+    assert str(missing.value) == (
+        f"Spark's jars are not in {tmp_path / 'none'}; run make setup "
+        "(it fetches them once with Maven)"
+    )
+
+
 def test_extra_conf_overrides_defaults_and_stays_sorted(tmp_path: Path) -> None:
     """User conf overrides a default and adds keys, sorted; an empty JIT option is left out."""
+    fake_jars(tmp_path / "jars")
     launcher = LocalSparkLauncher(
         master="spark://10.0.0.5:7077",
         lake_uri=str(tmp_path),
         spark_conf={"spark.sql.shuffle.partitions": "64", "spark.executor.memory": "4g"},
         driver_java_options="",
+        jars_dir=str(tmp_path / "jars"),
     )
     command = launcher.command(SparkJob("ingest", []), tmp_path)
     pairs = conf_pairs(command)
@@ -91,7 +114,7 @@ def test_extra_conf_overrides_defaults_and_stays_sorted(tmp_path: Path) -> None:
     assert "spark.sql.shuffle.partitions=64" in pairs
     assert "spark.sql.shuffle.partitions=8" not in pairs
     assert "spark.executor.memory=4g" in pairs
-    assert len(pairs) == len(DEFAULT_CONF) + 1
+    assert len(pairs) == len(DEFAULT_CONF) + 2  # and the executors' class path
     assert command[1:5] == ["--master", "spark://10.0.0.5:7077", "--name", "clinical-ingest"]
     assert "--driver-java-options" not in command
     assert command[-3:] == [

@@ -43,7 +43,8 @@ def smallest(value: Column, order: Column, k: int, *, bounded: bool | None = Non
     if bounded is None:
         bounded = _spark_version() >= (4, 2)
     if bounded:
-        return F.min_by(value, order, k)
+        min_by: Any = F.min_by  # typed with two arguments before Spark 4.2
+        return min_by(value, order, k)
     return F.slice(F.array_sort(F.collect_list(F.when(order.isNotNull(), value))), 1, k)
 
 

@@ -24,7 +24,7 @@ class JobError(Exception):
 def build_session(app_name: str) -> SparkSession:
     """The session of an entry point; cluster settings come from spark-submit, not from here."""
     spark = (
-        SparkSession.builder.appName(app_name)
+        SparkSession.Builder().appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
