@@ -30,7 +30,9 @@ from clinical_platform.runs import (
     register_delivery,
     select_assets,
 )
+from clinical_platform.spark_commands import SparkCommandError, run_spark_command
 from spark_jobs.contracts.layout import Delivery, LakeLayout, PartitionKeyError, local_path
+from spark_jobs.contracts.protocol import EntryPoint
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -138,6 +140,29 @@ def cmd_dossier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    arguments = ["--sql", args.query, "--format", args.format, "--max-rows", str(args.max_rows)]
+    if args.as_of:
+        arguments += ["--as-of", args.as_of]
+    print(_spark_command(EntryPoint.QUERY, arguments, args.lake), end="")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    if args.keep < 1:
+        raise CommandError("retention --keep must be at least 1: the current version stays")
+    arguments = ["--keep", str(args.keep), "--stage-hours", str(args.stage_hours)]
+    print(_spark_command(EntryPoint.MAINTAIN, arguments, args.lake), end="")
+    return 0
+
+
+def _spark_command(entry: EntryPoint, arguments: list[str], lake: str | None) -> str:
+    try:
+        return run_spark_command(entry, arguments, _layout(lake))
+    except SparkCommandError as error:
+        raise CommandError(str(error)) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(subjects=args.subjects, delivery_folder=os.environ.get("DEMO_DELIVERY"))
 
@@ -183,6 +208,24 @@ def build_parser() -> argparse.ArgumentParser:
     dossier.add_argument("--lake")
     dossier.add_argument("--out", help="write to this file instead of stdout")
     dossier.set_defaults(handler=cmd_dossier)
+
+    sql = commands.add_parser("sql", help="run Spark SQL against the lake's tables")
+    sql.add_argument("query", help='e.g. "select * from curated.clinical_vs limit 5"')
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--as-of", help="read the tables as of a snapshot id or an ISO 8601 time")
+    sql.add_argument("--max-rows", type=int, default=1000)
+    sql.add_argument("--lake")
+    sql.set_defaults(handler=cmd_sql)
+
+    retention = commands.add_parser(
+        "retention", help="expire old table versions, keeping the newest N of each table"
+    )
+    retention.add_argument("--keep", type=int, required=True)
+    retention.add_argument(
+        "--stage-hours", type=float, default=24.0, help="drop staging branches older than this"
+    )
+    retention.add_argument("--lake")
+    retention.set_defaults(handler=cmd_retention)
 
     demo = commands.add_parser("demo", help="generate, land and materialize a sample delivery")
     demo.add_argument("--subjects", type=int, default=120)

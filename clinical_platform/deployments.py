@@ -17,6 +17,7 @@ from clinical_platform.lake import ClinicalLake
 from clinical_platform.launchers.local import LocalSparkLauncher
 from clinical_platform.pseudonymization import Pseudonymization
 from spark_jobs.contracts.protocol import SECRET_ID_SUFFIX
+from spark_jobs.contracts.tables import emr_catalog_conf
 
 DEFAULT_REGION = "eu-central-1"
 # Per-deployment settings of the AWS environments (ids and locations, never secrets).
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from clinical_platform.launchers.emr_serverless import EmrServerlessLauncher
 
 LakeUri = str | dg.EnvVar
+SERVERLESS_ICEBERG_JAR = "/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar"
 
 
 def resources_for(environment: str, lake_uri: LakeUri | None = None) -> dict[str, Any]:
@@ -66,7 +68,11 @@ def default_lake_uri(environment: str) -> LakeUri:
 
 
 def local_launcher(lake_uri: LakeUri) -> LocalSparkLauncher:
-    return LocalSparkLauncher(lake_uri=lake_uri)
+    return LocalSparkLauncher(
+        lake_uri=lake_uri,
+        catalog=settings.catalog_kind(),
+        catalog_db=settings.optional(settings.CATALOG_DB_VAR),
+    )
 
 
 def _if_set(name: str) -> dg.EnvVar | None:
@@ -121,4 +127,7 @@ def emr_serverless_launcher() -> EmrServerlessLauncher:
         log_uri=_if_set(SERVERLESS_LOG_URI_VAR),
         region=_if_set(REGION_VAR) or DEFAULT_REGION,
         secret_ids=pseudonym_secret_ids(),
+        # EMR Serverless has no cluster configuration: Iceberg and the Glue catalog come with
+        # each job run (the runtime jar is where EMR Serverless releases ship it).
+        spark_conf={**emr_catalog_conf(), "spark.jars": SERVERLESS_ICEBERG_JAR},
     )

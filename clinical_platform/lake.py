@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from clinical_platform.catalog import catalog_settings, latest_record, open_catalog, rows_of
 from spark_jobs.contracts.layout import (
     MANIFEST_NAME,
     Delivery,
@@ -25,6 +26,8 @@ from spark_jobs.contracts.layout import (
     local_path,
     next_delivery,
 )
+from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, REJECTED_FILES, asset_outputs
+from spark_jobs.contracts.tables import table_name
 
 CHUNK = 1 << 20
 
@@ -152,19 +155,26 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def delivery_records(layout: LakeLayout, delivery: Delivery) -> dict[str, dict[str, Any]]:
+    """The latest lineage record of each table's partition of the delivery, by table name."""
+    catalog = open_catalog(catalog_settings(layout))
+    latest: dict[str, dict[str, Any]] = {}
+    for output in (*asset_outputs(), *QUARANTINE_OUTPUTS):
+        record = latest_record(catalog, output.table, delivery)
+        if record is not None:
+            latest[output.table] = record
+    return latest
+
+
 def read_lineage(
     layout: LakeLayout, zone: str, dataset: str, delivery: Delivery
 ) -> dict[str, Any] | None:
-    """The `_lineage.json` of one committed partition, or None if there is none."""
-    path = Path(local_path(layout.lineage(zone, dataset, delivery)))
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
+    """The lineage record of one committed partition, or None if there is none."""
+    catalog = open_catalog(catalog_settings(layout))
+    return latest_record(catalog, table_name(zone, layout.family, dataset), delivery)
 
 
 def rejected_files(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
-    folder = Path(local_path(layout.rejected_files(delivery)))
-    if not folder.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    """Rows of quarantine.<family>_rejected_files for the delivery."""
+    catalog = open_catalog(catalog_settings(layout))
+    return sorted(rows_of(catalog, REJECTED_FILES.table, delivery), key=lambda r: r["file"])

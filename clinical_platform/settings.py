@@ -13,6 +13,8 @@ from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV
 
 ENVIRONMENT_VAR = "CLINICAL_ENV"
 LAKE_URI_VAR = "CLINICAL_LAKE_URI"
+CATALOG_VAR = "CLINICAL_CATALOG"  # sqlite (default) or glue
+CATALOG_DB_VAR = "CLINICAL_CATALOG_DB"  # the SQLite file; default under a local lake
 PSEUDONYM_KEY_VAR = PSEUDONYM_KEY_ENV
 DEFAULT_LAKE_URI = ".lake"
 DEFAULT_DAGSTER_HOME = ".dagster"
@@ -41,6 +43,13 @@ def environment(value: str | None = None) -> str:
 
 def lake_uri() -> str:
     return os.environ.get(LAKE_URI_VAR) or DEFAULT_LAKE_URI
+
+
+def catalog_kind() -> str:
+    value = (os.environ.get(CATALOG_VAR) or "sqlite").strip().lower()
+    if value not in ("sqlite", "glue"):
+        raise SettingsError(f"{CATALOG_VAR}={value!r} is not one of sqlite, glue")
+    return value
 
 
 def optional(name: str) -> str | None:

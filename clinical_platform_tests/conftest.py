@@ -40,10 +40,13 @@ def spark() -> Iterator[object]:
     from pyspark.sql import SparkSession
 
     from clinical_platform.launchers.local import JARS_DIR, jar_classpath
+    from spark_jobs.contracts.tables import ICEBERG_SQL_EXTENSIONS
 
     session = (
-        SparkSession.Builder().master("local[2]")
+        SparkSession.Builder()
+        .master("local[2]")
         .config("spark.driver.extraClassPath", jar_classpath(JARS_DIR))
+        .config("spark.sql.extensions", ICEBERG_SQL_EXTENSIONS)
         .appName("clinical-platform-tests")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")

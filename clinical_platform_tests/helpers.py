@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from clinical_platform.catalog import catalog_settings, open_catalog
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.definitions import resources_for
-from clinical_platform.lake import land_delivery
+from clinical_platform.lake import land_delivery, read_lineage
 from clinical_platform.partitions import CLINICAL_DELIVERIES
-from spark_jobs.contracts.layout import LINEAGE_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
+from spark_jobs.contracts.tables import PARTITION_COLUMNS, table_name
 
 
 def land(folder: Path, delivery: Delivery, lake: Path) -> None:
@@ -66,8 +67,50 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetC
 
 
 def partition_dir(lake: Path, zone: str, dataset: str, delivery: Delivery) -> Path:
-    return Path(local_path(LakeLayout(str(lake)).partition(zone, dataset, delivery)))
+    """Where the table keeps the partition's data files (older versions' files included)."""
+    return Path(local_path(LakeLayout(str(lake)).table_files(zone, dataset, delivery)))
 
 
 def lineage(lake: Path, zone: str, dataset: str, delivery: Delivery) -> dict[str, Any]:
-    return json.loads((partition_dir(lake, zone, dataset, delivery) / LINEAGE_NAME).read_text())
+    """The partition's lineage record as committed (from `system.lineage`)."""
+    record = read_lineage(LakeLayout(str(lake)), zone, dataset, delivery)
+    assert record is not None, f"no lineage record for {zone} {dataset} {delivery.key}"
+    return record
+
+
+def lake_catalog(lake: Path) -> Any:
+    """The lake's catalog through pyiceberg (the same one the jobs write, named `clinical`)."""
+    return open_catalog(catalog_settings(LakeLayout(str(lake))))
+
+
+def read_table(
+    spark: Any,
+    lake: Path,
+    zone: str,
+    dataset: str,
+    delivery: Delivery,
+    snapshot_id: int | None = None,
+) -> Any:
+    """The published rows of one partition, read through the table (current or a snapshot)."""
+    table = lake_catalog(lake).load_table(table_name(zone, "clinical", dataset))
+    reader = spark.read.format("iceberg")
+    if snapshot_id is not None:
+        reader = reader.option("snapshot-id", str(snapshot_id))
+    rows = reader.load(table.metadata_location)
+    study, key = PARTITION_COLUMNS
+    return rows.where((rows[study] == delivery.study) & (rows[key] == delivery.delivery))
+
+
+def table_exists(lake: Path, zone: str, dataset: str) -> bool:
+    return bool(lake_catalog(lake).table_exists(table_name(zone, "clinical", dataset)))
+
+
+def current_data_files(lake: Path, zone: str, dataset: str, delivery: Delivery) -> list[Path]:
+    """The data files of the partition in the table's current snapshot."""
+    table = lake_catalog(lake).load_table(table_name(zone, "clinical", dataset))
+    study, key = PARTITION_COLUMNS
+    condition = f"{study} = '{delivery.study}' AND {key} = '{delivery.delivery}'"
+    return [
+        Path(local_path(task.file.file_path))
+        for task in table.scan(row_filter=condition).plan_files()
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from clinical_platform_tests.conftest import PROJECT_ROOT
 from spark_jobs.contracts import RuleKind
 from spark_jobs.contracts.features import FeatureCheck
-from spark_jobs.contracts.layout import LINEAGE_NAME, MANIFEST_NAME, REJECTED_FILES_DATASET, Zone
+from spark_jobs.contracts.layout import MANIFEST_NAME, REJECTED_FILES_DATASET, Zone
 from spark_jobs.contracts.outputs import (
     CLINICAL_OUTPUTS,
     CURATED_RUN_ID,
@@ -46,7 +46,6 @@ NAMES = frozenset(
         REJECT_DETAILS,
         *(zone.value for zone in Zone),
         MANIFEST_NAME,
-        LINEAGE_NAME,
     }
 )
 PATH_PIECES = (
@@ -55,7 +54,6 @@ PATH_PIECES = (
     "_system",
     "_staging",
     "_trash",
-    LINEAGE_NAME,
     MANIFEST_NAME,
     f"/{REJECTED_FILES_DATASET}",
 )
@@ -128,7 +126,7 @@ check = "reconciliation"
 column = "_source_uri"
 path = f"{root}/study={study}/delivery={delivery}"
 asset = f"raw_{name}"
-record = f"{folder}/_lineage.json"
+record = f"{folder}/_delivery.json"
 fine = f"{name} raw rows"
 '''
     found = list(problems_in(source, "probe.py"))

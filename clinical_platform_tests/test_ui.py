@@ -23,7 +23,7 @@ import pytest
 
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform_tests.conftest import PROJECT_ROOT
-from clinical_platform_tests.helpers import land, partition_dir
+from clinical_platform_tests.helpers import land, lineage
 from spark_jobs.contracts.layout import Delivery
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def test_one_partition_materializes_from_the_ui(ui) -> None:
             "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
         )["runOrError"]["status"]
     assert status == "SUCCESS"
-    assert (partition_dir(lake, "curated", "dm", DELIVERY) / "_lineage.json").exists()
+    assert lineage(lake, "curated", "dm", DELIVERY)["status"] == "accepted"
     latest = server.query(
         'query($partition: String!) { assetNodes(assetKeys: [{path: ["curated_dm"]}]) {'
         " assetMaterializations(partitions: [$partition]) { runId partition } } }",

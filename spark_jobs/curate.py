@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts import DatasetContract, Effect, Rule, RuleKind, contract_for
-from spark_jobs.contracts.layout import Delivery, Zone, deliveries_in, delivery_order
+from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
 from spark_jobs.contracts.outputs import (
     CURATED_RUN_ID,
     NATURAL_KEY,
@@ -30,6 +30,7 @@ from spark_jobs.contracts.outputs import (
     output,
 )
 from spark_jobs.contracts.protocol import EntryPoint
+from spark_jobs.contracts.tables import PARTITION_COLUMNS
 from spark_jobs.quality.conform import raw_name
 from spark_jobs.quality.evaluate import evaluate, key_text, rejected_condition, row_rules
 from spark_jobs.quality.metrics import examples_column, examples_of, rule_metrics
@@ -46,17 +47,12 @@ from spark_jobs.runtime.reporting import (
     JobReporter,
     column_lineage_value,
     json_value,
-    path_value,
+    table_metadata,
     table_schema_value,
 )
-from spark_jobs.runtime.session import JobError, build_session, run_job
-from spark_jobs.storage.filesystem import LakeStorage
-from spark_jobs.storage.partitions import (
-    PartitionWriter,
-    WrittenData,
-    lineage_record,
-    write_observed,
-)
+from spark_jobs.runtime.session import build_session, run_job
+from spark_jobs.storage.lineage import input_reference, lineage_record
+from spark_jobs.storage.tables import Committed, LakeTables, Staged, delivered, table_shaped
 
 EXAMPLES = 5
 
@@ -205,20 +201,33 @@ def volume(contract: DatasetContract, rows: int, previous: tuple[str, int] | Non
 # ---- pure steps: the two frames written ---------------------------------------------------
 
 
-def curated_frame(evaluated: DataFrame, contract: DatasetContract, run_id: str) -> DataFrame:
-    """Rows kept, in the curated zone's declared columns."""
+def curated_frame(
+    evaluated: DataFrame, contract: DatasetContract, run_id: str, delivery: Delivery
+) -> DataFrame:
+    """Rows kept, in the curated table's declared columns."""
     declared = output(Zone.CURATED, contract.name).column_names
     rejected = F.expr(rejected_condition(contract))
-    columns = [F.lit(run_id).alias(c) if c == CURATED_RUN_ID else F.col(c) for c in declared]
+    computed = {CURATED_RUN_ID: F.lit(run_id), **partition_values(delivery)}
+    columns = [computed[c].alias(c) if c in computed else F.col(c) for c in declared]
     return evaluated.filter(~rejected).select(*columns)
+
+
+def partition_values(delivery: Delivery) -> dict[str, Column]:
+    study, key = PARTITION_COLUMNS
+    return {study: F.lit(delivery.study), key: F.lit(delivery.delivery)}
 
 
 def quarantine_frame(
     evaluated: DataFrame, contract: DatasetContract, data_columns: Sequence[str], run_id: str
 ) -> DataFrame:
-    """Rows set aside: raw values as delivered, natural key, provenance and every reason."""
+    """Rows set aside: raw values as delivered, natural key, provenance and every reason.
+
+    The partition columns are added when the frame is shaped to the table (`table_shaped`).
+    """
     declared = output(Zone.QUARANTINE, contract.name)
-    fixed = [c.name for c in declared.columns if not c.delivered]
+    fixed = [
+        c.name for c in declared.columns if not c.delivered and c.name not in PARTITION_COLUMNS
+    ]
     computed = {NATURAL_KEY: F.expr(key_text(contract)), CURATED_RUN_ID: F.lit(run_id)}
     return evaluated.filter(F.expr(rejected_condition(contract))).select(
         *[F.col(raw_name(c)).alias(c) for c in data_columns],
@@ -237,7 +246,7 @@ class DatasetCuration:
     args: CurateArgs
     reporter: JobReporter
     contract: DatasetContract
-    storage: LakeStorage
+    tables: LakeTables
     context: EvaluationContext
     outcomes: list[CheckOutcome] = field(default_factory=list)
 
@@ -246,22 +255,24 @@ class DatasetCuration:
         return output(Zone.CURATED, self.contract.name)
 
     @property
+    def raw(self) -> DatasetOutput:
+        return output(Zone.RAW, self.contract.name)
+
+    @property
+    def quarantine(self) -> DatasetOutput:
+        return output(Zone.QUARANTINE, self.contract.name)
+
+    @property
     def key(self) -> str:
         return self.args.job.delivery.key
-
-    def uri(self, zone: Zone) -> str:
-        return self.args.job.layout.partition(zone, self.contract.name, self.args.job.delivery)
 
     def report(self, *outcomes: CheckOutcome) -> None:
         self.outcomes += outcomes
         self.reporter.checks(self.curated.asset_key, self.outcomes)
 
     def run(self) -> None:
-        layout, delivery = self.args.job.layout, self.args.job.delivery
-        raw_key = output(Zone.RAW, self.contract.name).asset_key
-        lineage_uri = layout.lineage(Zone.RAW, self.contract.name, delivery)
-        lineage = self.storage.read_json(lineage_uri) if self.storage.exists(lineage_uri) else None
-        gate, reason = gate_checks(self.contract, lineage, raw_key, self.key)
+        lineage = self.tables.committed_record(self.raw, self.args.job.delivery)
+        gate, reason = gate_checks(self.contract, lineage, self.raw.asset_key, self.key)
         self.outcomes += gate
         if reason is not None or lineage is None:
             failed = next(o for o in gate if not o.passed)
@@ -274,7 +285,8 @@ class DatasetCuration:
         self.curate(lineage)
 
     def curate(self, raw_lineage: Mapping[str, Any]) -> None:
-        raw = self.spark.read.parquet(self.uri(Zone.RAW))
+        schema = [(c["name"], c["type"]) for c in raw_lineage["schema"]]
+        raw = delivered(self.tables.read(self.raw, self.args.job.delivery), schema)
         data_columns = [c for c in raw.columns if not c.startswith("_")]
         source_types = {
             f.name: f.dataType.simpleString() for f in raw.schema.fields if f.name in data_columns
@@ -292,7 +304,7 @@ class DatasetCuration:
             )
         # Nothing is cached: the pass that writes curated also counts every rule (observed
         # metrics). Rows to quarantine are rare, so they are written by a second run of the
-        # same plan over the same immutable raw partition, and only when the first pass found
+        # same plan over the same published raw partition, and only when the first pass found
         # any; reconciliation proves that the two passes agree.
         evaluated = evaluate(raw, self.contract, source_types, self.context)
         raw_rows = int(raw_lineage["rows"]["out"])
@@ -307,66 +319,63 @@ class DatasetCuration:
         assert row is not None
         summary = row.asDict(recursive=True)
         self.outcomes += rule_checks(self.contract, summary)
-        layout, delivery, name = self.args.job.layout, self.args.job.delivery, self.contract.name
-        if not self.storage.exists(layout.lineage(Zone.CURATED, name, delivery)):
+        delivery = self.args.job.delivery
+        if self.tables.committed_record(self.curated, delivery) is None:
             reason = f"{self.curated.asset_key} has no committed partition to check"
             rule = rule_of(self.contract, RuleKind.RECONCILIATION)
             self.report(check(rule, False, reason=reason))
             return
-        stored_curated = self.spark.read.parquet(self.uri(Zone.CURATED)).count()
-        stored_quarantine = (
-            self.spark.read.parquet(self.uri(Zone.QUARANTINE)).count()
-            if self.storage.exists(layout.lineage(Zone.QUARANTINE, name, delivery))
-            else 0
-        )
+        stored_curated, missing = self.tables.verified_count(self.curated, delivery)
+        stored_quarantine = 0
+        if self.tables.committed_record(self.quarantine, delivery) is not None:
+            stored_quarantine, missing_q = self.tables.verified_count(self.quarantine, delivery)
+            missing += missing_q
         expected = int(summary["rejected"])
         balance = Balance(
             raw_rows, stored_curated, stored_quarantine, expected, int(summary["collapsed"])
         )
+        extra: dict[str, Any] = {"expected_quarantined_rows": expected}
+        if missing:
+            extra |= {"missing_files": missing, "reason": f"{len(missing)} data file(s) missing"}
+        reconciled = reconciliation(self.contract, balance, **extra)
+        if missing:
+            reconciled = replace(reconciled, passed=False)
         self.report(
-            reconciliation(self.contract, balance, expected_quarantined_rows=expected),
-            volume(self.contract, stored_curated, self.previous_delivery_rows()),
+            reconciled, volume(self.contract, stored_curated, self.previous_delivery_rows())
         )
 
     def write(
         self, evaluated: DataFrame, data_columns: Sequence[str], raw_lineage: Mapping[str, Any]
     ) -> None:
-        """Write curated while counting every rule, write quarantine, prove the balance."""
+        """Stage curated while counting every rule, stage quarantine, prove the balance."""
         contract, job = self.contract, self.args.job
-        writer = PartitionWriter(self.storage, job.layout, job.run_id)
-        quarantine_out = output(Zone.QUARANTINE, contract.name)
         observation = Observation(f"rules_{contract.name}")
         observed = evaluated.observe(observation, *rule_metrics(contract, EXAMPLES, as_json=True))
-        written_c = write_observed(
-            curated_frame(observed, contract, job.run_id),
-            writer.staging(self.curated, job.delivery),
-            self.curated,
+        self.tables.ensure(self.curated)
+        staged_c = self.tables.stage(
+            curated_frame(observed, contract, job.run_id, job.delivery), self.curated, job.delivery
         )
         # Observed values arrive as a dict of Rows; as one Row they convert like a query's.
         summary = Row(**observation.get).asDict(recursive=True)
-        quarantine = quarantine_frame(evaluated, contract, data_columns, job.run_id)
-        if not int(summary["rejected"]):
-            quarantine = self.spark.createDataFrame([], quarantine.schema)
-        written_q = write_observed(
-            quarantine, writer.staging(quarantine_out, job.delivery), quarantine_out
-        )
+        staged_q = self.stage_quarantine(evaluated, data_columns, int(summary["rejected"]))
         self.outcomes += rule_checks(contract, summary)
         self.warn_quarantined(summary)
         balance = Balance(
             int(raw_lineage["rows"]["out"]),
-            written_c.rows,
-            written_q.rows,
+            staged_c.rows,
+            staged_q.rows if staged_q else 0,
             int(summary["rejected"]),
             int(summary["collapsed"]),
         )
         reconciled = reconciliation(contract, balance)
         self.outcomes += [
             reconciled,
-            volume(contract, written_c.rows, self.previous_delivery_rows()),
+            volume(contract, staged_c.rows, self.previous_delivery_rows()),
         ]
         if not reconciled.passed:
-            writer.discard(written_c.uri)
-            writer.discard(written_q.uri)
+            for staged in (staged_c, staged_q):
+                if staged is not None:
+                    self.tables.discard(staged)
             self.reporter.error(
                 f"{self.curated.asset_key} {self.key}: reconciliation failed: raw {balance.raw} "
                 f"!= curated {balance.curated} + quarantined {balance.quarantined} (of "
@@ -374,7 +383,20 @@ class DatasetCuration:
             )
             self.report()
             return
-        self.commit(writer, raw_lineage, written_c, written_q, balance.collapsed)
+        self.commit(raw_lineage, staged_c, staged_q, balance.collapsed)
+
+    def stage_quarantine(
+        self, evaluated: DataFrame, data_columns: Sequence[str], rejected: int
+    ) -> Staged | None:
+        """Stage the rows set aside; nothing at all when there are none, now or before."""
+        job = self.args.job
+        quarantine = quarantine_frame(evaluated, self.contract, data_columns, job.run_id)
+        if not rejected:
+            if self.tables.committed_record(self.quarantine, job.delivery) is None:
+                return None  # no rows of this delivery in quarantine, and none to add
+            quarantine = self.spark.createDataFrame([], quarantine.schema)
+        shaped = table_shaped(quarantine, self.quarantine, self.tables, job.delivery)
+        return self.tables.stage(shaped, self.quarantine, job.delivery)
 
     def warn_quarantined(self, summary: Mapping[str, Any]) -> None:
         for rule in row_rules(self.contract):
@@ -387,78 +409,74 @@ class DatasetCuration:
 
     def previous_delivery_rows(self) -> tuple[str, int] | None:
         """The committed row count of the study's latest delivery before this one."""
-        layout, delivery, name = self.args.job.layout, self.args.job.delivery, self.contract.name
-        study_dir = layout.study_dir(Zone.CURATED, name, delivery.study)
-        entries = [s.name for s in self.storage.list(study_dir) if s.is_dir]
+        delivery = self.args.job.delivery
         current = delivery_order(delivery.delivery)
-        earlier = [d for d in deliveries_in(entries) if delivery_order(d) < current]
-        for previous in reversed(earlier):
-            uri = layout.lineage(Zone.CURATED, name, Delivery(delivery.study, previous))
-            if self.storage.exists(uri):
-                return previous, int(self.storage.read_json(uri)["rows"]["out"])
-        return None
+        earlier = [
+            r
+            for r in self.tables.records(self.curated, delivery.study)
+            if delivery_order(Delivery.from_key(r["partition"]).delivery) < current
+        ]
+        if not earlier:
+            return None
+        latest = max(
+            earlier, key=lambda r: delivery_order(Delivery.from_key(r["partition"]).delivery)
+        )
+        return Delivery.from_key(latest["partition"]).delivery, int(latest["rows"]["out"])
 
     def inputs(self, raw_lineage: Mapping[str, Any]) -> list[dict[str, Any]]:
-        inputs = [
-            {
-                "asset": output(Zone.RAW, self.contract.name).asset_key,
-                "partition": self.key,
-                "uri": self.uri(Zone.RAW),
-                "content_hash": raw_lineage.get("content_hash"),
-                "run_id": raw_lineage.get("run_id"),
-            }
-        ]
+        inputs = [input_reference(self.raw, self.key, raw_lineage)]
         if self.contract.references_dm and self.context.dm_lineage is not None:
             inputs.append(dict(self.context.dm_lineage))
         return inputs
 
     def commit(
         self,
-        writer: PartitionWriter,
         raw_lineage: Mapping[str, Any],
-        written_c: WrittenData,
-        written_q: WrittenData,
+        staged_c: Staged,
+        staged_q: Staged | None,
         collapsed: int,
     ) -> None:
-        """Commit quarantine, then curated (with its lineage record), then report."""
-        job, curated = self.args.job, self.curated
-        application_id = self.spark.sparkContext.applicationId
+        """Publish quarantine, then curated, record their lineage, then report."""
+        job = self.args.job
         rows = {
             "in": int(raw_lineage["rows"]["out"]),
-            "out": written_c.rows,
-            "quarantined": written_q.rows,
+            "out": staged_c.rows,
+            "quarantined": staged_q.rows if staged_q else 0,
             "collapsed": collapsed,
         }
         common = {
             "delivery": job.delivery,
             "run_id": job.run_id,
-            "application_id": application_id,
+            "application_id": self.spark.sparkContext.applicationId,
             "status": "accepted",
             "inputs": self.inputs(raw_lineage),
             "rows": rows,
             "checks": [o.as_record() for o in self.outcomes],
         }
-        quarantine_out = output(Zone.QUARANTINE, self.contract.name)
-        quarantine_final = writer.commit(
-            quarantine_out,
-            job.delivery,
-            written_q.uri,
-            lineage_record(output=quarantine_out, content_hash=written_q.content_hash, **common),
-        )
-        schema = self.written_schema()
-        final = writer.commit(
-            curated,
-            job.delivery,
-            written_c.uri,
-            lineage_record(
-                output=curated,
-                content_hash=written_c.content_hash,
-                quarantine_uri=quarantine_final,
-                schema=[{"name": n, "type": t} for n, t, _ in schema],
+        committed = []
+        quarantine_snapshot = None
+        if staged_q is not None:
+            quarantine_snapshot = self.tables.publish(staged_q)
+            record = lineage_record(
+                output=self.quarantine,
+                snapshot_id=quarantine_snapshot,
+                content_hash=staged_q.content_hash,
                 **common,
-            ),
+            )
+            committed.append(Committed(self.quarantine, job.delivery, quarantine_snapshot, record))
+        snapshot = self.tables.publish(staged_c)
+        curated_record = lineage_record(
+            output=self.curated,
+            snapshot_id=snapshot,
+            content_hash=staged_c.content_hash,
+            quarantine_table=self.quarantine.table,
+            quarantine_snapshot_id=quarantine_snapshot,
+            schema=[{"name": n, "type": t} for n, t, _ in self.written_schema()],
+            **common,
         )
-        self.report_materialization(rows, written_c, final, quarantine_final, common["inputs"])
+        committed.append(Committed(self.curated, job.delivery, snapshot, curated_record))
+        self.tables.record(*committed)
+        self.report_materialization(rows, staged_c, snapshot, common["inputs"])
 
     def written_schema(self) -> list[tuple[str, str, str | None]]:
         return [(c.name, c.type, c.description or None) for c in self.curated.columns]
@@ -466,12 +484,11 @@ class DatasetCuration:
     def report_materialization(
         self,
         rows: Mapping[str, int],
-        written: WrittenData,
-        final: str,
-        quarantine_final: str,
+        written: Staged,
+        snapshot: int,
         inputs: list[dict[str, Any]],
     ) -> None:
-        curated = self.curated
+        curated, job = self.curated, self.args.job
         self.reporter.info(
             f"{curated.asset_key} {self.key}: {rows['in']} raw -> {written.rows} curated, "
             f"{rows['quarantined']} quarantined, {rows['collapsed']} duplicates collapsed"
@@ -486,8 +503,8 @@ class DatasetCuration:
                 "rows_quarantined": rows["quarantined"],
                 "duplicates_collapsed": rows["collapsed"],
                 "content_hash": written.content_hash,
-                "path": path_value(final),
-                "quarantine_path": path_value(quarantine_final),
+                **table_metadata(curated, job, snapshot),
+                "quarantine_table": self.quarantine.table,
                 "inputs": json_value(inputs),
                 "dagster/column_schema": table_schema_value(self.written_schema()),
                 "dagster/column_lineage": column_lineage_value(curated),
@@ -501,46 +518,36 @@ class DatasetCuration:
 # ---- the job ------------------------------------------------------------------------------
 
 
-def dm_reference(spark: SparkSession, storage: LakeStorage, args: CurateArgs) -> EvaluationContext:
+def dm_reference(spark: SparkSession, tables: LakeTables, args: CurateArgs) -> EvaluationContext:
     """Subjects of DM in the same delivery's raw zone, for referential integrity."""
-    layout, delivery = args.job.layout, args.job.delivery
+    delivery = args.job.delivery
     raw_dm = output(Zone.RAW, "dm")
-    uri = layout.partition(Zone.RAW, raw_dm.name, delivery)
-    lineage_uri = layout.lineage(Zone.RAW, raw_dm.name, delivery)
 
     def unavailable(reason: str) -> EvaluationContext:
         return EvaluationContext(delivery.study, args.today, None, reason)
 
-    if not storage.exists(lineage_uri):
+    lineage = tables.committed_record(raw_dm, delivery)
+    if lineage is None:
         return unavailable(f"{raw_dm.asset_key} of {delivery.key} has not been materialized")
-    lineage = storage.read_json(lineage_uri)
     if lineage["status"] != "accepted":
         return unavailable(f"DM of {delivery.key} was {lineage['status']}")
-    dm = spark.read.parquet(uri)
-    if "USUBJID" not in dm.columns:
+    schema = [(c["name"], c["type"]) for c in lineage["schema"]]
+    if "USUBJID" not in [name for name, _ in schema]:
         return unavailable(f"DM of {delivery.key} has no USUBJID column")
+    dm = delivered(tables.read(raw_dm, delivery), schema)
     subjects = dm.select(F.trim(F.col("USUBJID")).alias("USUBJID")).where("USUBJID != ''")
-    reference = {
-        "asset": raw_dm.asset_key,
-        "partition": delivery.key,
-        "uri": uri,
-        "content_hash": lineage.get("content_hash"),
-        "run_id": lineage.get("run_id"),
-    }
+    reference = input_reference(raw_dm, delivery.key, lineage)
     return EvaluationContext(delivery.study, args.today, subjects, dm_lineage=reference)
 
 
 def curate(args: CurateArgs, reporter: JobReporter) -> None:
     job = args.job
-    spark = build_session(f"clinical-curate-{job.delivery.key}")
-    storage = LakeStorage(spark)
-    raw_zone = job.layout.zone(Zone.RAW)
-    if not storage.exists(raw_zone):
-        raise JobError(f"{raw_zone}: raw zone does not exist; materialize the raw assets first")
-    context = dm_reference(spark, storage, args)
+    spark = build_session(f"clinical-curate-{job.delivery.key}", job.layout.root)
+    tables = LakeTables(spark, job.layout, job.run_id)
+    context = dm_reference(spark, tables, args)
     for name in args.datasets:
         contract = contract_for(name, job.delivery.study)
-        DatasetCuration(spark, args, reporter, contract, storage, context).run()
+        DatasetCuration(spark, args, reporter, contract, tables, context).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,23 +25,19 @@ from spark_jobs.contracts.features import FeatureCheck
 from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import FEATURIZED_RUN_ID, DatasetOutput, output
 from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV, SECRET_ID_SUFFIX, EntryPoint
+from spark_jobs.contracts.tables import PARTITION_COLUMNS
 from spark_jobs.runtime.arguments import DeliveryArgs, delivery_args, delivery_parser
 from spark_jobs.runtime.reporting import (
     CheckOutcome,
     JobReporter,
     column_lineage_value,
     json_value,
-    path_value,
+    table_metadata,
     table_schema_value,
 )
 from spark_jobs.runtime.session import JobError, build_session, run_job
-from spark_jobs.storage.filesystem import LakeStorage
-from spark_jobs.storage.partitions import (
-    PartitionWriter,
-    WrittenData,
-    lineage_record,
-    write_observed,
-)
+from spark_jobs.storage.lineage import input_reference, lineage_record
+from spark_jobs.storage.tables import Committed, LakeTables, Staged
 from spark_jobs.subject_profile import identifying_columns, pseudonymizer, subject_profile
 
 PROFILE = output(Zone.FEATURES, SUBJECT_PROFILE.name)
@@ -115,35 +111,29 @@ def _check(name: FeatureCheck, passed: bool, **metadata: Any) -> CheckOutcome:
 
 
 def read_curated(
-    spark: SparkSession, storage: LakeStorage, job: DeliveryArgs, name: str
+    tables: LakeTables, job: DeliveryArgs, name: str
 ) -> tuple[DataFrame, dict[str, Any]]:
+    """One curated partition as published, and the lineage reference to it."""
     curated = output(Zone.CURATED, name)
-    uri = job.layout.partition(Zone.CURATED, name, job.delivery)
-    lineage_uri = job.layout.lineage(Zone.CURATED, name, job.delivery)
-    if not storage.exists(lineage_uri):
+    lineage = tables.committed_record(curated, job.delivery)
+    if lineage is None:
         raise JobError(
             f"{PROFILE.asset_key} {job.delivery.key}: {curated.asset_key} has no committed "
             "partition; materialize it first (or see why its checks failed)"
         )
-    lineage = storage.read_json(lineage_uri)
-    return spark.read.parquet(uri), {
-        "asset": curated.asset_key,
-        "partition": job.delivery.key,
-        "uri": uri,
-        "content_hash": lineage.get("content_hash"),
-        "run_id": lineage.get("run_id"),
-        "rows": lineage.get("rows", {}).get("out"),
-    }
+    reference = {**input_reference(curated, job.delivery.key, lineage)}
+    reference["rows"] = lineage.get("rows", {}).get("out")
+    return tables.read(curated, job.delivery), reference
 
 
 def read_inputs(
-    spark: SparkSession, storage: LakeStorage, job: DeliveryArgs
+    tables: LakeTables, job: DeliveryArgs
 ) -> tuple[dict[str, DataFrame], list[dict[str, Any]]]:
     """Every curated dataset the profile reads, and their lineage references."""
     frames: dict[str, DataFrame] = {}
     inputs: list[dict[str, Any]] = []
     for name in SUBJECT_PROFILE.upstream:
-        frames[name], reference = read_curated(spark, storage, job, name)
+        frames[name], reference = read_curated(tables, job, name)
         inputs.append(reference)
     return frames, inputs
 
@@ -154,16 +144,16 @@ def read_inputs(
 def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
     """Checks of the committed partition, re-evaluated without writing anything."""
     job = args.job
-    spark = build_session(f"clinical-features-checks-{job.delivery.key}")
-    storage = LakeStorage(spark)
-    if not storage.exists(job.layout.lineage(Zone.FEATURES, PROFILE.name, job.delivery)):
+    spark = build_session(f"clinical-features-checks-{job.delivery.key}", job.layout.root)
+    tables = LakeTables(spark, job.layout, job.run_id)
+    if tables.committed_record(PROFILE, job.delivery) is None:
         raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
-    stored = spark.read.parquet(job.layout.partition(Zone.FEATURES, PROFILE.name, job.delivery))
-    _, dm = read_curated(spark, storage, job, "dm")
+    stored = tables.read(PROFILE, job.delivery)
+    _, dm = read_curated(tables, job, "dm")
     rows = stored.count()
     distinct = stored.select(PSEUDONYM).distinct().count()
     outcomes = [
-        no_identifiers(identifying_columns(stored)),
+        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS))),
         one_row_per_subject(rows, int(dm["rows"] or 0), distinct, 0),
     ]
     reporter.checks(PROFILE.asset_key, outcomes)
@@ -180,11 +170,10 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
             "key is not set; features are never written without pseudonymisation"
         )
     job = args.job
-    spark = build_session(f"clinical-features-{job.delivery.key}")
-    storage = LakeStorage(spark)
-    frames, inputs = read_inputs(spark, storage, job)
+    spark = build_session(f"clinical-features-{job.delivery.key}", job.layout.root)
+    tables = LakeTables(spark, job.layout, job.run_id)
+    frames, inputs = read_inputs(tables, job)
     profile = subject_profile(frames, pseudonymizer(key.encode("utf-8")))
-    profile = profile.withColumn(FEATURIZED_RUN_ID, F.lit(job.run_id))
     leaked = identifying_columns(profile)
     if leaked:
         reporter.error(
@@ -193,97 +182,101 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
         )
         reporter.checks(PROFILE.asset_key, [no_identifiers(leaked)])
         return
-    write_profile(spark, storage, job, reporter, profile, inputs)
+    study, delivery = PARTITION_COLUMNS
+    profile = profile.select(
+        "*",
+        F.lit(job.run_id).alias(FEATURIZED_RUN_ID),
+        F.lit(job.delivery.study).alias(study),
+        F.lit(job.delivery.delivery).alias(delivery),
+    )
+    write_profile(spark, tables, job, reporter, profile, inputs)
 
 
 def write_profile(
     spark: SparkSession,
-    storage: LakeStorage,
+    tables: LakeTables,
     job: DeliveryArgs,
     reporter: JobReporter,
     profile: DataFrame,
     inputs: list[dict[str, Any]],
 ) -> None:
-    """Write, prove one row per subject, then commit and report."""
-    writer = PartitionWriter(storage, job.layout, job.run_id)
-    staging = writer.staging(PROFILE, job.delivery)
+    """Stage, prove one row per subject, then publish, record and report."""
+    tables.ensure(PROFILE)
     missing_pseudonym = F.sum(F.when(F.col(PSEUDONYM).isNull(), 1).otherwise(0))
-    written = write_observed(
-        profile, staging, PROFILE, extra_metrics=[missing_pseudonym.alias("no_pseudonym")]
+    staged = tables.stage(
+        profile, PROFILE, job.delivery, extra_metrics=[missing_pseudonym.alias("no_pseudonym")]
     )
     dm_rows = int(inputs[0]["rows"] or 0)
-    # One row per subject: the staged table is small, so reading it back costs little.
-    distinct = spark.read.parquet(staging).select(PSEUDONYM).distinct().count()
+    # One row per subject: the staged partition is small, so reading it back costs little.
+    written = spark.read.option("branch", staged.branch).table(staged.table)
+    distinct = written.where(partition_of(job)).select(PSEUDONYM).distinct().count()
     outcomes = [
         no_identifiers([]),
-        one_row_per_subject(
-            written.rows, dm_rows, distinct, int(written.extra["no_pseudonym"] or 0)
-        ),
+        one_row_per_subject(staged.rows, dm_rows, distinct, int(staged.extra["no_pseudonym"] or 0)),
     ]
     if not outcomes[1].passed:
-        writer.discard(staging)
+        tables.discard(staged)
         reporter.error(
-            f"{PROFILE.asset_key} {job.delivery.key}: {written.rows} rows for {dm_rows} DM "
+            f"{PROFILE.asset_key} {job.delivery.key}: {staged.rows} rows for {dm_rows} DM "
             f"subjects ({distinct} distinct pseudonyms); nothing committed"
         )
         reporter.checks(PROFILE.asset_key, outcomes)
         return
-    final = commit_profile(spark, writer, job, written, inputs, outcomes)
-    report_profile(spark, reporter, job, written, final, inputs, outcomes)
-
-
-def declared_schema(feature: DatasetOutput) -> list[tuple[str, str, str | None]]:
-    return [(c.name, c.type, c.description or None) for c in feature.columns]
-
-
-def commit_profile(
-    spark: SparkSession,
-    writer: PartitionWriter,
-    job: DeliveryArgs,
-    written: WrittenData,
-    inputs: list[dict[str, Any]],
-    outcomes: Sequence[CheckOutcome],
-) -> str:
+    snapshot = tables.publish(staged)
     lineage = lineage_record(
         output=PROFILE,
         delivery=job.delivery,
         run_id=job.run_id,
         application_id=spark.sparkContext.applicationId,
         status="accepted",
+        snapshot_id=snapshot,
         inputs=inputs,
-        rows={"in": int(inputs[0]["rows"] or 0), "out": written.rows},
-        content_hash=written.content_hash,
+        rows={"in": dm_rows, "out": staged.rows},
+        content_hash=staged.content_hash,
         checks=[o.as_record() for o in outcomes],
         schema=[{"name": n, "type": t} for n, t, _ in declared_schema(PROFILE)],
     )
-    return writer.commit(PROFILE, job.delivery, written.uri, lineage)
+    tables.record(Committed(PROFILE, job.delivery, snapshot, lineage))
+    report_profile(spark, reporter, job, staged, snapshot, inputs, outcomes)
+
+
+def partition_of(job: DeliveryArgs) -> Any:
+    study, delivery = PARTITION_COLUMNS
+    return (F.col(study) == job.delivery.study) & (F.col(delivery) == job.delivery.delivery)
+
+
+def declared_schema(feature: DatasetOutput) -> list[tuple[str, str, str | None]]:
+    return [(c.name, c.type, c.description or None) for c in feature.columns]
 
 
 def report_profile(
     spark: SparkSession,
     reporter: JobReporter,
     job: DeliveryArgs,
-    written: WrittenData,
-    final: str,
+    staged: Staged,
+    snapshot: int,
     inputs: list[dict[str, Any]],
     outcomes: Sequence[CheckOutcome],
 ) -> None:
-    reporter.info(f"{PROFILE.asset_key} {job.delivery.key}: {written.rows} subjects -> {final}")
+    reporter.info(
+        f"{PROFILE.asset_key} {job.delivery.key}: {staged.rows} subjects -> {PROFILE.table} "
+        f"snapshot {snapshot}"
+    )
     reporter.materialization(
         PROFILE.asset_key,
         {
             "status": "accepted",
-            "dagster/row_count": written.rows,
+            "dagster/row_count": staged.rows,
             "rows_in": int(inputs[0]["rows"] or 0),
-            "rows_out": written.rows,
-            "content_hash": written.content_hash,
+            "rows_out": staged.rows,
+            "content_hash": staged.content_hash,
             "inputs": json_value(inputs),
-            "path": path_value(final),
+            **table_metadata(PROFILE, job, snapshot),
             "dagster/column_schema": table_schema_value(declared_schema(PROFILE)),
             "dagster/column_lineage": column_lineage_value(PROFILE),
             "spark_application_id": spark.sparkContext.applicationId,
         },
-        data_version=written.content_hash,
+        data_version=staged.content_hash,
     )
     reporter.checks(PROFILE.asset_key, outcomes)
 

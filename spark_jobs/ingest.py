@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.contracts import domain_of_file
 from spark_jobs.contracts.layout import MANIFEST_NAME, Zone
-from spark_jobs.contracts.outputs import FILES_READABLE, DatasetOutput, output
+from spark_jobs.contracts.outputs import FILES_READABLE, REJECTED_FILES, DatasetOutput, output
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.formats.inspection import FileInspection, Inspected, file_format
 from spark_jobs.formats.raw_rows import (
@@ -43,12 +43,13 @@ from spark_jobs.runtime.reporting import (
     CheckOutcome,
     JobReporter,
     json_value,
-    path_value,
+    table_metadata,
     table_schema_value,
 )
 from spark_jobs.runtime.session import JobError, build_session, run_job
 from spark_jobs.storage.filesystem import FileStatus, LakeStorage
-from spark_jobs.storage.partitions import PartitionWriter, lineage_record, write_observed
+from spark_jobs.storage.lineage import lineage_record
+from spark_jobs.storage.tables import Committed, LakeTables, table_shaped
 
 # Files that document a delivery rather than carry data: kept in landing, not ingested.
 DOCUMENT_EXTENSIONS = (".xml", ".pdf", ".md", ".txt", ".html", ".htm", ".docx", ".rtf")
@@ -168,7 +169,7 @@ class IngestRun:
     args: IngestArgs
     reporter: JobReporter
     storage: LakeStorage = field(init=False)
-    writer: PartitionWriter = field(init=False)
+    tables: LakeTables = field(init=False)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     detected_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -177,7 +178,7 @@ class IngestRun:
     def __post_init__(self) -> None:
         self.storage = LakeStorage(self.spark)
         job = self.args.job
-        self.writer = PartitionWriter(self.storage, job.layout, job.run_id)
+        self.tables = LakeTables(self.spark, job.layout, job.run_id)
 
     @property
     def key(self) -> str:
@@ -201,18 +202,28 @@ class IngestRun:
         )
 
     def record_rejections(self) -> None:
-        """One JSON record per rejected file under quarantine/<family>/rejected_files."""
+        """One row per rejected file in quarantine.<family>_rejected_files, for the delivery."""
         if not self.rejected or self.args.job.checks_only:
             return
-        layout, delivery = self.args.job.layout, self.args.job.delivery
-        self.storage.mkdirs(layout.rejected_files(delivery))
-        for record in self.rejected:
-            self.storage.write_json(layout.rejected_file(delivery, record["file"]), record)
+        delivery = self.args.job.delivery
+        names = [c.name for c in REJECTED_FILES.columns]
+        rows = [
+            tuple({**r, "study": delivery.study, "delivery": delivery.delivery}[n] for n in names)
+            for r in self.rejected
+        ]
+        schema = ", ".join(f"`{c.name}` {c.type}" for c in REJECTED_FILES.columns)
+        self.tables.ensure(REJECTED_FILES)
+        staged = self.tables.stage(
+            self.spark.createDataFrame(rows, schema), REJECTED_FILES, delivery
+        )
+        self.tables.publish(staged)
 
 
 def ingest(args: IngestArgs, reporter: JobReporter) -> None:
     job = args.job
-    run = IngestRun(build_session(f"clinical-ingest-{job.delivery.key}"), args, reporter)
+    run = IngestRun(
+        build_session(f"clinical-ingest-{job.delivery.key}", job.layout.root), args, reporter
+    )
     landing = job.layout.landing(job.delivery)
     listing = run.storage.list(landing)
     if not listing:
@@ -318,21 +329,27 @@ def commit_without_rows(
 ) -> None:
     """An empty partition whose lineage says why the domain has no rows in this delivery."""
     job = run.args.job
-    staging = run.writer.staging(raw, job.delivery)
-    run.writer.discard(staging)
+    run.tables.ensure(raw)
+    empty = run.spark.createDataFrame(
+        [], ", ".join(f"`{name}` {type_}" for name, type_ in run.tables.columns(raw))
+    )
+    staged = run.tables.stage(empty, raw, job.delivery)
+    snapshot = run.tables.publish(staged)
+    application_id = run.spark.sparkContext.applicationId
     lineage = lineage_record(
         output=raw,
         delivery=job.delivery,
         run_id=job.run_id,
-        application_id=run.spark.sparkContext.applicationId,
+        application_id=application_id,
         status=status,
+        snapshot_id=snapshot,
         reason=reason,
         sources=sources,
         rows={"in": 0, "out": 0},
         content_hash=None,
         schema=[],
     )
-    final = run.writer.commit(raw, job.delivery, staging, lineage)
+    run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.warning(f"{raw.asset_key} {run.key}: {status}: {reason}")
     run.reporter.materialization(
         raw.asset_key,
@@ -341,8 +358,8 @@ def commit_without_rows(
             "reason": reason,
             "dagster/row_count": 0,
             "source_files": json_value(sources),
-            "path": path_value(final),
-            "spark_application_id": run.spark.sparkContext.applicationId,
+            **table_metadata(raw, job, snapshot),
+            "spark_application_id": application_id,
         },
     )
     run.reporter.checks(raw.asset_key, [files_readable(status, reason, sources)])
@@ -357,14 +374,14 @@ def write_raw(
     columns = union_columns(files, raw)
     rows_in = sum(i.rows or 0 for i in files)
     frame = read_domain_rows(run.spark, found, columns, job.delivery, job.run_id)
-    staging = run.writer.staging(raw, job.delivery)
-    written = write_observed(frame, staging, raw)
-    if written.rows != rows_in:
-        run.writer.discard(staging)
+    staged = run.tables.stage(table_shaped(frame, raw, run.tables, job.delivery), raw, job.delivery)
+    if staged.rows != rows_in:
+        run.tables.discard(staged)
         raise JobError(
-            f"{raw.asset_key} {run.key}: wrote {written.rows} rows but the files hold "
+            f"{raw.asset_key} {run.key}: wrote {staged.rows} rows but the files hold "
             f"{rows_in}; nothing committed"
         )
+    snapshot = run.tables.publish(staged)
     labels = {c.name: c.label or None for c in columns}
     schema = [(f.name, f.dataType.simpleString(), labels.get(f.name)) for f in frame.schema.fields]
     application_id = run.spark.sparkContext.applicationId
@@ -374,29 +391,31 @@ def write_raw(
         run_id=job.run_id,
         application_id=application_id,
         status="accepted",
+        snapshot_id=snapshot,
         sources=sources,
-        rows={"in": rows_in, "out": written.rows},
-        content_hash=written.content_hash,
+        rows={"in": rows_in, "out": staged.rows},
+        content_hash=staged.content_hash,
         schema=[{"name": n, "type": t} for n, t, _ in schema],
     )
-    final = run.writer.commit(raw, job.delivery, staging, lineage)
+    run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.info(
-        f"{raw.asset_key} {run.key}: {written.rows} rows from {len(files)} file(s) -> {final}"
+        f"{raw.asset_key} {run.key}: {staged.rows} rows from {len(files)} file(s) -> "
+        f"{raw.table} snapshot {snapshot}"
     )
     run.reporter.materialization(
         raw.asset_key,
         {
             "status": "accepted",
-            "dagster/row_count": written.rows,
+            "dagster/row_count": staged.rows,
             "rows_in": rows_in,
-            "rows_out": written.rows,
-            "content_hash": written.content_hash,
+            "rows_out": staged.rows,
+            "content_hash": staged.content_hash,
             "source_files": json_value(sources),
             "dagster/column_schema": table_schema_value(schema),
-            "path": path_value(final),
+            **table_metadata(raw, job, snapshot),
             "spark_application_id": application_id,
         },
-        data_version=written.content_hash,
+        data_version=staged.content_hash,
     )
     run.reporter.checks(raw.asset_key, [files_readable("accepted", "", sources)])
 

@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from clinical_platform.catalog import CatalogError, catalog_settings
 from clinical_platform.launchers.base import (
     SparkJob,
     SparkLauncher,
@@ -31,6 +32,7 @@ from clinical_platform.launchers.base import (
 )
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
 from spark_jobs.contracts.layout import LakeLayout, local_path
+from spark_jobs.contracts.tables import spark_conf
 
 
 def spark_home() -> Path:
@@ -143,6 +145,10 @@ class LocalSparkLauncher(SparkLauncher):
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf settings")
     driver_java_options: str = Field(default=DEFAULT_DRIVER_JAVA_OPTIONS)
     jars_dir: str = Field(default=str(JARS_DIR), description="Jars from infra/spark/pom.xml")
+    catalog: str = Field(default="sqlite", description="Iceberg catalog: sqlite or glue")
+    catalog_db: str | None = Field(
+        default=None, description="SQLite file of the catalog (default: under a local lake)"
+    )
 
     @property
     def description(self) -> str:
@@ -152,9 +158,22 @@ class LocalSparkLauncher(SparkLauncher):
     def layout(self) -> LakeLayout:
         return LakeLayout(self.lake_uri)
 
+    def catalog_conf(self) -> dict[str, str]:
+        """The lake's Iceberg catalog as Spark settings (`clinical`, SQLite or Glue)."""
+        try:
+            chosen = catalog_settings(self.layout, self.catalog, self.catalog_db)
+        except CatalogError as error:
+            raise SparkSubmitError(str(error)) from None
+        return spark_conf(chosen)
+
     def command(self, job: SparkJob, code_dir: Path) -> list[str]:
         classpath = jar_classpath(Path(self.jars_dir))
-        conf = {**DEFAULT_CONF, "spark.executor.extraClassPath": classpath, **self.spark_conf}
+        conf = {
+            **DEFAULT_CONF,
+            "spark.executor.extraClassPath": classpath,
+            **self.catalog_conf(),
+            **self.spark_conf,
+        }
         command = [
             str(spark_home() / "bin" / "spark-submit"),
             "--master",

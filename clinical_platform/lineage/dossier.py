@@ -1,7 +1,7 @@
 """The audit dossier of one delivery: where every number of every zone came from.
 
-Built only from what the lake itself holds (the landing manifest and the `_lineage.json`
-written beside each partition), so it can be produced without the Dagster database.
+Built only from what the lake itself holds (the landing manifest, the tables' `system.lineage`
+records and the rejected files), so it can be produced without the Dagster database.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from clinical_platform.lake import read_lineage, rejected_files
+from clinical_platform.lake import delivery_records, rejected_files
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import asset_outputs
 
 
 def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
     """Lineage records of every committed partition of the delivery, in zone order."""
-    records = []
-    for output in asset_outputs():
-        record = read_lineage(layout, output.zone, output.name, delivery)
-        if record is not None:
-            records.append({"asset": output.asset_key, **record})
-    return records
+    found = delivery_records(layout, delivery)
+    return [
+        {"asset": output.asset_key, "table": output.table, **found[output.table]}
+        for output in asset_outputs()
+        if output.table in found
+    ]
 
 
 def _short(value: Any, width: int = 12) -> str:
@@ -79,6 +79,8 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
             "",
             f"- produced at {r.get('produced_at')} by `{r.get('launcher')}`, git "
             f"`{r.get('git_sha')}`",
+            f"- table `{r.get('table')}` snapshot `{r.get('snapshot_id')}`; this record's sha256 "
+            f"`{r.get('record_sha256')}`",
         ]
         if r.get("reason"):
             lines.append(f"- reason: {r['reason']}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import struct
 import zlib
@@ -13,13 +12,16 @@ import dagster as dg
 import pytest
 
 from clinical_platform.generators.sdtm import generate_sdtm
+from clinical_platform.lake import rejected_files
 from clinical_platform_tests.helpers import (
     checks,
     land,
+    lineage,
     materializations,
     materialize,
     metadata_value,
-    partition_dir,
+    read_table,
+    table_exists,
 )
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 
@@ -110,10 +112,7 @@ def test_errors_in_the_event_log_name_file_and_problem(bad_run) -> None:
 def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) -> None:
     lake, _, _, originals = bad_run
     layout = LakeLayout(str(lake))
-    records = {
-        p.stem.removesuffix(".xpt"): json.loads(p.read_text())
-        for p in Path(local_path(layout.rejected_files(DELIVERY))).glob("*.json")
-    }
+    records = {r["file"].removesuffix(".xpt"): r for r in rejected_files(layout, DELIVERY)}
     assert sorted(records) == ["ae", "ex", "notes", "vs"]
     assert records["notes"]["dataset"] is None
     assert records["vs"]["sha256"] == originals["vs.xpt"]
@@ -125,9 +124,10 @@ def test_rejected_files_are_listed_in_quarantine_and_kept_in_landing(bad_run) ->
     } == originals
 
 
-def test_nothing_of_a_rejected_domain_reaches_curated(bad_run) -> None:
+def test_nothing_of_a_rejected_domain_reaches_curated(bad_run, spark) -> None:
     lake, _, _, _ = bad_run
     for domain in BAD:
-        assert not partition_dir(lake, "curated", domain, DELIVERY).exists()
-        raw = partition_dir(lake, "raw", domain, DELIVERY)
-        assert [p.name for p in raw.iterdir() if not p.name.startswith(".")] == ["_lineage.json"]
+        if table_exists(lake, "curated", domain):
+            assert read_table(spark, lake, "curated", domain, DELIVERY).count() == 0
+        assert read_table(spark, lake, "raw", domain, DELIVERY).count() == 0
+        assert lineage(lake, "raw", domain, DELIVERY)["status"] in ("rejected", "absent")

@@ -23,15 +23,18 @@ from clinical_platform.definitions import resources_for
 from clinical_platform.generators import xport_writer
 from clinical_platform_tests.helpers import (
     checks,
+    current_data_files,
     land,
     lineage,
     materializations,
     materialize,
     metadata_value,
-    partition_dir,
+    read_table,
+    table_exists,
 )
 from spark_jobs.contracts import sdtm_contract
 from spark_jobs.contracts.layout import Delivery
+from spark_jobs.contracts.outputs import Zone, output, schema_differences
 from spark_jobs.formats import xport
 from spark_jobs.formats.rows import format_number
 
@@ -215,7 +218,7 @@ def runs(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory, spark: Any) 
 
 
 def quarantine_reasons(spark: Any, lake: Path, domain: str) -> Counter[str]:
-    rows = spark.read.parquet(str(partition_dir(lake, "quarantine", domain, FIRST))).collect()
+    rows = read_table(spark, lake, "quarantine", domain, FIRST).collect()
     return Counter(reason for row in rows for reason in row["_reject_reasons"])
 
 
@@ -284,7 +287,7 @@ def test_adverse_event_check_outcomes(runs: QualityRuns) -> None:
 
 
 def test_warned_rows_stay_in_curated_with_their_flags(runs: QualityRuns, spark: Any) -> None:
-    curated = spark.read.parquet(str(partition_dir(runs.lake, "curated", "ae", FIRST)))
+    curated = read_table(spark, runs.lake, "curated", "ae", FIRST)
     flagged = Counter(f for row in curated.select("_flags").collect() for f in row["_flags"])
     assert flagged == {"end_before_start": 2, "terminology": 1}
     collapsed = curated.where("_duplicates_collapsed > 0").count()
@@ -294,7 +297,7 @@ def test_warned_rows_stay_in_curated_with_their_flags(runs: QualityRuns, spark: 
 def test_quarantined_rows_keep_source_values_and_every_reason(
     runs: QualityRuns, spark: Any
 ) -> None:
-    quarantine = spark.read.parquet(str(partition_dir(runs.lake, "quarantine", "ae", FIRST)))
+    quarantine = read_table(spark, runs.lake, "quarantine", "ae", FIRST)
     bad_dates = quarantine.where("AESTDTC = '2014-13-45'").collect()
     assert len(bad_dates) == 4
     assert all(r["_reject_reasons"] == ["iso8601"] for r in bad_dates)
@@ -326,15 +329,15 @@ def test_parquet_domain_with_an_extra_column(runs: QualityRuns, spark: Any) -> N
     raw = materializations(runs.first)["raw_sv"]
     assert [s["name"] for s in metadata_value(raw, "source_files")] == ["sv.parquet"]
     assert metadata_value(raw, "dagster/row_count") == 3_559
-    rows = spark.read.parquet(str(partition_dir(runs.lake, "raw", "sv", FIRST)))
+    rows = read_table(spark, runs.lake, "raw", "sv", FIRST)
     assert rows.agg({"_source_row": "min"}).first()[0] == 1
     assert rows.agg({"_source_row": "max"}).first()[0] == 3_559
     assert metadata_value(materializations(runs.first)["curated_sv"], "dagster/row_count") == 3_559
     drift = checks(runs.first)[("curated_sv", "schema_drift")]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["unknown_columns"].value == ["SVNOTE"]
-    raw = spark.read.parquet(str(partition_dir(runs.lake, "raw", "sv", FIRST)))
-    curated = spark.read.parquet(str(partition_dir(runs.lake, "curated", "sv", FIRST)))
+    raw = read_table(spark, runs.lake, "raw", "sv", FIRST)
+    curated = read_table(spark, runs.lake, "curated", "sv", FIRST)
     assert "SVNOTE" in raw.columns and "SVNOTE" not in curated.columns
 
 
@@ -342,9 +345,7 @@ def test_warnings_do_not_stop_features(runs: QualityRuns, spark: Any) -> None:
     assert runs.first.success
     features = materializations(runs.first)["features_subject_profile"]
     assert metadata_value(features, "dagster/row_count") == 306
-    profile = spark.read.parquet(
-        str(partition_dir(runs.lake, "features", "subject_profile", FIRST))
-    )
+    profile = read_table(spark, runs.lake, "features", "subject_profile", FIRST)
     assert profile.agg({"ae_count": "sum"}).first()[0] == 949
 
 
@@ -378,7 +379,7 @@ def test_volume_change_against_the_previous_delivery_warns(runs: QualityRuns) ->
     assert metadata_value(materializations(runs.second)["curated_dm"], "dagster/row_count") == 100
 
 
-def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> None:
+def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns, spark: Any) -> None:
     # What the UI's "Execute checks" does: the asset job subset to checks only.
     defs = dg.Definitions(assets=CLINICAL_ASSETS, resources=resources_for("local", str(runs.lake)))
     vs_checks = {
@@ -394,8 +395,7 @@ def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> N
     assert reconciliation.passed
     assert reconciliation.metadata["curated_rows"].value == 29_637
 
-    folder = partition_dir(runs.lake, "curated", "vs", FIRST)
-    victim = sorted(folder.glob("part-*.parquet"))[0]
+    victim = sorted(current_data_files(runs.lake, "curated", "vs", FIRST))[0]
     victim.unlink()
     tampered = checks_job.execute_in_process(
         partition_key=FIRST.key, instance=runs.instance, raise_on_error=False
@@ -403,3 +403,17 @@ def test_checks_run_alone_and_catch_a_tampered_partition(runs: QualityRuns) -> N
     broken = checks(tampered)[("curated_vs", "reconciliation")]
     assert not broken.passed and broken.severity == dg.AssetCheckSeverity.ERROR
     assert metadata_value(broken, "curated_rows") < 29_637
+
+
+def test_quarantine_tables_have_the_declared_schema(runs: QualityRuns, spark: Any) -> None:
+    """Quarantine keeps raw values as delivered (a CSV's text in its own columns) and declares
+    every other column exactly."""
+    compared = []
+    for domain in ("ae", "vs", "lb"):
+        if not table_exists(runs.lake, "quarantine", domain):
+            continue
+        table = read_table(spark, runs.lake, "quarantine", domain, FIRST)
+        written = [(f.name, f.dataType.simpleString()) for f in table.schema]
+        assert schema_differences(output(Zone.QUARANTINE, domain), written) == [], domain
+        compared.append(domain)
+    assert "ae" in compared

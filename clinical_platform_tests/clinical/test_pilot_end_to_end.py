@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from clinical_platform import cli
 from clinical_platform.definitions import build_definitions
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import (
@@ -15,7 +17,8 @@ from clinical_platform_tests.helpers import (
     materializations,
     materialize,
     metadata_value,
-    partition_dir,
+    read_table,
+    table_exists,
 )
 from spark_jobs.contracts.outputs import CLINICAL_OUTPUTS, schema_differences
 
@@ -120,8 +123,7 @@ def test_every_check_passes_on_the_clean_pilot(pilot_run: PilotRun) -> None:
 
 
 def test_features_are_de_identified(pilot_run: PilotRun, spark) -> None:
-    folder = partition_dir(pilot_run.lake, "features", "subject_profile", pilot_run.delivery)
-    features = spark.read.parquet(str(folder))
+    features = read_table(spark, pilot_run.lake, "features", "subject_profile", pilot_run.delivery)
     assert features.count() == 306
     names = [c.upper() for c in features.columns]
     assert "USUBJID" not in names and "SUBJID" not in names
@@ -169,18 +171,25 @@ def test_rematerializing_replaces_the_partition_with_identical_content(
         assert after["content_hash"] == before["content_hash"], domain
         assert after["rows"] == before["rows"]
         assert metadata_value(found[f"curated_{domain}"], "content_hash") == before["content_hash"]
-        # Replaced, not appended: the files on disk hold exactly one copy of the rows,
-        # and nothing is left in staging.
-        folder = partition_dir(pilot_run.lake, "curated", domain, pilot_run.delivery)
-        assert spark.read.parquet(str(folder)).count() == EXPECTED_ROWS[domain]
-        staging = folder.parent.parent / "_staging"
-        assert not staging.exists() or not any(staging.iterdir())
+        # Replaced, not appended: the table holds exactly one copy of the rows, in a new
+        # snapshot, and no staging branch is left behind.
+        rows = read_table(spark, pilot_run.lake, "curated", domain, pilot_run.delivery)
+        assert rows.count() == EXPECTED_ROWS[domain]
+        assert after["snapshot_id"] != before["snapshot_id"]
+        # The previous version stays readable by its snapshot id, for audit.
+        old = read_table(
+            spark, pilot_run.lake, "curated", domain, pilot_run.delivery, before["snapshot_id"]
+        )
+        assert {r[0] for r in old.select("_curated_run_id").distinct().collect()} == {
+            before["run_id"]
+        }
+        assert old.count() == EXPECTED_ROWS[domain]
 
 
 def test_every_written_schema_is_the_declared_one(pilot_run: PilotRun, spark) -> None:
-    """For all 15 assets: the Parquet each job wrote has exactly the names and types the asset
-    declares in Dagster (and the kernel declares for the 7 quarantines); the pilot is a SAS
-    XPORT delivery of every contract column, so raw must match exactly too."""
+    """For all 15 assets: the table each job wrote has exactly the names and types the asset
+    declares in Dagster (and the kernel, for any quarantine table); the pilot is a SAS XPORT
+    delivery of every contract column, so raw must match exactly too."""
     declared = {
         spec.key.to_user_string(): [
             (c.name, c.type) for c in spec.metadata["dagster/column_schema"].columns
@@ -190,12 +199,42 @@ def test_every_written_schema_is_the_declared_one(pilot_run: PilotRun, spark) ->
     assert len(declared) == 15
     compared = 0
     for out in CLINICAL_OUTPUTS:
-        folder = partition_dir(pilot_run.lake, out.zone, out.name, pilot_run.delivery)
-        written = [
-            (f.name, f.dataType.simpleString()) for f in spark.read.parquet(str(folder)).schema
-        ]
+        if not out.is_asset and not table_exists(pilot_run.lake, out.zone, out.name):
+            continue  # a clean delivery sets nothing aside: no quarantine table is created
+        table = read_table(spark, pilot_run.lake, out.zone, out.name, pilot_run.delivery)
+        written = [(f.name, f.dataType.simpleString()) for f in table.schema]
         if out.is_asset:
             assert written == declared[out.asset_key], out.asset_key
         assert schema_differences(out, written, exact=True) == [], out.asset_key
         compared += 1
-    assert compared == 22
+    assert compared == 15
+
+
+def sql(lake: Path, query: str, capsys: pytest.CaptureFixture[str], *options: str) -> str:
+    """`clinical-platform sql` as a user runs it; its standard output."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["sql", query, "--lake", str(lake), *options])
+    captured = capsys.readouterr()
+    assert exited.value.code == 0, captured.err
+    return captured.out
+
+
+def test_the_tables_answer_to_their_names(
+    pilot_run: PilotRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Users and tools find data by table name: counts by SQL, comments from the SDTM labels."""
+    counts = sql(
+        pilot_run.lake,
+        "select (select count(*) from curated.clinical_vs where study = 'CDISCPILOT01') vs, "
+        "(select count(*) from features.clinical_subject_profile "
+        "where study = 'CDISCPILOT01' and delivery = '2024-01-15') profile",
+        capsys,
+        "--format",
+        "csv",
+    )
+    assert counts == "vs,profile\n29643,306\n"
+    described = sql(pilot_run.lake, "describe curated.clinical_dm", capsys, "--format", "json")
+    columns = {row["col_name"]: row for row in map(json.loads, described.splitlines())}
+    assert columns["AGE"]["comment"] == "Age"
+    assert columns["AGE"]["data_type"] == "double"

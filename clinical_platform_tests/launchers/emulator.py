@@ -44,13 +44,26 @@ from moto.emr.responses import ElasticMapReduceResponse
 from moto.emrserverless.models import EMRServerlessBackend, emrserverless_backends
 from moto.server import ThreadedMotoServer
 
+from clinical_platform.catalog import catalog_settings
 from clinical_platform.launchers.aws import S3Uri
 from clinical_platform.launchers.local import (
     DEFAULT_CONF,
     DEFAULT_DRIVER_JAVA_OPTIONS,
+    JARS_DIR,
+    jar_classpath,
     spark_home,
     stop_process_group,
 )
+from spark_jobs.contracts.layout import LakeLayout
+from spark_jobs.contracts.tables import spark_conf
+
+
+def cluster_defaults(app_args: list[str]) -> dict[str, str]:
+    """What EMR's spark-defaults give every step: Iceberg, and the lake's catalog (here the
+    local SQLite catalog of the lake named by the job's --lake)."""
+    lake = app_args[app_args.index("--lake") + 1] if "--lake" in app_args else None
+    return spark_conf(catalog_settings(LakeLayout(lake))) if lake else {}
+
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-central-1"
@@ -471,6 +484,7 @@ class ClusterPlayer:
             elif option == "--name":
                 name = value
         entry, app_args = self._download(args[position], workdir), args[position + 1 :]
+        confs = {**cluster_defaults(app_args), **confs}
         command = [
             str(spark_home() / "bin" / "spark-submit"),
             "--master",
@@ -479,6 +493,8 @@ class ClusterPlayer:
             name,
             "--driver-java-options",
             DEFAULT_DRIVER_JAVA_OPTIONS,
+            "--driver-class-path",
+            jar_classpath(JARS_DIR),
         ]
         for key, value in sorted(confs.items()):
             command += ["--conf", f"{key}={value}"]

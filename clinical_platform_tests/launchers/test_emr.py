@@ -39,6 +39,7 @@ from clinical_platform_tests.launchers.emulator import (
     emr_cluster,
 )
 from spark_jobs.contracts.layout import Delivery
+from spark_jobs.contracts.tables import emr_catalog_conf
 
 STAGING = S3Uri.parse(STAGING_URI)
 
@@ -128,7 +129,14 @@ def test_code_bundle_is_staged_once_per_hash(aws: AwsEmulator) -> None:
     )
     assert list_keys(s3, STAGING.join("code", bundle.sha256)) == [
         f"platform/code/{bundle.sha256}/{name}"
-        for name in ("curate.py", "features.py", "ingest.py", "spark_jobs.zip")
+        for name in (
+            "curate.py",
+            "features.py",
+            "ingest.py",
+            "maintain.py",
+            "query.py",
+            "spark_jobs.zip",
+        )
     ]
 
 
@@ -456,3 +464,14 @@ def test_bootstrap_installs_the_pinned_runtime_from_s3_only(tmp_path: Path) -> N
         "bootstrap.sh: no cpython-3.11.*-install_only.tar.gz under "
         "s3://acme/platform/emr-artifacts/python/"
     )
+
+
+def test_the_cluster_configuration_carries_the_iceberg_glue_catalog() -> None:
+    """EMR gets the same `clinical` catalog the kernel describes: Iceberg on, Glue, S3FileIO."""
+    config = json.loads((PROJECT_ROOT / "infra/emr/emr-config.json").read_text())
+    by_classification = {c["Classification"]: c for c in config}
+    assert by_classification["iceberg-defaults"]["Properties"] == {"iceberg.enabled": "true"}
+    defaults = by_classification["spark-defaults"]["Properties"]
+    assert emr_catalog_conf().items() <= defaults.items()
+    assert defaults["spark.sql.catalog.clinical.catalog-impl"].endswith("GlueCatalog")
+    assert not any(key.endswith(".warehouse") for key in defaults)  # each job sets its lake

@@ -22,7 +22,7 @@ from clinical_platform.launchers.bundle import build_bundle
 from clinical_platform.launchers.emr import EmrStepLauncher
 from clinical_platform.launchers.emr_cluster import GLUE_METASTORE_FACTORY, EmrClusterSpec
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY, PilotRun
-from clinical_platform_tests.helpers import land, lineage, materialize, partition_dir
+from clinical_platform_tests.helpers import land, lineage, materialize, read_table
 from clinical_platform_tests.launchers.emulator import (
     LOG_URI,
     REGION,
@@ -34,7 +34,7 @@ from clinical_platform_tests.launchers.emulator import (
     emr_cluster,
 )
 from spark_jobs.contracts.layout import Delivery, LakeLayout
-from spark_jobs.storage.partitions import RUN_SPECIFIC_COLUMNS
+from spark_jobs.contracts.outputs import RUN_SPECIFIC_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def same_rows(
 
     frames = []
     for lake in (lake_a, lake_b):
-        frame = spark.read.parquet(str(partition_dir(lake, zone, dataset, delivery)))
+        frame = read_table(spark, lake, zone, dataset, delivery)
         frame = frame.drop(*[c for c in frame.columns if c in RUN_SPECIFIC_COLUMNS])
         if "_source_uri" in frame.columns:
             frame = frame.withColumn(

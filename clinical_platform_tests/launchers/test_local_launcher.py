@@ -64,7 +64,16 @@ def test_command_shape(tmp_path: Path) -> None:
     launcher = LocalSparkLauncher(lake_uri=str(tmp_path / "lake"), jars_dir=str(tmp_path / "jars"))
     code_dir = tmp_path / "code" / "abc"
     command = launcher.command(JOB, code_dir)
-    defaults = {**DEFAULT_CONF, "spark.executor.extraClassPath": classpath}
+    catalog = {
+        "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+        "spark.sql.catalog.clinical": "org.apache.iceberg.spark.SparkCatalog",
+        "spark.sql.catalog.clinical.type": "jdbc",
+        "spark.sql.catalog.clinical.uri": f"jdbc:sqlite:{tmp_path}/lake/_system/catalog.sqlite",
+        "spark.sql.catalog.clinical.jdbc.schema-version": "V1",
+        "spark.sql.catalog.clinical.warehouse": f"file:{tmp_path}/lake",
+        "spark.sql.defaultCatalog": "clinical",
+    }
+    defaults = {**DEFAULT_CONF, "spark.executor.extraClassPath": classpath, **catalog}
     conf = [f"{k}={v}" for k, v in sorted(defaults.items())]
     assert command == [
         str(spark_home() / "bin" / "spark-submit"),
@@ -110,11 +119,13 @@ def test_extra_conf_overrides_defaults_and_stays_sorted(tmp_path: Path) -> None:
     )
     command = launcher.command(SparkJob("ingest", []), tmp_path)
     pairs = conf_pairs(command)
-    assert pairs == sorted(pairs)
+    keys = [pair.split("=", 1)[0] for pair in pairs]
+    assert keys == sorted(keys)
     assert "spark.sql.shuffle.partitions=64" in pairs
     assert "spark.sql.shuffle.partitions=8" not in pairs
     assert "spark.executor.memory=4g" in pairs
-    assert len(pairs) == len(DEFAULT_CONF) + 2  # and the executors' class path
+    # and the executors' class path and the seven settings of the lake's Iceberg catalog
+    assert len(pairs) == len(DEFAULT_CONF) + 2 + 7
     assert command[1:5] == ["--master", "spark://10.0.0.5:7077", "--name", "clinical-ingest"]
     assert "--driver-java-options" not in command
     assert command[-3:] == [

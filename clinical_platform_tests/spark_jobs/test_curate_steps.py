@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs import curate
 from spark_jobs.contracts import contract_for
-from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.layout import Delivery, Zone
 from spark_jobs.contracts.outputs import output
 from spark_jobs.quality.evaluate import evaluate
 from spark_jobs.quality.metrics import rule_metrics
@@ -119,7 +119,7 @@ def evaluated(spark: SparkSession):
 
 
 def test_curated_frame_is_the_declared_schema_of_the_rows_kept(evaluated) -> None:
-    frame = curate.curated_frame(evaluated, SV, "run-9")
+    frame = curate.curated_frame(evaluated, SV, "run-9", Delivery("S01", "2024-02-01"))
     assert frame.columns == list(output(Zone.CURATED, "sv").column_names)
     rows = sorted(frame.collect(), key=lambda r: r["VISITNUM"])
     assert [(r["VISITNUM"], r["SVSTDTC_DATE"], r["SVSTDTC_PRECISION"]) for r in rows] == [
@@ -128,13 +128,17 @@ def test_curated_frame_is_the_declared_schema_of_the_rows_kept(evaluated) -> Non
     ]
     assert [r["_duplicates_collapsed"] for r in rows] == [0, 1]
     assert {r["_curated_run_id"] for r in rows} == {"run-9"}
+    assert {(r["study"], r["delivery"]) for r in rows} == {("S01", "2024-02-01")}
 
 
 def test_quarantine_frame_keeps_raw_values_and_reasons(evaluated) -> None:
     data_columns = ["STUDYID", "DOMAIN", "USUBJID", "VISITNUM", "VISIT", "SVSTDTC"]
     frame = curate.quarantine_frame(evaluated, SV, data_columns, "run-9")
-    declared = [c.name for c in output(Zone.QUARANTINE, "sv").columns]
-    assert [c for c in declared if c in frame.columns] == frame.columns
+    declared = output(Zone.QUARANTINE, "sv").columns
+    assert [c.name for c in declared if c.name in frame.columns] == frame.columns
+    # The partition columns are added when the frame is shaped to the table.
+    fixed = [c.name for c in declared if not c.delivered]
+    assert [c for c in fixed if c not in frame.columns] == ["study", "delivery"]
     (row,) = frame.collect()
     assert (row["VISITNUM"], row["SVSTDTC"], row["_natural_key"]) == (
         "2",

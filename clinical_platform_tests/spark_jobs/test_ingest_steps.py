@@ -10,13 +10,14 @@ from pyspark.sql import SparkSession
 
 from clinical_platform.generators.xport_writer import write_xport
 from spark_jobs import ingest
-from spark_jobs.contracts.layout import Delivery, Zone
+from spark_jobs.contracts.layout import Delivery, LakeLayout, Zone
 from spark_jobs.contracts.outputs import PROVENANCE_NAMES, output
 from spark_jobs.formats import raw_rows, xport
 from spark_jobs.formats.inspection import FileInspection, SourceColumn
 from spark_jobs.runtime.session import JobError
 from spark_jobs.storage.filesystem import FileStatus
-from spark_jobs.storage.partitions import UndeclaredSchemaError, write_observed
+from spark_jobs.storage.lineage import UndeclaredSchemaError, require_declared_schema
+from spark_jobs.storage.tables import LakeTables
 
 DELIVERY = Delivery("S01", "2024-01-15")
 LANDING = "file:/lake/landing/clinical/S01/2024-01-15"
@@ -219,19 +220,19 @@ def test_a_csv_file_is_read_whole_beside_an_xpt_file(spark: SparkSession, tmp_pa
 def test_a_column_the_contract_does_not_declare_is_never_written(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """The deliberate mismatch: a job adds a column its contract lacks, and the write refuses."""
+    """The deliberate mismatch: a job adds a column its contract lacks, and staging refuses
+    before it creates a branch or writes a file."""
     curated = output(Zone.CURATED, "sv")
     schema = ", ".join(f"`{c.name}` {c.type}" for c in curated.columns)
     frame = spark.createDataFrame([], schema)
-    target = tmp_path / "staging"
-    write_observed(frame, f"file:{target}", curated)  # as declared: written
-    assert target.is_dir()
+    require_declared_schema(frame, curated)  # as declared: accepted
     extended = frame.selectExpr("*", "'x' AS SVCOMMENT")
+    tables = LakeTables(spark, LakeLayout(str(tmp_path / "lake")), "run-1")
     with pytest.raises(UndeclaredSchemaError) as refused:
-        write_observed(extended, f"file:{tmp_path / 'refused'}", curated)
+        tables.stage(extended, curated, DELIVERY)
     assert isinstance(refused.value, JobError)
     assert str(refused.value) == (
         "curated_sv: the job would write a schema its contract does not declare "
         "(column SVCOMMENT is written but not declared); nothing written"
     )
-    assert not (tmp_path / "refused").exists()
+    assert not (tmp_path / "lake").exists()

@@ -182,13 +182,10 @@ def test_s3_paths() -> None:
     assert layout.zone("raw") == "s3://bucket/prefix/raw/clinical"
     assert layout.landing(DELIVERY) == "s3://bucket/prefix/landing/clinical/S01/2024-01-15"
     assert layout.dataset("curated", "dm") == "s3://bucket/prefix/curated/clinical/dm"
-    assert layout.partition("curated", "dm", DELIVERY) == (
-        "s3://bucket/prefix/curated/clinical/dm/study=S01/delivery=2024-01-15"
+    assert layout.table_files("curated", "dm", DELIVERY) == (
+        "s3://bucket/prefix/curated/clinical/dm/data/study=S01/delivery=2024-01-15"
     )
-    assert layout.study_dir("raw", "vs", "S01") == "s3://bucket/prefix/raw/clinical/vs/study=S01"
-    assert layout.rejected_files(DELIVERY) == (
-        "s3://bucket/prefix/quarantine/clinical/rejected_files/study=S01/delivery=2024-01-15"
-    )
+    assert layout.system_table("lineage") == "s3://bucket/prefix/_system/lineage"
     assert layout.code_dir == "s3://bucket/prefix/_system/code"
     assert layout.logs_dir == "s3://bucket/prefix/_system/logs"
     with pytest.raises(ValueError, match="is not on the local filesystem"):
@@ -198,8 +195,8 @@ def test_s3_paths() -> None:
 def test_other_families_share_the_root() -> None:
     """A source family other than clinical gets its own subtree in each zone."""
     layout = LakeLayout("/data/lake", family="sensor")
-    assert layout.partition("features", "daily", DELIVERY) == (
-        "file:/data/lake/features/sensor/daily/study=S01/delivery=2024-01-15"
+    assert layout.table_files("features", "daily", DELIVERY) == (
+        "file:/data/lake/features/sensor/daily/data/study=S01/delivery=2024-01-15"
     )
 
 

@@ -36,8 +36,8 @@ def test_raw_is_typed_as_an_xport_delivery_with_provenance_last() -> None:
     assert columns["AESEQ"] == "double"
     assert columns["AESTDTC"] == "string"
     names = [name for name, _ in declared(Zone.RAW, "ae")]
-    assert tuple(names[-5:]) == PROVENANCE_NAMES
-    assert all(c.delivered for c in output(Zone.RAW, "ae").columns[:-5])
+    assert tuple(names[-7:]) == (*PROVENANCE_NAMES, "study", "delivery")
+    assert all(c.delivered for c in output(Zone.RAW, "ae").columns[:-7])
 
 
 def test_curated_declares_everything_the_job_writes() -> None:
@@ -50,12 +50,14 @@ def test_curated_declares_everything_the_job_writes() -> None:
         ("AESTDTC_DATE", "date"),
         ("AESTDTC_PRECISION", "string"),
     ]
-    assert names[-9:] == [
+    assert names[-11:] == [
         "_flags",
         "_flag_details",
         "_duplicates_collapsed",
         *PROVENANCE_NAMES,
         "_curated_run_id",
+        "study",
+        "delivery",
     ]
     assert dict(columns)["_duplicates_collapsed"] == "int"
 
@@ -72,12 +74,14 @@ def test_quarantine_keeps_raw_values_and_every_reason() -> None:
         "_flag_details",
         "_duplicates_collapsed",
         "_curated_run_id",
+        "study",
+        "delivery",
     ]
 
 
 def test_features_declare_the_run_column() -> None:
     names = [name for name, _ in declared(Zone.FEATURES, "subject_profile")]
-    assert names == [*SUBJECT_PROFILE.column_names, "_featurized_run_id"]
+    assert names == [*SUBJECT_PROFILE.column_names, "_featurized_run_id", "study", "delivery"]
 
 
 def test_checks_and_inputs_follow_the_contracts() -> None:
@@ -150,9 +154,9 @@ def test_missing_retyped_and_reordered_columns_are_reported() -> None:
 def test_raw_tolerates_what_a_delivery_may_differ_in_unless_exact() -> None:
     """A CSV delivery types everything as text, may lack columns and may bring extra ones."""
     raw = output(Zone.RAW, "vs")
-    csv_like = [(n, "string") for n, _ in declared(Zone.RAW, "vs")[:-5] if n != "EPOCH"] + [
+    csv_like = [(n, "string") for n, _ in declared(Zone.RAW, "vs")[:-7] if n != "EPOCH"] + [
         ("EXTRA", "string"),
-        *declared(Zone.RAW, "vs")[-5:],
+        *declared(Zone.RAW, "vs")[-7:],
     ]
     assert schema_differences(raw, csv_like) == []
     exact = schema_differences(raw, csv_like, exact=True)
@@ -172,18 +176,9 @@ def test_raw_tolerates_what_a_delivery_may_differ_in_unless_exact() -> None:
 def test_every_lake_path_comes_from_the_layout() -> None:
     layout = LakeLayout("s3://lake/p")
     assert layout.manifest(DELIVERY) == "s3://lake/p/landing/clinical/S01/2024-01-15/_delivery.json"
-    assert layout.lineage(Zone.CURATED, "dm", DELIVERY) == (
-        "s3://lake/p/curated/clinical/dm/study=S01/delivery=2024-01-15/_lineage.json"
-    )
-    assert layout.staging(Zone.RAW, "dm", "run1", DELIVERY) == (
-        "s3://lake/p/raw/clinical/dm/_staging/run1-S01-2024-01-15"
-    )
-    assert layout.trash(Zone.RAW, "dm", "run1", DELIVERY) == (
-        "s3://lake/p/raw/clinical/dm/_trash/run1-S01-2024-01-15"
-    )
-    assert layout.rejected_file(DELIVERY, "vs.xpt") == (
-        "s3://lake/p/quarantine/clinical/rejected_files/study=S01/delivery=2024-01-15/vs.xpt.json"
-    )
+    assert layout.dataset(Zone.CURATED, "dm") == "s3://lake/p/curated/clinical/dm"
+    assert output(Zone.CURATED, "dm").table == "curated.clinical_dm"
+    assert layout.catalog_db == "s3://lake/p/_system/catalog.sqlite"
     assert layout.dossier(DELIVERY) == "s3://lake/p/_system/dossiers/S01_2024-01-15.md"
     assert layout.landing_staging(DELIVERY, "42") == (
         "s3://lake/p/landing/clinical/S01/.2024-01-15.landing-42"

@@ -27,7 +27,6 @@ class Zone(StrEnum):
 ZONES = tuple(z.value for z in Zone)
 CLINICAL_FAMILY = "clinical"
 MANIFEST_NAME = "_delivery.json"
-LINEAGE_NAME = "_lineage.json"
 REJECTED_FILES_DATASET = "rejected_files"
 _SYSTEM = "_system"
 
@@ -105,12 +104,6 @@ def next_delivery(delivery: str) -> str:
     return f"{date}_{number + 1}"
 
 
-def deliveries_in(entry_names: list[str]) -> list[str]:
-    """Delivery ids among the entries of a `study=` directory, in delivery order."""
-    found = [e.removeprefix(_DELIVERY_DIR) for e in entry_names if e.startswith(_DELIVERY_DIR)]
-    return sorted((d for d in found if _DELIVERY.fullmatch(d)), key=delivery_order)
-
-
 def normalize_lake_uri(uri: str) -> str:
     """An absolute URI for the lake root: `s3://...` unchanged, local paths as `file:/abs`."""
     uri = uri.rstrip("/")
@@ -159,38 +152,18 @@ class LakeLayout:
     def dataset(self, zone: str, name: str) -> str:
         return f"{self.zone(zone)}/{name}"
 
-    def partition(self, zone: str, name: str, delivery: Delivery) -> str:
-        return f"{self.dataset(zone, name)}/{delivery.hive_path}"
+    def table_files(self, zone: str, name: str, delivery: Delivery) -> str:
+        """Where an Iceberg table keeps the data files of a delivery's partition."""
+        return f"{self.dataset(zone, name)}/data/{delivery.hive_path}"
 
-    def lineage(self, zone: str, name: str, delivery: Delivery) -> str:
-        """The `_lineage.json` record committed inside a partition."""
-        return self.record_in(self.partition(zone, name, delivery))
+    def system_table(self, name: str) -> str:
+        """Location of a platform table that belongs to no zone (`system.lineage`)."""
+        return f"{self.root}/{_SYSTEM}/{name}"
 
-    def study_dir(self, zone: str, name: str, study: str) -> str:
-        return f"{self.dataset(zone, name)}/study={study}"
-
-    def staging(self, zone: str, name: str, run_id: str, delivery: Delivery) -> str:
-        """Where a run writes a partition before committing it (Spark skips `_` paths)."""
-        return f"{self.dataset(zone, name)}/_staging/{run_id}-{delivery.study}-{delivery.delivery}"
-
-    def trash_dir(self, zone: str, name: str) -> str:
-        return f"{self.dataset(zone, name)}/_trash"
-
-    def trash(self, zone: str, name: str, run_id: str, delivery: Delivery) -> str:
-        """Where a replaced partition waits while its successor is renamed into place."""
-        return f"{self.trash_dir(zone, name)}/{run_id}-{delivery.study}-{delivery.delivery}"
-
-    @staticmethod
-    def record_in(partition_uri: str) -> str:
-        """The lineage record inside a partition folder, staged or committed."""
-        return f"{partition_uri}/{LINEAGE_NAME}"
-
-    def rejected_files(self, delivery: Delivery) -> str:
-        return self.partition(Zone.QUARANTINE, REJECTED_FILES_DATASET, delivery)
-
-    def rejected_file(self, delivery: Delivery, file_name: str) -> str:
-        """The record of one landing file that could not be ingested."""
-        return f"{self.rejected_files(delivery)}/{file_name}.json"
+    @property
+    def catalog_db(self) -> str:
+        """The SQLite file of the local Iceberg catalog, under a local lake."""
+        return f"{self.root}/{_SYSTEM}/catalog.sqlite"
 
     @property
     def code_dir(self) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from spark_jobs.contracts.features import FEATURE_CONTRACTS, FeatureContract
-from spark_jobs.contracts.layout import CLINICAL_FAMILY, Zone
+from spark_jobs.contracts.layout import CLINICAL_FAMILY, REJECTED_FILES_DATASET, Zone
 from spark_jobs.contracts.model import ColumnType, DatasetContract, RuleKind
 from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
+from spark_jobs.contracts.tables import PARTITION_COLUMNS, fingerprint, table_name
 
 # ---- column names the jobs add to the data ------------------------------------------------
 
@@ -107,6 +108,21 @@ class DatasetOutput:
         return self.zone is not Zone.QUARANTINE
 
     @property
+    def table(self) -> str:
+        """The Iceberg table, `<zone>.<family>_<dataset>` (namespace.table in the catalog)."""
+        return table_name(self.zone.value, self.family, self.name)
+
+    @property
+    def contract_version(self) -> str:
+        """Changes whenever a declared column, type or check changes."""
+        return fingerprint([self.columns, self.checks])
+
+    @property
+    def open_schema(self) -> bool:
+        """Whether delivered columns may differ from the declaration (raw and quarantine)."""
+        return any(c.delivered for c in self.columns)
+
+    @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
@@ -135,6 +151,10 @@ PROVENANCE: tuple[OutputColumn, ...] = (
     OutputColumn(INGESTED_RUN_ID, "string", "Dagster run that ingested the row"),
 )
 PROVENANCE_NAMES = tuple(c.name for c in PROVENANCE)
+PARTITION = (
+    OutputColumn(PARTITION_COLUMNS[0], "string", "Study of the delivery (table partition)"),
+    OutputColumn(PARTITION_COLUMNS[1], "string", "Delivery id (table partition)"),
+)
 _FLAGGING = (
     OutputColumn(FLAGS, "array<string>", "Warn- and flag-level rules the row breaks"),
     OutputColumn(FLAG_DETAILS, "array<string>", "One line per flagged problem, rule first"),
@@ -181,7 +201,7 @@ def raw_output(contract: DatasetContract) -> DatasetOutput:
         f"every {files}* file, typed as in the file (SAS XPORT: numbers as double, text as "
         "string; CSV: all text), plus provenance (source file, row number, sha256). Nothing is "
         "dropped here.",
-        columns=(*_delivered(contract), *PROVENANCE),
+        columns=(*_delivered(contract), *PROVENANCE, *PARTITION),
         # Not blocking on purpose: a failing blocking check fails the whole multi-asset step,
         # which would stop the good domains of a delivery too. The same rule blocks in curated.
         checks=(OutputCheck(rule.name, rule.description, blocking=False),),
@@ -200,6 +220,7 @@ def curated_output(contract: DatasetContract) -> DatasetOutput:
     for name in (FLAGS, FLAG_DETAILS, DUPLICATES_COLLAPSED):
         lineage[name] = everything
     lineage.update({name: (ColumnRef(raw_key, name),) for name in PROVENANCE_NAMES})
+    lineage.update({c.name: (ColumnRef(raw_key, c.name),) for c in PARTITION})
     lineage[CURATED_RUN_ID] = ()
     return DatasetOutput(
         zone=Zone.CURATED,
@@ -208,7 +229,7 @@ def curated_output(contract: DatasetContract) -> DatasetOutput:
         description=f"{contract.title} ({contract.domain}), conformed to its contract: "
         f"{contract.description} Natural key {', '.join(contract.natural_key)}; rows breaking a "
         "quarantining rule are in quarantine/ with their reasons.",
-        columns=(*_typed(contract), *_FLAGGING, *PROVENANCE, _CURATED_RUN),
+        columns=(*_typed(contract), *_FLAGGING, *PROVENANCE, _CURATED_RUN, *PARTITION),
         checks=tuple(
             OutputCheck(r.name, f"[{r.effect.value}] {r.description}", r.blocking)
             for r in contract.rules
@@ -233,6 +254,7 @@ def quarantine_output(contract: DatasetContract) -> DatasetOutput:
             OutputColumn(REJECT_DETAILS, "array<string>", "One line per problem, rule first"),
             *_FLAGGING,
             _CURATED_RUN,
+            *PARTITION,
         ),
         inputs=curated_output(contract).inputs,
     )
@@ -247,6 +269,8 @@ def feature_output(contract: FeatureContract) -> DatasetOutput:
         for name, sources in contract.lineage.items()
     }
     lineage[FEATURIZED_RUN_ID] = ()
+    dm = asset_key(Zone.CURATED, "dm")
+    lineage.update({c.name: (ColumnRef(dm, c.name),) for c in PARTITION})
     return DatasetOutput(
         zone=Zone.FEATURES,
         name=contract.name,
@@ -255,11 +279,35 @@ def feature_output(contract: FeatureContract) -> DatasetOutput:
         columns=(
             *[OutputColumn(c.name, c.type.spark_sql, c.label) for c in contract.columns],
             OutputColumn(FEATURIZED_RUN_ID, "string", "Dagster run that built the row"),
+            *PARTITION,
         ),
         checks=tuple(OutputCheck(r.name, r.description, r.blocking) for r in contract.rules),
         inputs=tuple(asset_key(Zone.CURATED, d) for d in contract.upstream),
         column_lineage=lineage,
     )
+
+
+# ---- files that could not be ingested -----------------------------------------------------
+
+REJECTED_FILES = DatasetOutput(
+    zone=Zone.QUARANTINE,
+    name=REJECTED_FILES_DATASET,
+    title="Rejected landing files",
+    description="Landing files that could not be read at all, one row each, with the reason; "
+    "the files themselves stay in landing.",
+    columns=(
+        OutputColumn("file", "string", "File name in the delivery"),
+        OutputColumn("uri", "string", "Where the file lies in landing"),
+        OutputColumn("size", "bigint", "Bytes"),
+        OutputColumn("sha256", "string", "sha256 of the file, when it could be read"),
+        OutputColumn("dataset", "string", "SDTM dataset the file belongs to, if known"),
+        OutputColumn("reason", "string", "Why it was rejected, one line"),
+        OutputColumn("partition", "string", "Partition key STUDY/DELIVERY"),
+        OutputColumn("run_id", "string", "Dagster run that found it"),
+        OutputColumn("detected_at", "string", "UTC time it was found"),
+        *PARTITION,
+    ),
+)
 
 
 # ---- the clinical family ------------------------------------------------------------------
@@ -274,7 +322,7 @@ CLINICAL_OUTPUTS: tuple[DatasetOutput, ...] = (
     *QUARANTINE_OUTPUTS,
     *FEATURE_OUTPUTS,
 )
-_BY_KEY = {o.asset_key: o for o in CLINICAL_OUTPUTS}
+_BY_KEY = {o.asset_key: o for o in (*CLINICAL_OUTPUTS, REJECTED_FILES)}
 
 
 def output(zone: Zone, dataset: str) -> DatasetOutput:

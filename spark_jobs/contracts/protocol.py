@@ -11,6 +11,8 @@ class EntryPoint(StrEnum):
     INGEST = "ingest"
     CURATE = "curate"
     FEATURES = "features"
+    QUERY = "query"  # `clinical-platform sql`
+    MAINTAIN = "maintain"  # `clinical-platform retention`
 
 
 # The launcher reads the last stderr line with this prefix as the one-line failure reason.

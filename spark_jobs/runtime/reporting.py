@@ -12,11 +12,14 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
 
 from spark_jobs.contracts.outputs import DatasetOutput
+
+if TYPE_CHECKING:
+    from spark_jobs.runtime.arguments import DeliveryArgs
 
 LOG = logging.getLogger("spark_jobs")
 
@@ -39,6 +42,17 @@ def table_schema_value(columns: Sequence[tuple[str, str, str | None]]) -> dict[s
                 for name, type_, description in columns
             ]
         },
+    }
+
+
+def table_metadata(output: DatasetOutput, job: DeliveryArgs, snapshot_id: int) -> dict[str, Any]:
+    """Where a committed partition is: its table and version, and the files of the partition."""
+    layout, delivery = job.layout, job.delivery
+    return {
+        "dagster/table_name": output.table,
+        "dagster/uri": layout.dataset(output.zone, output.name),
+        "snapshot_id": str(snapshot_id),
+        "path": path_value(layout.table_files(output.zone, output.name, delivery)),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -11,6 +12,7 @@ from typing import NoReturn
 from pyspark.sql import SparkSession
 
 from spark_jobs.contracts.protocol import CODE_VERSION_ENV, FAILURE_PREFIX
+from spark_jobs.contracts.tables import CATALOG
 from spark_jobs.runtime.reporting import JobReporter, open_reporter
 
 EXIT_USER_ERROR = 2
@@ -21,10 +23,17 @@ class JobError(Exception):
     """A failure the user can act on; its message is one line naming file and problem."""
 
 
-def build_session(app_name: str) -> SparkSession:
-    """The session of an entry point; cluster settings come from spark-submit, not from here."""
+def build_session(app_name: str, warehouse: str | None = None) -> SparkSession:
+    """The session of an entry point; cluster settings come from spark-submit, not from here.
+
+    Only the warehouse of the `clinical` catalog is the job's to say: it is the lake it was
+    given (the catalog's kind comes from the launcher locally, from the cluster on EMR).
+    """
+    builder = SparkSession.Builder()
+    if warehouse:
+        builder = builder.config(f"spark.sql.catalog.{CATALOG}.warehouse", warehouse)
     spark = (
-        SparkSession.Builder().appName(app_name)
+        builder.appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
@@ -33,6 +42,8 @@ def build_session(app_name: str) -> SparkSession:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel(os.environ.get("CLINICAL_SPARK_LOG_LEVEL", "WARN"))
+    # py4j says goodbye on standard output at exit, which would mix into a query's result.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark
 
 

@@ -55,43 +55,11 @@ class LakeStorage:
         ]
         return sorted(statuses, key=lambda s: s.name)
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_json(self, uri: str) -> Any:
         fs, path = self._path(uri)
         stream = fs.open(path)
         try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
-
-    def read_text(self, uri: str) -> str:
-        return self.read_bytes(uri).decode("utf-8")
-
-    def read_json(self, uri: str) -> Any:
-        return json.loads(self.read_text(uri))
-
-    def write_text(self, uri: str, text: str) -> None:
-        fs, path = self._path(uri)
-        fs.setWriteChecksum(False)  # no .crc side files next to our JSON records
-        stream = fs.create(path, True)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-
-    def write_json(self, uri: str, value: Any) -> None:
-        self.write_text(uri, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-    def mkdirs(self, uri: str) -> None:
-        fs, path = self._path(uri)
-        fs.mkdirs(path)
-
-    def rename(self, source: str, target: str) -> None:
-        fs, src = self._path(source)
-        _, dst = self._path(target)
-        if not fs.rename(src, dst):
-            raise OSError(f"could not rename {source} to {target}")
-
-    def delete(self, uri: str) -> None:
-        fs, path = self._path(uri)
-        if fs.exists(path):
-            fs.delete(path, True)
+        return json.loads(data.decode("utf-8"))

@@ -1,0 +1,367 @@
+"""Iceberg tables of the lake: one atomic commit per delivery partition, lineage beside it.
+
+A run writes a delivery's rows to a branch of the table (`stage`), checks them (row counts,
+reconciliation, one row per subject), and only then publishes the branch to `main`
+(`publish`, an Iceberg fast-forward: one atomic commit). Until then readers see the previous
+version, complete; a run killed in between leaves only a branch that the next run of the same
+delivery drops. After publishing, the partition's lineage record is appended to
+`system.lineage` with the snapshot id it describes, and the snapshot summary carries the run
+id, delivery, code version and contract version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.outputs import RUN_SPECIFIC_COLUMNS, DatasetOutput, OutputColumn
+from spark_jobs.contracts.tables import (
+    CODE_VERSION_PROPERTY,
+    CONTRACT_VERSION_PROPERTY,
+    DELIVERY_PROPERTY,
+    FAULT_BEFORE_PUBLISH_ENV,
+    LINEAGE_COLUMNS,
+    LINEAGE_TABLE,
+    PARTITION_COLUMNS,
+    RUN_ID_PROPERTY,
+    SYSTEM_NAMESPACE,
+    qualified,
+    stage_branch,
+)
+from spark_jobs.runtime.session import JobError, code_version
+from spark_jobs.storage.filesystem import LakeStorage
+from spark_jobs.storage.lineage import content_hash, require_declared_schema
+
+_NOT_ANCESTOR = "is not an ancestor"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A published partition and the lineage record that describes it."""
+
+    output: DatasetOutput
+    delivery: Delivery
+    snapshot_id: int
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Rows written to a branch of a table, counted and hashed, not yet visible."""
+
+    output: DatasetOutput
+    delivery: Delivery
+    branch: str
+    rows: int
+    content_hash: str
+    extra: Mapping[str, Any]
+
+    @property
+    def table(self) -> str:
+        return qualified(self.output.table)
+
+
+def companion(name: str, type_: str) -> str:
+    """Where a raw column's values go when a delivery types it otherwise than the table."""
+    return f"{name}__as_{re.sub('[^a-z0-9]+', '_', type_.lower()).strip('_')}"
+
+
+class LakeTables:
+    """The platform's tables for one Spark session and run."""
+
+    def __init__(self, spark: SparkSession, layout: LakeLayout, run_id: str) -> None:
+        self.spark = spark
+        self.layout = layout
+        self.run_id = run_id
+        # Lineage records read once per table and study; the job adds its own as it commits.
+        self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._lineage_ready = False
+
+    # ---- tables ---------------------------------------------------------------------------
+
+    def exists(self, output: DatasetOutput) -> bool:
+        return bool(self.spark.catalog.tableExists(qualified(output.table)))
+
+    def columns(self, output: DatasetOutput) -> list[tuple[str, str]]:
+        """(name, type) of the table as it is now, or as declared when it does not exist."""
+        if not self.exists(output):
+            return [(c.name, c.type) for c in output.columns]
+        schema = self.spark.table(qualified(output.table)).schema
+        return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+    def ensure(self, output: DatasetOutput, extra: Sequence[OutputColumn] = ()) -> None:
+        """Create the table from the declared schema, and add columns a delivery brings.
+
+        Tables only grow: a column outside the contract (schema drift) or a raw value typed
+        otherwise than its column (a `companion`) becomes a new, nullable column.
+        """
+        table = qualified(output.table)
+        if not self.exists(output):
+            self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(output.zone.value)}")
+            columns = ", ".join(_column_ddl(c) for c in output.columns)
+            properties = {
+                "format-version": "2",
+                "clinical.family": output.family,
+                CONTRACT_VERSION_PROPERTY: output.contract_version,
+                "write.spark.fanout.enabled": "true",
+            }
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {table} ({columns}) USING iceberg "
+                f"PARTITIONED BY ({', '.join(PARTITION_COLUMNS)}) "
+                f"COMMENT {_sql_text(output.title)} "
+                f"LOCATION {_sql_text(self.layout.dataset(output.zone, output.name))} "
+                f"TBLPROPERTIES ({_properties(properties)})"
+            )
+        present = {name for name, _ in self.columns(output)}
+        missing = [c for c in extra if c.name not in present]
+        if missing:
+            added = ", ".join(_column_ddl(c) for c in missing)
+            self.spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({added})")
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def stage(
+        self,
+        df: DataFrame,
+        output: DatasetOutput,
+        delivery: Delivery,
+        extra_metrics: Sequence[Column] = (),
+    ) -> Staged:
+        """Write the delivery's rows to a new branch, measuring them in the same pass."""
+        require_declared_schema(df, output)
+        table = qualified(output.table)
+        branch = stage_branch(delivery.study, delivery.delivery, self.run_id)
+        self.spark.sql(f"ALTER TABLE {table} CREATE BRANCH {branch}")
+        observation = Observation(f"{output.asset_key}_written")
+        hashed = [c for c in df.columns if c not in RUN_SPECIFIC_COLUMNS]
+        observed = df.observe(
+            observation,
+            F.count(F.lit(1)).alias("_rows"),
+            F.sum(F.xxhash64(*hashed).cast("decimal(38,0)")).alias("_hash_sum"),
+            *extra_metrics,
+        )
+        writer = observed.writeTo(f"{table}.branch_{branch}")
+        for key, value in self._summary(output, delivery).items():
+            writer = writer.option(f"snapshot-property.{key}", value)
+        writer.overwrite(_partition_condition(delivery))
+        metrics = dict(observation.get)
+        rows = int(metrics.pop("_rows") or 0)
+        digest = content_hash(rows, metrics.pop("_hash_sum"), df.schema.simpleString())
+        return Staged(output, delivery, branch, rows, digest, metrics)
+
+    def _summary(self, output: DatasetOutput, delivery: Delivery) -> dict[str, str]:
+        return {
+            RUN_ID_PROPERTY: self.run_id,
+            DELIVERY_PROPERTY: delivery.key,
+            CODE_VERSION_PROPERTY: code_version(),
+            CONTRACT_VERSION_PROPERTY: output.contract_version,
+        }
+
+    def publish(self, staged: Staged) -> int:
+        """Make the staged rows the table's current version; returns the snapshot id."""
+        table = staged.table
+        target = os.environ.get(FAULT_BEFORE_PUBLISH_ENV, "")
+        if target in ("*", staged.output.table):
+            os._exit(137)  # the test hook: as if killed between writing and committing
+        try:
+            moved = self.spark.sql(
+                f"CALL {qualified('system')}.fast_forward('{table}', 'main', '{staged.branch}')"
+            ).first()
+            snapshot = int(moved["updated_ref"]) if moved is not None else None
+        except Exception as error:
+            if _NOT_ANCESTOR not in str(error):
+                raise
+            self._copy_onto_main(staged)
+            snapshot = None
+        self.spark.sql(f"ALTER TABLE {table} DROP BRANCH IF EXISTS {staged.branch}")
+        return snapshot if snapshot is not None else self.current_snapshot(staged.output)
+
+    def _copy_onto_main(self, staged: Staged) -> None:
+        """Another delivery was published meanwhile: write the staged rows onto main again."""
+        rows = self.spark.read.option("branch", staged.branch).table(staged.table)
+        condition = _partition_condition(staged.delivery)
+        writer = rows.where(condition).writeTo(staged.table)
+        for key, value in self._summary(staged.output, staged.delivery).items():
+            writer = writer.option(f"snapshot-property.{key}", value)
+        writer.overwrite(condition)
+
+    def discard(self, staged: Staged) -> None:
+        self.spark.sql(f"ALTER TABLE {staged.table} DROP BRANCH IF EXISTS {staged.branch}")
+
+    def current_snapshot(self, output: DatasetOutput) -> int:
+        table = qualified(output.table)
+        row = self.spark.sql(f"SELECT snapshot_id FROM {table}.refs WHERE name = 'main'").first()
+        if row is None:
+            raise JobError(f"{output.table}: no current snapshot after publishing")
+        return int(row["snapshot_id"])
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def data_files(self, output: DatasetOutput, delivery: Delivery) -> list[tuple[str, int]]:
+        """(path, record count) of every data file of the partition in the current version."""
+        rows = self.spark.sql(
+            f"SELECT file_path, record_count FROM {qualified(output.table)}.files "
+            f"WHERE partition.{PARTITION_COLUMNS[0]} = {_sql_text(delivery.study)} "
+            f"AND partition.{PARTITION_COLUMNS[1]} = {_sql_text(delivery.delivery)}"
+        ).collect()
+        return [(str(r["file_path"]), int(r["record_count"])) for r in rows]
+
+    def verified_count(self, output: DatasetOutput, delivery: Delivery) -> tuple[int, list[str]]:
+        """Rows of the published partition, and its data files that are gone from storage.
+
+        With files missing the table cannot be read; the count is then what the remaining
+        files hold according to the table's metadata, so a check can say what is wrong.
+        """
+        storage = LakeStorage(self.spark)
+        files = self.data_files(output, delivery)
+        missing = [path for path, _ in files if not storage.exists(path)]
+        if missing:
+            return sum(n for path, n in files if path not in missing), missing
+        return self.read(output, delivery).count(), []
+
+    def read(self, output: DatasetOutput, delivery: Delivery) -> DataFrame:
+        """The delivery's rows as published, partition columns included."""
+        return self.spark.table(qualified(output.table)).where(_partition_condition(delivery))
+
+    # ---- lineage ------------------------------------------------------------------------------
+
+    def record(self, *records: Committed) -> list[str]:
+        """Append the lineage records of committed partitions in one commit; their sha256s."""
+        self._ensure_lineage_table()
+        committed_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        rows, digests = [], []
+        for done in records:
+            text = json.dumps(done.record, sort_keys=True, default=str)
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            study, delivery = done.delivery.study, done.delivery.delivery
+            rows.append(
+                (done.output.table, study, delivery, self.run_id, done.snapshot_id, digest, text,
+                 committed_at)
+            )  # fmt: skip
+            digests.append(digest)
+            cached = self._records.get((done.output.table, study))
+            if cached is not None:
+                cached.append(json.loads(text))
+        schema = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
+        self.spark.createDataFrame(rows, schema).writeTo(qualified(LINEAGE_TABLE)).append()
+        return digests
+
+    def _ensure_lineage_table(self) -> None:
+        if self._lineage_ready:
+            return
+        self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(SYSTEM_NAMESPACE)}")
+        columns = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {qualified(LINEAGE_TABLE)} ({columns}) USING iceberg "
+            f"PARTITIONED BY (table_name) "
+            f"LOCATION {_sql_text(self.layout.system_table('lineage'))} "
+            "TBLPROPERTIES ('format-version'='2')"
+        )
+        self._lineage_ready = True
+
+    def records(self, output: DatasetOutput, study: str) -> list[dict[str, Any]]:
+        """The latest lineage record of each committed delivery of a study, oldest first."""
+        key = (output.table, study)
+        if key not in self._records:
+            self._records[key] = self._read_records(output.table, study)
+        latest: dict[str, Any] = {}
+        for record in self._records[key]:
+            latest[record["partition"]] = record
+        return list(latest.values())
+
+    def _read_records(self, table: str, study: str) -> list[dict[str, Any]]:
+        if not self.spark.catalog.tableExists(qualified(LINEAGE_TABLE)):
+            return []
+        rows = (
+            self.spark.table(qualified(LINEAGE_TABLE))
+            .where((F.col("table_name") == table) & (F.col("study") == study))
+            .select("record", "committed_at")
+            .collect()
+        )
+        return [json.loads(r["record"]) for r in sorted(rows, key=lambda r: r["committed_at"])]
+
+    def committed_record(self, output: DatasetOutput, delivery: Delivery) -> dict[str, Any] | None:
+        """The lineage record of the delivery's partition as last committed, if any."""
+        found = [r for r in self.records(output, delivery.study) if r["partition"] == delivery.key]
+        return found[-1] if found else None
+
+
+def _partition_condition(delivery: Delivery) -> Column:
+    study, key = PARTITION_COLUMNS
+    return (F.col(study) == delivery.study) & (F.col(key) == delivery.delivery)
+
+
+def _column_ddl(column: OutputColumn) -> str:
+    comment = f" COMMENT {_sql_text(column.description)}" if column.description else ""
+    return f"`{column.name}` {column.type}{comment}"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _properties(values: Mapping[str, str]) -> str:
+    return ", ".join(f"{_sql_text(k)}={_sql_text(v)}" for k, v in values.items())
+
+
+# ---- raw values as delivered, in tables that only grow ---------------------------------------
+
+_DRIFT = "Delivered outside the contract (schema drift)"
+
+
+def table_shaped(
+    frame: DataFrame, output: DatasetOutput, tables: LakeTables, delivery: Delivery
+) -> DataFrame:
+    """A delivered frame in the table's columns, growing the table where the delivery needs.
+
+    A column typed as in the table goes to that column; typed otherwise (a CSV delivery's text
+    for a numeric column) to its `companion`, so the value is kept exactly as delivered; a
+    column outside the contract to a new column of its own. Columns the delivery lacks are
+    null. The partition columns name the delivery.
+    """
+    table_types = dict(tables.columns(output))
+    placed: dict[str, Column] = {}
+    grown: list[OutputColumn] = []
+    for field in frame.schema.fields:
+        type_ = field.dataType.simpleString()
+        target = field.name
+        if field.name in table_types and table_types[field.name] != type_:
+            target = companion(field.name, type_)
+            grown.append(OutputColumn(target, type_, f"{field.name} when delivered as {type_}"))
+        elif field.name not in table_types:
+            grown.append(OutputColumn(target, type_, _DRIFT))
+        placed[target] = F.col(f"`{field.name}`")
+    tables.ensure(output, grown)
+    study, key = PARTITION_COLUMNS
+    placed[study], placed[key] = F.lit(delivery.study), F.lit(delivery.delivery)
+    return frame.select(
+        *[
+            (placed[name] if name in placed else F.lit(None)).cast(type_).alias(name)
+            for name, type_ in tables.columns(output)
+        ]
+    )
+
+
+def delivered(table_rows: DataFrame, schema: Sequence[tuple[str, str]]) -> DataFrame:
+    """The inverse of `table_shaped`: a partition's columns exactly as its files typed them.
+
+    `schema` is the delivered (name, type) list kept in the partition's lineage record.
+    """
+    types = {f.name: f.dataType.simpleString() for f in table_rows.schema.fields}
+    columns = []
+    for name, type_ in schema:
+        physical = name if types.get(name) == type_ else companion(name, type_)
+        if physical not in types:
+            raise JobError(f"column {name} ({type_}) is missing from the table")
+        columns.append(F.col(f"`{physical}`").alias(name))
+    return table_rows.select(*columns)
