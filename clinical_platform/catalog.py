@@ -56,8 +56,9 @@ def open_catalog(catalog: CatalogSettings) -> Any:
     properties: dict[str, str] = {"warehouse": catalog.warehouse} if catalog.warehouse else {}
     if catalog.s3_endpoint:
         properties |= {"s3.endpoint": catalog.s3_endpoint, "s3.path-style-access": "true"}
+        properties["glue.endpoint"] = catalog.s3_endpoint
     if catalog.region:
-        properties["s3.region"] = catalog.region
+        properties |= {"s3.region": catalog.region, "glue.region": catalog.region}
     if catalog.kind is CatalogKind.SQLITE:
         from pyiceberg.catalog.sql import SqlCatalog
 

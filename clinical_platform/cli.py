@@ -31,7 +31,13 @@ from clinical_platform.runs import (
     select_assets,
 )
 from clinical_platform.spark_commands import SparkCommandError, run_spark_command
-from spark_jobs.contracts.layout import Delivery, LakeLayout, PartitionKeyError, local_path
+from spark_jobs.contracts.layout import (
+    MANIFEST_NAME,
+    Delivery,
+    LakeLayout,
+    PartitionKeyError,
+    local_path,
+)
 from spark_jobs.contracts.protocol import EntryPoint
 
 EXIT_FAILED = 1
@@ -56,8 +62,8 @@ def _layout(lake: str | None) -> LakeLayout:
 def _require_local(layout: LakeLayout) -> None:
     if not layout.root.startswith("file:"):
         raise CommandError(
-            f"{layout.root}: this command works on a local lake; run it where the lake is "
-            "mounted (copying a delivery to the S3 landing zone lands it there)"
+            f"{layout.root}: this command works on a local lake; on S3, upload the files and "
+            f"their {MANIFEST_NAME} to the landing zone"
         )
 
 
@@ -129,7 +135,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
-    _require_local(layout)
     text = render_dossier(layout, delivery)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -83,11 +83,37 @@ def _manifest(delivery: Delivery, files: list[LandedFile], source: Path) -> dict
 def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> LandingResult:
     """Copy a folder of delivered files into landing with a `_delivery.json` manifest.
 
-    Files are copied to a hidden staging folder, hashed, described in the manifest and only
-    then renamed into place, so a half-copied delivery is never visible. Landing the same
-    content again is a no-op; different content under an existing delivery id is refused,
-    because deliveries are immutable (use a `_2` suffix for a second transfer on one day).
+    Locally the files are copied to a hidden staging folder, hashed, described in the manifest
+    and only then renamed into place, so a half-copied delivery is never visible. On S3 the
+    files are uploaded first and the manifest last: a delivery without its manifest is
+    incomplete, to the platform as to a landing sensor. Landing the same content again is a
+    no-op; different content under an existing delivery id is refused, because deliveries are
+    immutable (use a `_2` suffix for a second transfer on one day).
     """
+    entries = delivery_files(source)
+    files = [_describe(p) for p in entries]
+    existing = read_manifest(layout, delivery)
+    if existing is not None:
+        same = [(f["name"], f["size"], f["sha256"]) for f in existing["files"]] == [
+            (f.name, f.size, f.sha256) for f in files
+        ]
+        if not same:
+            raise LandingError(
+                f"delivery {delivery.key} is already landed with different files; deliveries "
+                f"are immutable — land this one as {delivery.study}/"
+                f"{next_delivery(delivery.delivery)}"
+            )
+        return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
+    manifest = json.dumps(_manifest(delivery, files, source), indent=2) + "\n"
+    if layout.root.startswith("file:"):
+        _copy_locally(entries, files, manifest, delivery, layout)
+    else:
+        _upload(entries, manifest, delivery, layout)
+    return LandingResult(delivery, layout.landing(delivery), tuple(files), False)
+
+
+def delivery_files(source: Path) -> list[Path]:
+    """The files of a delivery folder, refusing what cannot be one."""
     if not source.is_dir():
         raise LandingError(f"{source}: not a folder of delivery files")
     entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
@@ -102,43 +128,75 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
         raise LandingError(
             f"{source}: already contains {MANIFEST_NAME}; the manifest is written by landing"
         )
-    target = Path(local_path(layout.landing(delivery)))
-    files = [_describe(p) for p in entries]
-    manifest_path = Path(local_path(layout.manifest(delivery)))
-    if target.exists():
-        existing = _read_manifest(manifest_path)
-        same = existing is not None and [
-            (f["name"], f["size"], f["sha256"]) for f in existing["files"]
-        ] == [(f.name, f.size, f.sha256) for f in files]
-        if not same:
-            raise LandingError(
-                f"delivery {delivery.key} is already landed with different files; deliveries "
-                f"are immutable — land this one as {delivery.study}/"
-                f"{next_delivery(delivery.delivery)}"
-            )
-        return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
+    return entries
 
+
+def _copy_locally(
+    entries: list[Path],
+    files: list[LandedFile],
+    manifest: str,
+    delivery: Delivery,
+    layout: LakeLayout,
+) -> None:
+    target = Path(local_path(layout.landing(delivery)))
     staging = Path(local_path(layout.landing_staging(delivery, str(os.getpid()))))
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    expected = {f.name: f.sha256 for f in files}
     try:
         for entry in entries:
             try:
                 shutil.copyfile(entry, staging / entry.name)
             except OSError as error:
                 raise LandingError(f"{entry}: cannot be copied ({error.strerror})") from None
-            if sha256_of(staging / entry.name) != next(
-                f.sha256 for f in files if f.name == entry.name
-            ):
+            if sha256_of(staging / entry.name) != expected[entry.name]:
                 raise LandingError(f"{entry}: changed while it was being copied; land it again")
-        (staging / manifest_path.name).write_text(
-            json.dumps(_manifest(delivery, files, source), indent=2) + "\n"
-        )
+        (staging / MANIFEST_NAME).write_text(manifest)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return LandingResult(delivery, layout.landing(delivery), tuple(files), False)
+
+
+def _upload(entries: list[Path], manifest: str, delivery: Delivery, layout: LakeLayout) -> None:
+    """Files first, the manifest last; S3 checks each upload's SHA-256 on arrival."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = boto3.client("s3")
+    landing = layout.landing(delivery)
+    try:
+        for entry in entries:
+            bucket, key = _bucket_key(f"{landing}/{entry.name}")
+            with entry.open("rb") as body:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
+        bucket, key = _bucket_key(layout.manifest(delivery))
+        s3.put_object(Bucket=bucket, Key=key, Body=manifest.encode("utf-8"))
+    except (BotoCoreError, ClientError) as error:
+        raise LandingError(f"{landing}: upload failed ({error})") from None
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    return bucket, key
+
+
+def read_manifest(layout: LakeLayout, delivery: Delivery) -> dict[str, Any] | None:
+    """The landed delivery's manifest, from a local or an S3 lake; None if there is none."""
+    uri = layout.manifest(delivery)
+    if layout.root.startswith("file:"):
+        return _read_manifest(Path(local_path(uri)))
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_key(uri)
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return json.loads(body)
 
 
 def _describe(path: Path) -> LandedFile:

@@ -22,7 +22,7 @@ def land(folder: Path, delivery: Delivery, lake: Path) -> None:
 
 
 def materialize(
-    lake: Path,
+    lake: Path | str,
     delivery: Delivery,
     *,
     selection: Sequence[str] | None = None,
@@ -71,14 +71,14 @@ def partition_dir(lake: Path, zone: str, dataset: str, delivery: Delivery) -> Pa
     return Path(local_path(LakeLayout(str(lake)).table_files(zone, dataset, delivery)))
 
 
-def lineage(lake: Path, zone: str, dataset: str, delivery: Delivery) -> dict[str, Any]:
+def lineage(lake: Path | str, zone: str, dataset: str, delivery: Delivery) -> dict[str, Any]:
     """The partition's lineage record as committed (from `system.lineage`)."""
     record = read_lineage(LakeLayout(str(lake)), zone, dataset, delivery)
     assert record is not None, f"no lineage record for {zone} {dataset} {delivery.key}"
     return record
 
 
-def lake_catalog(lake: Path) -> Any:
+def lake_catalog(lake: Path | str) -> Any:
     """The lake's catalog through pyiceberg (the same one the jobs write, named `clinical`)."""
     return open_catalog(catalog_settings(LakeLayout(str(lake))))
 

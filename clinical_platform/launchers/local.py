@@ -149,6 +149,11 @@ class LocalSparkLauncher(SparkLauncher):
     catalog_db: str | None = Field(
         default=None, description="SQLite file of the catalog (default: under a local lake)"
     )
+    work_dir: str | None = Field(
+        default=None,
+        description="Local folder for code bundles and Spark logs when the lake is not local "
+        "(default: clinical-platform in the temporary folder)",
+    )
 
     @property
     def description(self) -> str:
@@ -157,6 +162,13 @@ class LocalSparkLauncher(SparkLauncher):
     @property
     def layout(self) -> LakeLayout:
         return LakeLayout(self.lake_uri)
+
+    @property
+    def local_system(self) -> LakeLayout:
+        """Where bundles and logs go on this machine: the lake's own _system when it is local."""
+        if self.layout.root.startswith("file:"):
+            return self.layout
+        return LakeLayout(self.work_dir or str(Path(tempfile.gettempdir()) / "clinical-platform"))
 
     def catalog_conf(self) -> dict[str, str]:
         """The lake's Iceberg catalog as Spark settings (`clinical`, SQLite or Glue)."""
@@ -217,10 +229,10 @@ class LocalSparkLauncher(SparkLauncher):
         extras: Mapping[str, Any],
         env: Mapping[str, str],
     ) -> SparkRun:
-        code_dir = build_bundle().write_to(Path(local_path(self.layout.code_dir)))
+        code_dir = build_bundle().write_to(Path(local_path(self.local_system.code_dir)))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         log_name = f"{job.entry_point}-{stamp}.log"
-        log_path = Path(local_path(self.layout.run_log(context.run.run_id, log_name)))
+        log_path = Path(local_path(self.local_system.run_log(context.run.run_id, log_name)))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             command = self.command(job, code_dir)

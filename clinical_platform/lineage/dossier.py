@@ -6,11 +6,9 @@ records and the rejected files), so it can be produced without the Dagster datab
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from clinical_platform.lake import delivery_records, rejected_files
+from clinical_platform.lake import delivery_records, read_manifest, rejected_files
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import asset_outputs
 
@@ -33,11 +31,11 @@ def _short(value: Any, width: int = 12) -> str:
 def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
     """Markdown dossier: manifest, rejected files, then per asset its lineage and checks."""
     lines = [f"# Audit dossier — {delivery.key}", ""]
-    landing = Path(local_path(layout.landing(delivery)))
-    manifest_path = Path(local_path(layout.manifest(delivery)))
-    lines += ["## Delivery as landed", "", f"Landing folder: `{landing}`", ""]
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+    landing = layout.landing(delivery)
+    shown = local_path(landing) if landing.startswith("file:") else landing
+    lines += ["## Delivery as landed", "", f"Landing folder: `{shown}`", ""]
+    manifest = read_manifest(layout, delivery)
+    if manifest is not None:
         lines += [
             f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.",
             "",

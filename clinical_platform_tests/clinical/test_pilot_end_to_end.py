@@ -13,6 +13,7 @@ from clinical_platform.definitions import build_definitions
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import (
     checks,
+    lake_catalog,
     lineage,
     materializations,
     materialize,
@@ -92,6 +93,13 @@ def test_materializations_record_code_schema_and_spark_application(pilot_run: Pi
         ), name
         assert "dagster/column_schema" in meta, name
         assert metadata_value(materialization, "content_hash"), name
+        zone, dataset = name.split("_", 1)
+        assert metadata_value(materialization, "dagster/table_name") == f"{zone}.clinical_{dataset}"
+        assert metadata_value(materialization, "dagster/uri").endswith(
+            f"/{zone}/clinical/{dataset}"
+        )
+        record = lineage(pilot_run.lake, zone, dataset, pilot_run.delivery)
+        assert metadata_value(materialization, "snapshot_id") == str(record["snapshot_id"])
     schema = metadata_value(found["curated_ae"], "dagster/column_schema")
     types = {c.name: c.type for c in schema.columns}
     assert types["AESEQ"] == "bigint"
@@ -238,3 +246,16 @@ def test_the_tables_answer_to_their_names(
     columns = {row["col_name"]: row for row in map(json.loads, described.splitlines())}
     assert columns["AGE"]["comment"] == "Age"
     assert columns["AGE"]["data_type"] == "double"
+
+
+def test_each_commit_names_its_run_delivery_and_code(pilot_run: PilotRun) -> None:
+    """The snapshot a lineage record names carries the run, delivery and code version."""
+    record = lineage(pilot_run.lake, "curated", "dm", pilot_run.delivery)
+    table = lake_catalog(pilot_run.lake).load_table("curated.clinical_dm")
+    snapshot = table.snapshot_by_id(record["snapshot_id"])
+    assert snapshot is not None
+    summary = snapshot.summary.additional_properties
+    assert summary["clinical.run-id"] == record["run_id"]
+    assert summary["clinical.delivery"] == pilot_run.delivery.key
+    assert summary["clinical.code-version"] == record["code_version"]
+    assert summary["clinical.contract-version"] == table.properties["clinical.contract-version"]

@@ -24,7 +24,12 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts.layout import Delivery, LakeLayout
-from spark_jobs.contracts.outputs import RUN_SPECIFIC_COLUMNS, DatasetOutput, OutputColumn
+from spark_jobs.contracts.outputs import (
+    RUN_SPECIFIC_COLUMNS,
+    SOURCE_URI,
+    DatasetOutput,
+    OutputColumn,
+)
 from spark_jobs.contracts.tables import (
     CODE_VERSION_PROPERTY,
     CONTRACT_VERSION_PROPERTY,
@@ -143,11 +148,10 @@ class LakeTables:
         branch = stage_branch(delivery.study, delivery.delivery, self.run_id)
         self.spark.sql(f"ALTER TABLE {table} CREATE BRANCH {branch}")
         observation = Observation(f"{output.asset_key}_written")
-        hashed = [c for c in df.columns if c not in RUN_SPECIFIC_COLUMNS]
         observed = df.observe(
             observation,
             F.count(F.lit(1)).alias("_rows"),
-            F.sum(F.xxhash64(*hashed).cast("decimal(38,0)")).alias("_hash_sum"),
+            F.sum(self._row_hash(df).cast("decimal(38,0)")).alias("_hash_sum"),
             *extra_metrics,
         )
         writer = observed.writeTo(f"{table}.branch_{branch}")
@@ -158,6 +162,21 @@ class LakeTables:
         rows = int(metrics.pop("_rows") or 0)
         digest = content_hash(rows, metrics.pop("_hash_sum"), df.schema.simpleString())
         return Staged(output, delivery, branch, rows, digest, metrics)
+
+    def _row_hash(self, df: DataFrame) -> Column:
+        """A row's fingerprint: run ids left out, landing URIs taken relative to the lake, so
+        the same delivery gives the same content hash in any run and in any lake."""
+        columns = []
+        for name in df.columns:
+            if name in RUN_SPECIFIC_COLUMNS:
+                continue
+            column = F.col(f"`{name}`")
+            if name == SOURCE_URI:
+                prefix = self.layout.root + "/"
+                inside = F.substring(column, len(prefix) + 1, 1 << 20)
+                column = F.when(column.startswith(prefix), inside).otherwise(column)
+            columns.append(column)
+        return F.xxhash64(*columns)
 
     def _summary(self, output: DatasetOutput, delivery: Delivery) -> dict[str, str]:
         return {
