@@ -67,7 +67,7 @@ def test_command_shape(tmp_path: Path) -> None:
     catalog = {
         "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
         "spark.sql.catalog.clinical": "org.apache.iceberg.spark.SparkCatalog",
-        "spark.sql.catalog.clinical.type": "jdbc",
+        "spark.sql.catalog.clinical.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
         "spark.sql.catalog.clinical.uri": f"jdbc:sqlite:{tmp_path}/lake/_system/catalog.sqlite",
         "spark.sql.catalog.clinical.jdbc.schema-version": "V1",
         "spark.sql.catalog.clinical.warehouse": f"file:{tmp_path}/lake",

@@ -92,7 +92,7 @@ def spark_conf(settings: CatalogSettings) -> dict[str, str]:
         if not settings.sqlite_path:
             raise ValueError("a SQLite catalog needs the path of its database file")
         conf |= {
-            f"{prefix}.type": "jdbc",
+            f"{prefix}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
             f"{prefix}.uri": f"jdbc:sqlite:{settings.sqlite_path}",
             f"{prefix}.jdbc.schema-version": "V1",
         }

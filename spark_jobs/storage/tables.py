@@ -111,7 +111,8 @@ class LakeTables:
         otherwise than its column (a `companion`) becomes a new, nullable column.
         """
         table = qualified(output.table)
-        if not self.exists(output):
+        created = not self.exists(output)
+        if created:
             self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(output.zone.value)}")
             columns = ", ".join(_column_ddl(c) for c in output.columns)
             properties = {
@@ -132,6 +133,10 @@ class LakeTables:
         if missing:
             added = ", ".join(_column_ddl(c) for c in missing)
             self.spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({added})")
+        if created or missing:
+            # An empty version in the new schema: Iceberg before 1.5 (EMR 6.x) cannot branch a
+            # table without a snapshot, and writes a branch in its snapshot's schema.
+            self.spark.table(table).limit(0).writeTo(table).append()
 
     # ---- writing ----------------------------------------------------------------------------
 
