@@ -220,10 +220,11 @@ def typed_rows(spark: SparkSession) -> list[Row]:
 
 
 def test_numeric_text_to_double(typed_rows: list[Row]) -> None:
-    """Text numbers are trimmed and cast; non-numbers, NaN and infinities become null."""
+    """Text numbers are cast (blanks around them are no digits); non-numbers, NaN and
+    infinities become null. The source text loses only its trailing padding."""
     assert [r["VSSTRESN"] for r in typed_rows] == [120.0, 1.5, None, None, None, None, 1000.0]
     assert [r["__src_VSSTRESN"] for r in typed_rows] == [
-        "120",
+        " 120",
         "1.5",
         "abc",
         "NaN",
@@ -269,14 +270,17 @@ def test_key_like_double_is_rounded(typed_rows: list[Row]) -> None:
 
 
 def test_units_and_test_codes_take_their_submission_spelling(typed_rows: list[Row]) -> None:
-    """Units and test codes match ignoring case ("mmhg" -> "mmHg"); others stay as delivered."""
+    """Units and test codes match ignoring case ("mmhg" -> "mmHg"); others stay as delivered.
+
+    A leading blank is part of the value, so " mmHg " is " mmHg", not the unit mmHg.
+    """
     assert [(r["VSSTRESU"], r["VSTESTCD"]) for r in typed_rows] == [
         ("mmHg", "SYSBP"),
         ("beats/min", "PULSE"),
         ("kg", "WEIGHT"),
         ("furlongs", "HEIGHT"),
         (None, "GRIP"),
-        ("mmHg", None),
+        (" mmHg", None),
         (None, "TEMP"),
     ]
 
@@ -577,9 +581,10 @@ def test_dm_needs_no_dm_and_normalises_sex(spark: SparkSession) -> None:
     }
     cases: list[Case] = [
         ("lower", {"USUBJID": "S01-001", "SEX": "m"}),
-        ("padded", {"USUBJID": "S01-002", "SEX": " f "}),
+        ("padded", {"USUBJID": "S01-002", "SEX": "f  "}),
         ("word", {"USUBJID": "S01-003", "SEX": "Undifferentiated"}),
         ("unknown", {"USUBJID": "S01-004", "SEX": "X"}),
+        ("leading_blank", {"USUBJID": "S01-005", "SEX": " F"}),
     ]
     rows = evaluate_cases(
         spark, DM, base, cases, EvaluationContext(STUDY, TODAY, None), types={"SITEID": "double"}
@@ -589,10 +594,79 @@ def test_dm_needs_no_dm_and_normalises_sex(spark: SparkSession) -> None:
         "padded": "F",
         "word": "UNDIFFERENTIATED",
         "unknown": "X",
+        "leading_blank": " F",
     }
     assert all(row["_reject_reasons"] == [] for row in rows.values())
-    assert with_flag(rows, "terminology") == {"unknown"}
+    assert with_flag(rows, "terminology") == {"unknown", "leading_blank"}
     assert {(row["SITEID"], row["DOMAIN"]) for row in rows.values()} == {("701", "DM")}
+
+
+# ---------------------------------------------------------------------------- values kept exactly
+
+BLANK_CASES: list[Case] = [
+    ("leading", {"AESEQ": "1", "AETERM": " HEADACHE"}),
+    ("trailing", {"AESEQ": "2", "AETERM": "HEADACHE   "}),
+    ("inner", {"AESEQ": "3", "AETERM": "  SORE  THROAT  "}),
+    ("all_blank", {"AESEQ": "4", "AESPID": "   "}),
+    ("empty", {"AESEQ": "5", "AESPID": ""}),
+    ("tab", {"AESEQ": "6", "AETERM": "NAUSEA\t"}),
+    ("blank_number", {"AESEQ": " 7  "}),
+    ("padded_code", {"AESEQ": "8", "AESEV": "mild   ", "STUDYID": f"{STUDY}  "}),
+    ("leading_code", {"AESEQ": "9", "AESEV": " MILD"}),
+    ("padded_date", {"AESEQ": "10", "AESTDTC": "2014-02-10   "}),
+    ("leading_date", {"AESEQ": "11", "AESTDTC": " 2014-02-10"}),
+    ("padded_long", {"AESEQ": "12", "AEACN": "x" * 200 + "  "}),
+    ("leading_long", {"AESEQ": "13", "AEACN": " " + "x" * 200}),
+    ("leading_study", {"AESEQ": "14", "STUDYID": f" {STUDY}"}),
+]
+
+
+@pytest.fixture(scope="module")
+def blank_rows(spark: SparkSession) -> dict[str, Row]:
+    """AE rows with leading, trailing, inner and only blanks, evaluated in one pass."""
+    return evaluate_cases(spark, AE, AE_BASE, BLANK_CASES, context_with_dm(spark))
+
+
+def test_leading_blanks_are_kept(blank_rows: dict[str, Row]) -> None:
+    """Leading and inner blanks are data: the value is curated exactly as delivered."""
+    assert blank_rows["leading"]["AETERM"] == " HEADACHE"
+    assert blank_rows["inner"]["AETERM"] == "  SORE  THROAT"
+    assert blank_rows["tab"]["AETERM"] == "NAUSEA\t"  # SAS pads with blanks, not tabs
+    assert all(blank_rows[c]["_reject_reasons"] == [] for c in ("leading", "inner", "tab"))
+
+
+def test_trailing_blanks_are_padding(blank_rows: dict[str, Row]) -> None:
+    """Trailing blanks are SAS padding: removed before typing, terminology and every rule."""
+    assert blank_rows["trailing"]["AETERM"] == "HEADACHE"
+    assert blank_rows["blank_number"]["AESEQ"] == 7
+    padded = blank_rows["padded_code"]
+    assert (padded["AESEV"], padded["STUDYID"]) == ("MILD", STUDY)
+    assert blank_rows["padded_date"]["AESTDTC"] == "2014-02-10"
+    assert blank_rows["padded_long"]["AEACN"] == "x" * 200
+    for label in ("trailing", "blank_number", "padded_code", "padded_date", "padded_long"):
+        assert (blank_rows[label]["_reject_reasons"], blank_rows[label]["_flags"]) == ([], [])
+
+
+@pytest.mark.parametrize("label", ["all_blank", "empty"])
+def test_all_blank_text_is_null(blank_rows: dict[str, Row], label: str) -> None:
+    """A value of blanks only is absent, like an empty one."""
+    assert blank_rows[label]["AESPID"] is None
+    assert blank_rows[label]["_reject_reasons"] == []
+
+
+def test_rules_see_leading_blanks(blank_rows: dict[str, Row]) -> None:
+    """Rules judge the value as curated: a leading blank counts, so " MILD" is not MILD."""
+    assert blank_rows["leading_code"]["AESEV"] == " MILD"
+    assert blank_rows["leading_code"]["_flag_details"] == [
+        "terminology: AESEV=' MILD' is not in its controlled terminology"
+    ]
+    assert blank_rows["leading_date"]["_reject_details"] == [
+        "iso8601: AESTDTC=' 2014-02-10' is not an ISO 8601 date/time"
+    ]
+    assert blank_rows["leading_long"]["_reject_details"] == [
+        "max_length: AEACN has 201 characters, at most 200 allowed"
+    ]
+    assert blank_rows["leading_study"]["_reject_reasons"] == ["study_matches"]
 
 
 # ---------------------------------------------------------------------------- known bugs

@@ -16,6 +16,7 @@ import pytest
 
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.generators.xport_writer import write_xport
+from spark_jobs.formats.csv_text import csv_records
 from spark_jobs.formats.inspection import (
     NUMERIC,
     TEXT,
@@ -124,6 +125,25 @@ def test_csv_unterminated_quote_is_malformed() -> None:
     found = inspect("dm.csv", b'A,B\n"1,2\n')
     assert not found.accepted
     assert found.reason is not None and found.reason.startswith("malformed CSV at line 2")
+
+
+def test_csv_cell_of_a_mebibyte_is_read_exactly() -> None:
+    """A cell far over the `csv` module's default 131,072-character limit is read back exactly.
+
+    Rejecting the file for it would lose every other row; `max_length` quarantines that row.
+    """
+    cell = ('padded text, "quoted"\nsecond line ü ' * 40_000)[: 1 << 20]
+    assert len(cell) == 1 << 20
+    quoted = cell.replace('"', '""')
+    content = f'STUDYID,AETERM,AESEQ\nS01,"{quoted}",1\nS01,short,2\n'.encode()
+    assert csv_records(content) == (
+        ["STUDYID", "AETERM", "AESEQ"],
+        [["S01", cell, "1"], ["S01", "short", "2"]],
+    )
+    found = inspect("ae.csv", content)
+    assert (found.accepted, found.reason, found.rows) == (True, None, 2)
+    plan = RowPlan(URI + "ae.csv", "csv", (0, 1, 2), (False, False, False), ())
+    assert [row[1] for row in iter_file_rows(plan, content)] == [cell, "short"]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,28 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 
 from spark_jobs.formats.sniff import looks_like, sniff_format
+
+
+def _lift_field_size_limit() -> int:
+    """Let a field be as long as the platform allows (the `csv` default is 131,072 chars).
+
+    A delivery has no cell-size limit: an over-long value is the contract's `max_length`
+    problem for that row alone, not a reason to reject the whole file. `sys.maxsize` overflows
+    the C long `csv` stores the limit in where that is 32 bits (Windows), so halve until it fits.
+    """
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return limit
+        except OverflowError:
+            limit //= 2
+
+
+FIELD_SIZE_LIMIT = _lift_field_size_limit()
 
 
 class SourceFormatError(ValueError):

@@ -3,6 +3,10 @@
 Built-in Spark SQL only (no UDFs). The session runs with ANSI mode off, so a value that does
 not convert becomes null and the `castable` rule, which compares it with its source text,
 decides what happens to the row.
+
+Text is kept exactly but for trailing blanks: SAS pads character values on the right, so those
+are padding, while leading blanks are part of the value (docs/data_quality.md, "Values kept
+exactly").
 """
 
 from __future__ import annotations
@@ -47,23 +51,32 @@ def _rank_column(name: str) -> str:
     return f"__iso_rank_{name}"
 
 
+def unpadded(sql: str) -> str:
+    """Text without its trailing blanks (SAS padding); null if nothing else is left."""
+    return f"nullif(rtrim(CAST({sql} AS STRING)), '')"
+
+
 def source_text(name: str, source_type: str) -> str:
-    """The source value as text, without float noise on whole numbers; null if blank."""
+    """The source value as text, without float noise on whole numbers or trailing padding."""
     col = ident(raw_name(name))
     if source_type in NUMERIC_SOURCE_TYPES:
         return (
             f"CASE WHEN {col} = floor({col}) AND abs({col}) < 1e15 "
             f"THEN CAST(CAST({col} AS BIGINT) AS STRING) ELSE CAST({col} AS STRING) END"
         )
-    return f"nullif(trim(CAST({col} AS STRING)), '')"
+    return unpadded(col)
 
 
 def _as_double(name: str, source_type: str) -> str:
+    """The number a value denotes; Spark's cast ignores blanks around it (" 7" is 7).
+
+    Blanks are not digits; the text as delivered stays in `__src_<name>` for `castable`.
+    """
     col = ident(raw_name(name))
     value = (
         f"CAST({col} AS DOUBLE)"
         if source_type in NUMERIC_SOURCE_TYPES
-        else f"CAST(nullif(trim(CAST({col} AS STRING)), '') AS DOUBLE)"
+        else f"CAST({unpadded(col)} AS DOUBLE)"
     )
     return (
         f"CASE WHEN isnan({value}) OR abs({value}) = double('infinity') THEN NULL ELSE {value} END"
