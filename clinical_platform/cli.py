@@ -25,6 +25,7 @@ from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform.runs import (
     MaterializeOutcome,
     SelectionError,
+    delivery_assets,
     local_instance,
     materialize_delivery,
     register_delivery,
@@ -38,6 +39,7 @@ from spark_jobs.contracts.layout import (
     PartitionKeyError,
     local_path,
 )
+from spark_jobs.contracts.outputs import CURATED_OUTPUTS, RAW_OUTPUTS
 from spark_jobs.contracts.protocol import EntryPoint
 
 EXIT_FAILED = 1
@@ -72,12 +74,19 @@ def cmd_land(args: argparse.Namespace) -> int:
     layout = _layout(args.lake)
     _require_local(layout)
     try:
-        result = land_delivery(Path(args.folder), delivery, layout)
+        result = land_delivery(
+            Path(args.folder), delivery, layout, allow_duplicate=args.allow_duplicate
+        )
     except LandingError as error:
         raise CommandError(str(error)) from None
     registered = register_delivery(local_instance(), delivery)
     state = "already landed (same files)" if result.already_landed else "landed"
     print(f"{delivery.key}: {state}, {len(result.files)} files -> {result.uri}")
+    if result.duplicate_of is not None:
+        print(
+            f"{delivery.key}: duplicate of {result.duplicate_of.key} (the same files, byte for "
+            f"byte); recorded as duplicate_of in its {MANIFEST_NAME}"
+        )
     for landed in result.files:
         print(f"  {landed.name:<14} {landed.size:>10} bytes  sha256 {landed.sha256}")
     print(
@@ -101,12 +110,38 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         selection = select_assets(defs, patterns)
     except SelectionError as error:
         raise CommandError(str(error)) from None
+    selection = carried_selection(layout, delivery, selection, bool(patterns))
     outcome = materialize_delivery(defs, delivery, local_instance(), selection)
     print_outcome(outcome, [k.to_user_string() for k in selection])
     if not outcome.success:
-        first = outcome.problems[0] if outcome.problems else "see the run in the Dagster UI"
-        raise CommandError(f"materialize {delivery.key} failed: {first}")
+        raise CommandError(f"materialize {delivery.key} failed: {outcome.cause}")
     return 0
+
+
+DATASET_OF_ASSET = {o.asset_key: o.name for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS)}
+
+
+def carried_selection(
+    layout: LakeLayout, delivery: Delivery, selection: list[dg.AssetKey], explicit: bool
+) -> list[dg.AssetKey]:
+    """The selected assets of the datasets the delivery carries; the others are skipped."""
+    carried = delivery_assets(layout, delivery)
+    if carried is None:
+        return selection
+    chosen = [k for k in selection if k in carried]
+    left = [k.to_user_string() for k in selection if k not in carried]
+    if not chosen:
+        raise CommandError(
+            f"delivery {delivery.key} carries no file for the selected assets "
+            f"({', '.join(left)}); nothing to materialize"
+        )
+    if left:
+        domains = sorted({DATASET_OF_ASSET[k].upper() for k in left if k in DATASET_OF_ASSET})
+        print(
+            f"delivery {delivery.key} carries no {', '.join(domains)} file: not materialized "
+            "(their current data stays that of earlier deliveries)"
+        )
+    return chosen
 
 
 def print_outcome(outcome: MaterializeOutcome, selected: Sequence[str]) -> None:
@@ -184,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--study", required=True)
     land.add_argument("--delivery", required=True, help="transfer date YYYY-MM-DD[_n]")
     land.add_argument("--lake", help=f"lake root (default ${settings.LAKE_URI_VAR} or .lake)")
+    land.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="land files identical to an earlier delivery of the study (recorded as a duplicate)",
+    )
     land.set_defaults(handler=cmd_land)
 
     materialize = commands.add_parser(

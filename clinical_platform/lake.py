@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,18 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from clinical_platform.catalog import catalog_settings, latest_record, open_catalog, rows_of
+from clinical_platform.catalog import (
+    catalog_settings,
+    latest_record,
+    lineage_records,
+    open_catalog,
+    rows_of,
+)
 from spark_jobs.contracts.layout import (
     MANIFEST_NAME,
     Delivery,
     LakeLayout,
+    PartitionKeyError,
     local_path,
     next_delivery,
 )
@@ -67,10 +75,28 @@ class LandingResult:
     uri: str
     files: tuple[LandedFile, ...]
     already_landed: bool
+    duplicate_of: Delivery | None = None
 
 
-def _manifest(delivery: Delivery, files: list[LandedFile], source: Path) -> dict[str, Any]:
-    return {
+Fingerprint = frozenset[tuple[str, int, str]]
+
+
+def fingerprint(files: Iterable[LandedFile]) -> Fingerprint:
+    """What makes two deliveries the same: their (name, size, sha256), in any order."""
+    return frozenset((f.name, f.size, f.sha256) for f in files)
+
+
+def manifest_files(manifest: dict[str, Any]) -> tuple[LandedFile, ...]:
+    """The files a `_delivery.json` lists (KeyError, TypeError or ValueError if malformed)."""
+    return tuple(
+        LandedFile(str(f["name"]), int(f["size"]), str(f["sha256"])) for f in manifest["files"]
+    )
+
+
+def _manifest(
+    delivery: Delivery, files: list[LandedFile], source: Path, duplicate_of: Delivery | None
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
         "manifest_version": 1,
         "study": delivery.study,
         "delivery": delivery.delivery,
@@ -78,9 +104,14 @@ def _manifest(delivery: Delivery, files: list[LandedFile], source: Path) -> dict
         "source_folder_name": source.name,
         "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
     }
+    if duplicate_of is not None:
+        manifest["duplicate_of"] = duplicate_of.key
+    return manifest
 
 
-def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> LandingResult:
+def land_delivery(
+    source: Path, delivery: Delivery, layout: LakeLayout, *, allow_duplicate: bool = False
+) -> LandingResult:
     """Copy a folder of delivered files into landing with a `_delivery.json` manifest.
 
     Locally the files are copied to a hidden staging folder, hashed, described in the manifest
@@ -88,39 +119,62 @@ def land_delivery(source: Path, delivery: Delivery, layout: LakeLayout) -> Landi
     files are uploaded first and the manifest last: a delivery without its manifest is
     incomplete, to the platform as to a landing sensor. Landing the same content again is a
     no-op; different content under an existing delivery id is refused, because deliveries are
-    immutable (use a `_2` suffix for a second transfer on one day).
+    immutable (use a `_2` suffix for a second transfer on one day). The same content as another
+    landed delivery of the study is refused unless `allow_duplicate`, and then recorded as
+    `duplicate_of` that delivery in the manifest.
     """
     entries = delivery_files(source)
     files = [_describe(p) for p in entries]
     existing = read_manifest(layout, delivery)
     if existing is not None:
-        same = [(f["name"], f["size"], f["sha256"]) for f in existing["files"]] == [
-            (f.name, f.size, f.sha256) for f in files
-        ]
-        if not same:
+        if fingerprint(manifest_files(existing)) != fingerprint(files):
             raise LandingError(
                 f"delivery {delivery.key} is already landed with different files; deliveries "
                 f"are immutable — land this one as {delivery.study}/"
                 f"{next_delivery(delivery.delivery)}"
             )
-        return LandingResult(delivery, layout.landing(delivery), tuple(files), True)
-    manifest = json.dumps(_manifest(delivery, files, source), indent=2) + "\n"
+        earlier = existing.get("duplicate_of")
+        return LandingResult(
+            delivery,
+            layout.landing(delivery),
+            tuple(files),
+            True,
+            Delivery.from_key(earlier) if isinstance(earlier, str) else None,
+        )
+    duplicate_of = find_duplicate(layout, delivery, files)
+    if duplicate_of is not None and not allow_duplicate:
+        count = f"{len(files)} file{'' if len(files) == 1 else 's'}"
+        raise LandingError(
+            f"delivery {delivery.key} carries the same {count}, byte for byte, as "
+            f"{duplicate_of.key}; not landed (land it anyway with --allow-duplicate)"
+        )
+    manifest = json.dumps(_manifest(delivery, files, source, duplicate_of), indent=2) + "\n"
     if layout.root.startswith("file:"):
         _copy_locally(entries, files, manifest, delivery, layout)
     else:
         _upload(entries, manifest, delivery, layout)
-    return LandingResult(delivery, layout.landing(delivery), tuple(files), False)
+    return LandingResult(delivery, layout.landing(delivery), tuple(files), False, duplicate_of)
 
 
 def delivery_files(source: Path) -> list[Path]:
-    """The files of a delivery folder, refusing what cannot be one."""
+    """Every file of a delivery folder, hidden and temporary ones included.
+
+    The platform accounts for each file that arrived (ingest reports the ones it skips), so
+    none may be left behind unlisted; sub-folders, hidden or not, are refused.
+    """
     if not source.is_dir():
         raise LandingError(f"{source}: not a folder of delivery files")
-    entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
+    entries = sorted(source.iterdir())
     subfolders = [p.name for p in entries if p.is_dir()]
     if subfolders:
         raise LandingError(
             f"{source}: contains sub-folders {subfolders}; a delivery is one flat folder of files"
+        )
+    special = [p.name for p in entries if p.exists() and not p.is_file()]
+    if special:
+        raise LandingError(
+            f"{source}: {special} are not regular files (pipes, sockets or devices); "
+            "a delivery is one flat folder of files"
         )
     if not entries:
         raise LandingError(f"{source}: the folder is empty")
@@ -129,6 +183,76 @@ def delivery_files(source: Path) -> list[Path]:
             f"{source}: already contains {MANIFEST_NAME}; the manifest is written by landing"
         )
     return entries
+
+
+def find_duplicate(
+    layout: LakeLayout, delivery: Delivery, files: Iterable[LandedFile]
+) -> Delivery | None:
+    """The oldest other landed delivery of the study with the same files, byte for byte.
+
+    Costs one listing of the study's landing folder (or S3 prefix) and at most one read per
+    other delivery's manifest, so a landing sensor can call it for each new delivery.
+    Deliveries without a manifest (incomplete) or with a malformed one are never a match.
+    """
+    wanted = fingerprint(files)
+    for other in landed_deliveries(layout, delivery.study):
+        if other == delivery:
+            continue
+        manifest = read_manifest(layout, other)
+        try:
+            same = manifest is not None and fingerprint(manifest_files(manifest)) == wanted
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed manifest is reported by the ingest job, not matched here
+        if same:
+            return other
+    return None
+
+
+def landed_deliveries(layout: LakeLayout, study: str) -> list[Delivery]:
+    """The study's deliveries that have a manifest, oldest first, from one listing.
+
+    Staging folders and anything not named like a delivery are skipped.
+    """
+    # LakeLayout spells paths per delivery; any delivery of the study locates its folder.
+    probe = Delivery(study, "2000-01-01")
+    study_folder = layout.landing(probe).removesuffix(probe.delivery)
+    manifest_suffix = layout.manifest(probe).removeprefix(layout.landing(probe))
+    if layout.root.startswith("file:"):
+        folder = Path(local_path(study_folder))
+        names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        candidates = _deliveries_named(study, names)
+        return [d for d in candidates if Path(local_path(layout.manifest(d))).is_file()]
+    with_manifest = [
+        key.removesuffix(manifest_suffix)
+        for key in _s3_keys_under(study_folder)
+        if key.endswith(manifest_suffix)
+    ]
+    return _deliveries_named(study, with_manifest)
+
+
+def _deliveries_named(study: str, names: Iterable[str]) -> list[Delivery]:
+    deliveries: set[Delivery] = set()
+    for name in names:
+        try:
+            deliveries.add(Delivery(study, name))
+        except PartitionKeyError:
+            continue
+    return sorted(deliveries)
+
+
+def _s3_keys_under(prefix_uri: str) -> list[str]:
+    """Every key under an S3 prefix, relative to it: one paginated ListObjectsV2."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = _bucket_key(prefix_uri)
+    pages = (
+        boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
+    try:
+        return [o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as error:
+        raise LandingError(f"{prefix_uri}: cannot list the landed deliveries ({error})") from None
 
 
 def _copy_locally(
@@ -222,6 +346,30 @@ def delivery_records(layout: LakeLayout, delivery: Delivery) -> dict[str, dict[s
         if record is not None:
             latest[output.table] = record
     return latest
+
+
+def same_data_elsewhere(
+    layout: LakeLayout, delivery: Delivery, records: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[str]]:
+    """Per table, the study's other deliveries whose partition holds the same data (equal
+    data hash, provenance left out), from the tables' lineage records."""
+    catalog = open_catalog(catalog_settings(layout))
+    found: dict[str, list[str]] = {}
+    for table, record in records.items():
+        digest = record.get("data_hash")
+        if not digest:
+            continue
+        latest: dict[str, Mapping[str, Any]] = {}
+        for other in lineage_records(catalog, table, study=delivery.study):
+            latest[other["partition"]] = other
+        same = [
+            key
+            for key, other in latest.items()
+            if key != delivery.key and other.get("data_hash") == digest
+        ]
+        if same:
+            found[table] = sorted(same)
+    return found
 
 
 def read_lineage(

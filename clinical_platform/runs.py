@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,8 +16,22 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from clinical_platform import settings
+from clinical_platform.lake import read_manifest
 from clinical_platform.partitions import CLINICAL_DELIVERIES
-from spark_jobs.contracts.layout import Delivery
+from spark_jobs.contracts import RuleKind, carried_datasets
+from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.outputs import (
+    CURATED_OUTPUTS,
+    FEATURE_OUTPUTS,
+    FILES_READABLE,
+    RAW_OUTPUTS,
+)
+
+# Curated checks that refuse a whole dataset of a delivery, before any row is read.
+GATE_CHECKS = (RuleKind.FILES_READABLE.value, RuleKind.REQUIRED_COLUMNS.value)
+_RAW_KEYS = frozenset(o.asset_key for o in RAW_OUTPUTS)
+_FEATURE_KEYS = tuple(o.asset_key for o in FEATURE_OUTPUTS)
+_CURATED_BY_KEY = {o.asset_key: o for o in CURATED_OUTPUTS}
 
 DAGSTER_YAML = """\
 # Written by clinical-platform for local use: SQLite storage under this folder.
@@ -86,7 +101,12 @@ class _FirstLineFormatter(logging.Formatter):
         head, _, rest = text.partition("\n")
         stamp = self.formatTime(record, self.datefmt)
         suffix = " [details in the UI]" if more or rest.strip() else ""
-        return f"{stamp} {record.levelname} {head}{suffix}"
+        line = f"{stamp} {record.levelname} {head}"
+        # Never wider than the terminal: some Dagster events list every output of a step.
+        width = shutil.get_terminal_size(fallback=(120, 24)).columns - len(suffix)
+        if len(line) > width:
+            line = line[: max(width - 1, 20)] + "…"
+        return line + suffix
 
 
 @dg.logger(
@@ -109,6 +129,28 @@ class MaterializeOutcome:
     statuses: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # one line each
     run_id: str = ""
+    # Why the run failed, in delivery terms: each rejected file with its reason.
+    root_causes: list[str] = field(default_factory=list)
+
+    @property
+    def cause(self) -> str:
+        """One line: the rejected files and why, else the first problem."""
+        if self.root_causes:
+            return "; ".join(self.root_causes)
+        return self.problems[0] if self.problems else "see the run in the Dagster UI"
+
+
+def delivery_assets(layout: LakeLayout, delivery: Delivery) -> list[dg.AssetKey] | None:
+    """The assets of a delivery: raw and curated of each dataset it carries (per its
+    manifest), and the feature tables; None when the delivery has no manifest to tell."""
+    manifest = read_manifest(layout, delivery)
+    if manifest is None:
+        return None
+    carried = carried_datasets(f["name"] for f in manifest.get("files", []))
+    keys = [o.asset_key for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS) if o.name in carried] + [
+        o.asset_key for o in FEATURE_OUTPUTS
+    ]
+    return [dg.AssetKey(k) for k in keys] if carried else []
 
 
 def materialize_delivery(
@@ -143,14 +185,21 @@ def materialize_delivery(
         count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
         outcome.rows[name] = int(count) if count is not None else None
         outcome.statuses[name] = str(status.value) if status is not None else "accepted"
+    blocked: list[str] = []  # "VS of K was rejected (reason)", per curated dataset refused
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
             continue
+        asset = evaluation.asset_key.to_user_string()
         reason = evaluation.metadata.get("reason")
         detail = f": {reason.value}" if reason is not None else ""
-        outcome.problems.append(
-            f"{evaluation.asset_key.to_user_string()} check {evaluation.check_name} failed{detail}"
-        )
+        outcome.problems.append(f"{asset} check {evaluation.check_name} failed{detail}")
+        if reason is None:
+            continue
+        if asset in _RAW_KEYS and evaluation.check_name == FILES_READABLE:
+            outcome.root_causes.append(str(reason.value))
+        elif asset in _CURATED_BY_KEY and evaluation.check_name in GATE_CHECKS:
+            dataset = _CURATED_BY_KEY[asset].name.upper()
+            blocked.append(f"{dataset} of {delivery.key} was rejected ({reason.value})")
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
@@ -158,9 +207,22 @@ def materialize_delivery(
             first = message[0] if message else "failed"
             if "blocking asset check" in first:
                 continue  # already reported above, check by check, with its reason
+            if "did not yield or return expected outputs" in first:
+                if outcome.problems:
+                    continue  # Dagster's word for outputs a failed dataset could not have
+                first = (
+                    "some selected assets were not produced: select only the domains the "
+                    "delivery carries (clinical-platform materialize does)"
+                )
             outcome.problems.append(f"step {event.step_key}: {_without_class(first)}")
         elif event.is_step_skipped:
             outcome.problems.append(f"step {event.step_key} skipped: an upstream step failed")
+    # Feature tables read every curated domain: one refused domain and they are not built.
+    wanted = [k.to_user_string() for k in selection] if selection else list(_FEATURE_KEYS)
+    for key in wanted:
+        if key in _FEATURE_KEYS and key not in outcome.statuses and not result.success:
+            why = "; ".join(blocked) if blocked else "an upstream step failed"
+            outcome.problems.append(f"{key} skipped: {why}")
     return outcome
 
 

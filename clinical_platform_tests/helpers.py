@@ -13,6 +13,7 @@ from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.definitions import resources_for
 from clinical_platform.lake import land_delivery, read_lineage
 from clinical_platform.partitions import CLINICAL_DELIVERIES
+from clinical_platform.runs import delivery_assets
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.contracts.tables import PARTITION_COLUMNS, table_name
 
@@ -29,8 +30,14 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     resources: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the clinical assets of one delivery in-process (never raises on failure)."""
+    """Materialize the clinical assets of one delivery in-process (never raises on failure).
+
+    By default, like `clinical-platform materialize`, the assets of the datasets it carries.
+    """
     instance = instance or dg.DagsterInstance.ephemeral()
+    if selection is None:
+        carried = delivery_assets(LakeLayout(str(lake)), delivery)
+        selection = [k.to_user_string() for k in carried] if carried is not None else None
     assert CLINICAL_DELIVERIES.name is not None
     if not instance.has_dynamic_partition(CLINICAL_DELIVERIES.name, delivery.key):
         instance.add_dynamic_partitions(CLINICAL_DELIVERIES.name, [delivery.key])
@@ -114,3 +121,20 @@ def current_data_files(lake: Path, zone: str, dataset: str, delivery: Delivery) 
         Path(local_path(task.file.file_path))
         for task in table.scan(row_filter=condition).plan_files()
     ]
+
+
+def run_command(argv: Sequence[str]) -> tuple[int, str, str]:
+    """`clinical-platform <argv>` in this process: exit status, stdout and stderr."""
+    import contextlib
+    import io
+
+    from clinical_platform.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+        except SystemExit as exited:
+            code = exited.code
+    return (code if isinstance(code, int) else 1), out.getvalue(), err.getvalue()

@@ -7,6 +7,7 @@ Nothing here starts Spark: every materialize call is one that must stop before r
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,6 +169,50 @@ def test_landing_different_files_is_one_line(
         f"delivery {DELIVERY.key} is already landed with different files",
         f"land this one as {DELIVERY.key}_2",
     )
+
+
+def test_landing_a_duplicate_is_one_line(
+    home: Path, tmp_path: Path, delivery_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same files under a new delivery id: exit 1, one line naming the earlier delivery
+    and the flag; nothing landed or registered."""
+    later = Delivery(STUDY, "2024-02-01")
+    assert run_cli(land_args(delivery_folder), capsys).code == 0
+    outcome = run_cli(land_args(delivery_folder, later), capsys)
+    assert_one_line_error(
+        outcome,
+        f"delivery {later.key} carries the same 8 files, byte for byte, as {DELIVERY.key}; "
+        "not landed (land it anyway with --allow-duplicate)",
+    )
+    assert outcome.out == ""
+    assert not landing_dir(tmp_path, later).exists()
+    assert not has_partition(later.key)
+
+
+def test_land_allow_duplicate_lands_and_says_so(
+    home: Path, tmp_path: Path, delivery_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--allow-duplicate lands and registers the copy, prints what it duplicates and records
+    it in the manifest; landing it again without the flag is the usual no-op."""
+    later = Delivery(STUDY, "2024-02-01")
+    assert run_cli(land_args(delivery_folder), capsys).code == 0
+    outcome = run_cli([*land_args(delivery_folder, later), "--allow-duplicate"], capsys)
+    assert (outcome.code, outcome.err) == (0, "")
+    lines = outcome.out.splitlines()
+    assert lines[0] == f"{later.key}: landed, 8 files -> file:{landing_dir(tmp_path, later)}"
+    assert lines[1] == (
+        f"{later.key}: duplicate of {DELIVERY.key} (the same files, byte for byte); "
+        f"recorded as duplicate_of in its {MANIFEST_NAME}"
+    )
+    assert lines[-1] == f"partition {later.key} registered in {home}"
+    manifest = json.loads((landing_dir(tmp_path, later) / MANIFEST_NAME).read_text())
+    assert manifest["duplicate_of"] == DELIVERY.key
+    assert has_partition(later.key)
+
+    again = run_cli(land_args(delivery_folder, later), capsys)
+    assert (again.code, again.err) == (0, "")
+    assert again.out.splitlines()[0].startswith(f"{later.key}: already landed (same files), ")
+    assert again.out.splitlines()[1].startswith(f"{later.key}: duplicate of {DELIVERY.key} ")
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
-from clinical_platform.lake import LandedFile, LandingError, land_delivery
+from clinical_platform.lake import (
+    LandedFile,
+    LandingError,
+    find_duplicate,
+    land_delivery,
+    landed_deliveries,
+    read_manifest,
+)
+from clinical_platform_tests.launchers.emulator import (
+    FAKE_AWS_ENV,
+    REAL_AWS_ENV,
+    AwsEmulator,
+    moto_server,
+)
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 DELIVERY = Delivery("S01", "2024-01-15")
@@ -24,7 +40,7 @@ FILES = {
 
 def delivery_folder(parent: Path, files: dict[str, bytes] | None = None) -> Path:
     folder = parent / "incoming"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name, content in (FILES if files is None else files).items():
         (folder / name).write_bytes(content)
     return folder
@@ -84,7 +100,6 @@ def test_landing_same_files_again_is_a_no_op(tmp_path: Path, layout: LakeLayout)
     land_delivery(source, DELIVERY, layout)
     manifest = (landing_dir(layout) / MANIFEST_NAME).read_bytes()
 
-    (source / ".DS_Store").write_bytes(b"finder noise")  # hidden files do not count
     again = land_delivery(source, DELIVERY, layout)
     assert again.already_landed
     assert [f.name for f in again.files] == sorted(FILES)
@@ -92,7 +107,7 @@ def test_landing_same_files_again_is_a_no_op(tmp_path: Path, layout: LakeLayout)
     assert study_dir_entries(layout) == ["2024-01-15"]
 
 
-@pytest.mark.parametrize("change", ["content", "extra file", "missing file"])
+@pytest.mark.parametrize("change", ["content", "extra file", "missing file", "hidden file"])
 def test_different_files_under_a_landed_delivery_are_refused(
     tmp_path: Path, layout: LakeLayout, change: str
 ) -> None:
@@ -104,6 +119,8 @@ def test_different_files_under_a_landed_delivery_are_refused(
         (source / "dm.csv").write_bytes(b"STUDYID,USUBJID\nS01,S01-002\n")
     elif change == "extra file":
         (source / "lb.csv").write_bytes(b"STUDYID\nS01\n")
+    elif change == "hidden file":
+        (source / ".DS_Store").write_bytes(b"finder noise")  # it arrived, so it counts
     else:
         (source / "vs.csv").unlink()
 
@@ -133,23 +150,23 @@ def test_refusal_suggests_a_valid_delivery_id(tmp_path: Path, layout: LakeLayout
 
 
 def test_folder_with_subfolders_is_refused(tmp_path: Path, layout: LakeLayout) -> None:
-    """A delivery is one flat folder; visible sub-folders are refused, hidden ones ignored."""
+    """A delivery is one flat folder; sub-folders are refused, hidden ones too (their files
+    arrived and could not be accounted for)."""
     source = delivery_folder(tmp_path)
     (source / "extra").mkdir()
-    (source / ".git").mkdir()  # hidden folders are ignored like hidden files
+    (source / ".git").mkdir()
     with pytest.raises(
         LandingError,
-        match=r"contains sub-folders \['extra'\]; a delivery is one "
+        match=r"contains sub-folders \['\.git', 'extra'\]; a delivery is one "
         "flat folder",
     ):
         land_delivery(source, DELIVERY, layout)
     assert study_dir_entries(layout) == []
 
 
-@pytest.mark.parametrize("hidden", [[], [".DS_Store", "._dm.csv"]])
-def test_empty_folder_is_refused(tmp_path: Path, layout: LakeLayout, hidden: list[str]) -> None:
-    """A folder with nothing (or only hidden files) is not a delivery."""
-    source = delivery_folder(tmp_path, {name: b"x" for name in hidden})
+def test_empty_folder_is_refused(tmp_path: Path, layout: LakeLayout) -> None:
+    """A folder with nothing in it is not a delivery."""
+    source = delivery_folder(tmp_path, {})
     with pytest.raises(LandingError, match="the folder is empty"):
         land_delivery(source, DELIVERY, layout)
     assert study_dir_entries(layout) == []
@@ -172,12 +189,49 @@ def test_missing_source_is_refused(tmp_path: Path, layout: LakeLayout) -> None:
         land_delivery(tmp_path / "file.csv", DELIVERY, layout)
 
 
-def test_hidden_files_are_not_landed(tmp_path: Path, layout: LakeLayout) -> None:
-    """Hidden files (.DS_Store, editor locks) are neither copied nor in the manifest."""
-    source = delivery_folder(tmp_path, {**FILES, ".DS_Store": b"x", ".~lock.dm.csv#": b"y"})
+NOISE = {
+    ".DS_Store": b"finder",
+    ".~lock.dm.csv#": b"editor lock",
+    "lb.csv.tmp": b"STUDYID\n",
+    "lb.csv._COPYING_": b"STUDYID\nS0",
+    "~$report.xlsx": b"office lock",
+    "vs.xpt.part": b"HEADER RECORD",
+}
+
+
+def test_hidden_and_temporary_files_are_landed(tmp_path: Path, layout: LakeLayout) -> None:
+    """Every file that arrived is copied and in the manifest, hidden and temporary ones too:
+    the ingest job reports them as skipped, so nothing that arrived goes unaccounted for."""
+    source = delivery_folder(tmp_path, {**FILES, **NOISE})
     result = land_delivery(source, DELIVERY, layout)
-    assert [f.name for f in result.files] == sorted(FILES)
-    assert sorted(p.name for p in landing_dir(layout).iterdir()) == sorted([*FILES, MANIFEST_NAME])
+
+    everything = {**FILES, **NOISE}
+    assert [f.name for f in result.files] == sorted(everything)
+    target = landing_dir(layout)
+    assert sorted(p.name for p in target.iterdir()) == sorted([*everything, MANIFEST_NAME])
+    for name, content in NOISE.items():
+        assert (target / name).read_bytes() == content
+    manifest = json.loads((target / MANIFEST_NAME).read_text())
+    assert manifest["files"] == [
+        {"name": name, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        for name, content in sorted(everything.items())
+    ]
+
+
+def test_folder_of_only_hidden_files_is_landed(tmp_path: Path, layout: LakeLayout) -> None:
+    """Only .DS_Store arrived: that is what the delivery holds, and the manifest says so."""
+    source = delivery_folder(tmp_path, {".DS_Store": b"x", "._dm.csv": b"y"})
+    result = land_delivery(source, DELIVERY, layout)
+    assert [f.name for f in result.files] == sorted([".DS_Store", "._dm.csv"])
+
+
+def test_special_files_are_refused(tmp_path: Path, layout: LakeLayout) -> None:
+    """A named pipe would block the hash forever; it is refused, naming it, before any copy."""
+    source = delivery_folder(tmp_path)
+    os.mkfifo(source / "dm.fifo")
+    with pytest.raises(LandingError, match=r"\['dm\.fifo'\] are not regular files"):
+        land_delivery(source, DELIVERY, layout)
+    assert study_dir_entries(layout) == []
 
 
 def test_file_changing_during_copy_leaves_nothing_behind(
@@ -258,3 +312,230 @@ def test_unreadable_file_is_a_landing_error_naming_it(tmp_path: Path, layout: La
     (source / "lb.csv").symlink_to(tmp_path / "gone.csv")
     with pytest.raises(LandingError, match=r"lb\.csv"):
         land_delivery(source, DELIVERY, layout)
+
+
+# ---------------------------------------------------------------------------- duplicates
+
+LATER = Delivery("S01", "2024-02-01")
+
+
+def test_duplicate_of_a_landed_delivery_is_refused(tmp_path: Path, layout: LakeLayout) -> None:
+    """The same files under a new delivery id are refused, naming the earlier delivery."""
+    source = delivery_folder(tmp_path)
+    land_delivery(source, DELIVERY, layout)
+    with pytest.raises(LandingError) as raised:
+        land_delivery(source, LATER, layout)
+    assert str(raised.value) == (
+        "delivery S01/2024-02-01 carries the same 3 files, byte for byte, as S01/2024-01-15; "
+        "not landed (land it anyway with --allow-duplicate)"
+    )
+    assert study_dir_entries(layout) == ["2024-01-15"]
+
+
+def test_duplicate_is_landed_when_allowed_and_recorded(tmp_path: Path, layout: LakeLayout) -> None:
+    """allow_duplicate lands a full copy whose manifest names the delivery it repeats."""
+    source = delivery_folder(tmp_path)
+    first = land_delivery(source, DELIVERY, layout)
+    assert first.duplicate_of is None
+    assert "duplicate_of" not in json.loads((landing_dir(layout) / MANIFEST_NAME).read_text())
+
+    result = land_delivery(source, LATER, layout, allow_duplicate=True)
+    assert (result.already_landed, result.duplicate_of) == (False, DELIVERY)
+    manifest = json.loads((landing_dir(layout, LATER) / MANIFEST_NAME).read_text())
+    assert manifest["duplicate_of"] == "S01/2024-01-15"
+    assert manifest["files"] == [
+        {"name": f.name, "size": f.size, "sha256": f.sha256} for f in first.files
+    ]
+    for name, content in FILES.items():
+        assert (landing_dir(layout, LATER) / name).read_bytes() == content
+
+
+def test_relanding_a_duplicate_under_its_own_id_is_a_no_op(
+    tmp_path: Path, layout: LakeLayout
+) -> None:
+    """Landing the same files again under the same id stays a no-op, without the flag, and
+    still says which delivery it duplicates."""
+    source = delivery_folder(tmp_path)
+    land_delivery(source, DELIVERY, layout)
+    land_delivery(source, LATER, layout, allow_duplicate=True)
+    manifest = (landing_dir(layout, LATER) / MANIFEST_NAME).read_bytes()
+
+    for delivery, duplicate_of in ((DELIVERY, None), (LATER, DELIVERY)):
+        again = land_delivery(source, delivery, layout)
+        assert (again.already_landed, again.duplicate_of) == (True, duplicate_of)
+    assert (landing_dir(layout, LATER) / MANIFEST_NAME).read_bytes() == manifest
+    assert study_dir_entries(layout) == ["2024-01-15", "2024-02-01"]
+
+
+def test_duplicate_names_the_oldest_delivery_with_those_files(
+    tmp_path: Path, layout: LakeLayout
+) -> None:
+    """With the original and an allowed copy landed, a third copy names the original, also
+    when its own id is older than both (it is a duplicate of what is already there)."""
+    source = delivery_folder(tmp_path)
+    land_delivery(source, DELIVERY, layout)
+    land_delivery(source, LATER, layout, allow_duplicate=True)
+    for third in (Delivery("S01", "2024-03-01"), Delivery("S01", "2024-01-10")):
+        with pytest.raises(LandingError, match=r"as S01/2024-01-15; not landed"):
+            land_delivery(source, third, layout)
+    assert study_dir_entries(layout) == ["2024-01-15", "2024-02-01"]
+
+
+@pytest.mark.parametrize("change", ["content", "extra file", "missing file", "renamed file"])
+def test_delivery_differing_by_one_file_is_not_a_duplicate(
+    tmp_path: Path, layout: LakeLayout, change: str
+) -> None:
+    """One file more, less, changed or renamed: a new delivery, landed without the flag."""
+    source = delivery_folder(tmp_path)
+    land_delivery(source, DELIVERY, layout)
+    if change == "content":
+        (source / "vs.csv").write_bytes(b"STUDYID\n")
+    elif change == "extra file":
+        (source / ".DS_Store").write_bytes(b"finder noise")
+    elif change == "missing file":
+        (source / "vs.csv").unlink()
+    else:
+        (source / "vs.csv").rename(source / "vs2.csv")
+    result = land_delivery(source, LATER, layout)
+    assert (result.already_landed, result.duplicate_of) == (False, None)
+    assert "duplicate_of" not in json.loads(
+        (landing_dir(layout, LATER) / MANIFEST_NAME).read_text()
+    )
+
+
+def test_same_files_in_another_study_are_not_a_duplicate(
+    tmp_path: Path, layout: LakeLayout
+) -> None:
+    """Duplicates are looked for within the study only."""
+    source = delivery_folder(tmp_path)
+    land_delivery(source, DELIVERY, layout)
+    other_study = Delivery("S02", DELIVERY.delivery)
+    assert land_delivery(source, other_study, layout).duplicate_of is None
+
+
+def test_find_duplicate_skips_incomplete_and_malformed_deliveries(
+    tmp_path: Path, layout: LakeLayout
+) -> None:
+    """Folders without a manifest (a staging folder, a half copy, a stray) and a manifest that
+    cannot be read are never taken for the delivery being landed."""
+    source = delivery_folder(tmp_path)
+    files = [
+        LandedFile(name, len(content), hashlib.sha256(content).hexdigest())
+        for name, content in FILES.items()
+    ]
+    study = landing_dir(layout).parent
+    for name in (".2024-01-15.landing-123", "2024-01-15", "notes"):
+        shutil.copytree(source, study / name)
+    (study / "2024-01-16").mkdir()
+    (study / "2024-01-16" / MANIFEST_NAME).write_text("{not json")
+    (study / "2024-01-17").mkdir()
+    (study / "2024-01-17" / MANIFEST_NAME).write_text('{"files": [{"name": "dm.csv"}]}')
+
+    assert landed_deliveries(layout, "S01") == [
+        Delivery("S01", "2024-01-16"),
+        Delivery("S01", "2024-01-17"),
+    ]
+    assert find_duplicate(layout, LATER, files) is None
+    assert find_duplicate(layout, LATER, reversed(files)) is None
+    assert land_delivery(source, LATER, layout).duplicate_of is None
+    assert find_duplicate(layout, Delivery("S01", "2024-03-01"), reversed(files)) == LATER
+    assert find_duplicate(layout, LATER, files) is None  # a delivery is not its own duplicate
+
+
+# ---------------------------------------------------------------------------- S3 lake (moto)
+
+LAKE_BUCKET = "clinical-lake"
+
+
+@pytest.fixture(scope="module")
+def aws_s3() -> Iterator[AwsEmulator]:
+    """moto on 127.0.0.1 with fake credentials; every S3 call of these tests goes to it."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in REAL_AWS_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in FAKE_AWS_ENV.items():
+            patch.setenv(name, value)
+        with moto_server() as emulator:
+            patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+            yield emulator
+
+
+@pytest.fixture
+def s3_layout(aws_s3: AwsEmulator) -> LakeLayout:
+    aws_s3.reset()
+    aws_s3.create_bucket(LAKE_BUCKET)
+    return LakeLayout(f"s3://{LAKE_BUCKET}/lake")
+
+
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the S3 API calls made through boto3's default session during the test."""
+    calls: list[str] = []
+    session = boto3.Session()
+    session.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    return calls
+
+
+def bucket_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def s3_keys(aws: AwsEmulator, layout: LakeLayout, delivery: Delivery) -> list[str]:
+    """The keys under a delivery's landing prefix, relative to it."""
+    prefix = bucket_key(layout.landing(delivery))[1] + "/"
+    listed = aws.client("s3").list_objects_v2(Bucket=LAKE_BUCKET, Prefix=prefix)
+    return sorted(o["Key"][len(prefix) :] for o in listed.get("Contents", []))
+
+
+def test_s3_duplicate_is_refused_then_allowed_and_recorded(
+    tmp_path: Path, aws_s3: AwsEmulator, s3_layout: LakeLayout
+) -> None:
+    """On an S3 lake the same files under a new id are refused naming the earlier delivery;
+    allowed, they land with duplicate_of in the manifest; hidden files are uploaded too."""
+    source = delivery_folder(tmp_path, {**FILES, ".DS_Store": b"x"})
+    land_delivery(source, DELIVERY, s3_layout)
+    assert s3_keys(aws_s3, s3_layout, DELIVERY) == sorted([*FILES, ".DS_Store", MANIFEST_NAME])
+
+    with pytest.raises(LandingError) as raised:
+        land_delivery(source, LATER, s3_layout)
+    assert str(raised.value) == (
+        "delivery S01/2024-02-01 carries the same 4 files, byte for byte, as S01/2024-01-15; "
+        "not landed (land it anyway with --allow-duplicate)"
+    )
+    assert s3_keys(aws_s3, s3_layout, LATER) == []
+
+    result = land_delivery(source, LATER, s3_layout, allow_duplicate=True)
+    assert result.duplicate_of == DELIVERY
+    manifest = read_manifest(s3_layout, LATER)
+    assert manifest is not None and manifest["duplicate_of"] == "S01/2024-01-15"
+    again = land_delivery(source, LATER, s3_layout)
+    assert (again.already_landed, again.duplicate_of) == (True, DELIVERY)
+
+
+def test_s3_find_duplicate_costs_one_listing_and_one_read_per_manifest(
+    tmp_path: Path, s3_layout: LakeLayout, s3_calls: list[str]
+) -> None:
+    """What a landing sensor pays per new delivery: one ListObjectsV2 of the study's landing
+    prefix, then one GetObject per other delivery's manifest (none for an incomplete one)."""
+    for day in ("2024-01-15", "2024-01-16", "2024-01-17"):
+        source = delivery_folder(tmp_path / day, {**FILES, "dm.csv": day.encode()})
+        land_delivery(source, Delivery("S01", day), s3_layout)
+    source = delivery_folder(tmp_path / "new")
+    # An upload still under way: files, but no manifest yet.
+    _, data_key = bucket_key(s3_layout.landing(Delivery("S01", "2024-01-20")) + "/dm.csv")
+    boto3.client("s3").put_object(Bucket=LAKE_BUCKET, Key=data_key, Body=FILES["dm.csv"])
+    files = [
+        LandedFile(name, len(content), hashlib.sha256(content).hexdigest())
+        for name, content in FILES.items()
+    ]
+    s3_calls.clear()
+    assert find_duplicate(s3_layout, LATER, files) is None
+    assert s3_calls == ["ListObjectsV2", "GetObject", "GetObject", "GetObject"]
+
+    land_delivery(source, Delivery("S01", "2024-01-18"), s3_layout)
+    s3_calls.clear()
+    assert find_duplicate(s3_layout, LATER, files) == Delivery("S01", "2024-01-18")
+    assert s3_calls.count("ListObjectsV2") == 1

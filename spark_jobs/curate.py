@@ -25,6 +25,7 @@ from spark_jobs.contracts import DatasetContract, Effect, Rule, RuleKind, contra
 from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
 from spark_jobs.contracts.outputs import (
     CURATED_RUN_ID,
+    CURRENT_SUFFIX,
     NATURAL_KEY,
     DatasetOutput,
     output,
@@ -51,6 +52,7 @@ from spark_jobs.runtime.reporting import (
     table_schema_value,
 )
 from spark_jobs.runtime.session import build_session, run_job
+from spark_jobs.storage.current import holder
 from spark_jobs.storage.lineage import input_reference, lineage_record
 from spark_jobs.storage.tables import Committed, LakeTables, Staged, delivered, table_shaped
 
@@ -98,23 +100,26 @@ def gate_checks(
     """files_readable and required_columns from the raw partition's lineage record.
 
     Returns the outcomes and, when one failed, the reason nothing of the dataset is curated.
+    A file that lacks a required column is readable: ingest rejects it, and here it fails
+    required_columns rather than files_readable.
     """
     readable = rule_of(contract, RuleKind.FILES_READABLE)
     if lineage is None:
         reason = f"{raw_key} has not been materialized for {key}"
         return [check(readable, False, reason=reason)], reason
     sources = lineage.get("sources", [])
-    if lineage["status"] != "accepted":
-        reason = lineage.get("reason") or f"raw {lineage['status']}"
-        rejected = [s for s in sources if not s.get("accepted")]
-        return [check(readable, False, reason=reason, rejected_files=rejected)], reason
-    outcomes = [check(readable, True, files=[s["name"] for s in sources])]
-    required = rule_of(contract, RuleKind.REQUIRED_COLUMNS)
-    missing = {
-        s["name"]: sorted(set(contract.required_columns) - set(s.get("columns", [])))
+    missing = {  # files read far enough to know their columns
+        s["name"]: sorted(set(contract.required_columns) - set(s["columns"]))
         for s in sources
+        if s.get("columns")
     }
     missing = {name: columns for name, columns in missing.items() if columns}
+    unreadable = [s for s in sources if not s.get("accepted") and s["name"] not in missing]
+    if lineage["status"] != "accepted" and (unreadable or not missing):
+        reason = lineage.get("reason") or f"raw {lineage['status']}"
+        return [check(readable, False, reason=reason, rejected_files=unreadable)], reason
+    outcomes = [check(readable, True, files=[s["name"] for s in sources])]
+    required = rule_of(contract, RuleKind.REQUIRED_COLUMNS)
     if missing:
         reason = "; ".join(
             f"{name} lacks required column(s) {', '.join(cols)}" for name, cols in missing.items()
@@ -461,6 +466,7 @@ class DatasetCuration:
                 output=self.quarantine,
                 snapshot_id=quarantine_snapshot,
                 content_hash=staged_q.content_hash,
+                data_hash=staged_q.data_hash,
                 **common,
             )
             committed.append(Committed(self.quarantine, job.delivery, quarantine_snapshot, record))
@@ -469,6 +475,7 @@ class DatasetCuration:
             output=self.curated,
             snapshot_id=snapshot,
             content_hash=staged_c.content_hash,
+            data_hash=staged_c.data_hash,
             quarantine_table=self.quarantine.table,
             quarantine_snapshot_id=quarantine_snapshot,
             schema=[{"name": n, "type": t} for n, t, _ in self.written_schema()],
@@ -476,7 +483,35 @@ class DatasetCuration:
         )
         committed.append(Committed(self.curated, job.delivery, snapshot, curated_record))
         self.tables.record(*committed)
+        self.refresh_current(curated_record)
         self.report_materialization(rows, staged_c, snapshot, common["inputs"])
+
+    def refresh_current(self, curated_record: Mapping[str, Any]) -> None:
+        """When this delivery is the study's latest to carry the dataset, its rows become the
+        study's current data (`curated.<family>_<dataset>_current`), in one commit."""
+        delivery = self.args.job.delivery
+        latest = holder(self.tables, self.contract.name, delivery.study)
+        if latest is None or latest.delivery != delivery:
+            return  # a later delivery carried the dataset: it holds the current data
+        current = output(Zone.CURATED, f"{self.contract.name}{CURRENT_SUFFIX}")
+        snapshot = self.tables.replace_study(current, self.curated, delivery)
+        record = lineage_record(
+            output=current,
+            delivery=delivery,
+            run_id=self.args.job.run_id,
+            application_id=self.spark.sparkContext.applicationId,
+            status="accepted",
+            snapshot_id=snapshot,
+            inputs=[input_reference(self.curated, self.key, curated_record)],
+            rows={"out": curated_record["rows"]["out"]},
+            content_hash=curated_record.get("content_hash"),
+            data_hash=curated_record.get("data_hash"),
+        )
+        self.tables.record(Committed(current, delivery, snapshot, record))
+        self.reporter.info(
+            f"{current.table}: study {delivery.study} now holds delivery {delivery.delivery} "
+            f"(snapshot {snapshot})"
+        )
 
     def written_schema(self) -> list[tuple[str, str, str | None]]:
         return [(c.name, c.type, c.description or None) for c in self.curated.columns]
@@ -503,6 +538,7 @@ class DatasetCuration:
                 "rows_quarantined": rows["quarantined"],
                 "duplicates_collapsed": rows["collapsed"],
                 "content_hash": written.content_hash,
+                "data_hash": written.data_hash,
                 **table_metadata(curated, job, snapshot),
                 "quarantine_table": self.quarantine.table,
                 "inputs": json_value(inputs),
@@ -519,24 +555,26 @@ class DatasetCuration:
 
 
 def dm_reference(spark: SparkSession, tables: LakeTables, args: CurateArgs) -> EvaluationContext:
-    """Subjects of DM in the same delivery's raw zone, for referential integrity."""
+    """Subjects of the study's current DM as of this delivery (its own DM, or the latest
+    earlier delivery's when it carries none), from raw, for referential integrity."""
     delivery = args.job.delivery
     raw_dm = output(Zone.RAW, "dm")
 
     def unavailable(reason: str) -> EvaluationContext:
         return EvaluationContext(delivery.study, args.today, None, reason)
 
-    lineage = tables.committed_record(raw_dm, delivery)
-    if lineage is None:
-        return unavailable(f"{raw_dm.asset_key} of {delivery.key} has not been materialized")
-    if lineage["status"] != "accepted":
-        return unavailable(f"DM of {delivery.key} was {lineage['status']}")
+    found = holder(tables, "dm", delivery)
+    if found is None:
+        return unavailable(f"no delivery of {delivery.study} up to {delivery.key} carried DM")
+    lineage = found.raw_record
+    if found.rejected:
+        return unavailable(f"DM of {found.delivery.key} was {lineage['status']}")
     schema = [(c["name"], c["type"]) for c in lineage["schema"]]
     if "USUBJID" not in [name for name, _ in schema]:
-        return unavailable(f"DM of {delivery.key} has no USUBJID column")
-    dm = delivered(tables.read(raw_dm, delivery), schema)
-    subjects = dm.select(F.trim(F.col("USUBJID")).alias("USUBJID")).where("USUBJID != ''")
-    reference = input_reference(raw_dm, delivery.key, lineage)
+        return unavailable(f"DM of {found.delivery.key} has no USUBJID column")
+    dm = delivered(tables.read(raw_dm, found.delivery), schema)
+    subjects = dm.select(F.rtrim(F.col("USUBJID")).alias("USUBJID")).where("USUBJID != ''")
+    reference = input_reference(raw_dm, found.delivery.key, lineage)
     return EvaluationContext(delivery.study, args.today, subjects, dm_lineage=reference)
 
 

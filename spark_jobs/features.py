@@ -36,6 +36,7 @@ from spark_jobs.runtime.reporting import (
     table_schema_value,
 )
 from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.storage.current import holder
 from spark_jobs.storage.lineage import input_reference, lineage_record
 from spark_jobs.storage.tables import Committed, LakeTables, Staged
 from spark_jobs.subject_profile import identifying_columns, pseudonymizer, subject_profile
@@ -113,17 +114,32 @@ def _check(name: FeatureCheck, passed: bool, **metadata: Any) -> CheckOutcome:
 def read_curated(
     tables: LakeTables, job: DeliveryArgs, name: str
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """One curated partition as published, and the lineage reference to it."""
+    """The study's current curated data of `name` as of this delivery, and the lineage
+    reference to the partition read (this delivery's, or the latest earlier one that carried
+    the dataset)."""
     curated = output(Zone.CURATED, name)
-    lineage = tables.committed_record(curated, job.delivery)
+    key = job.delivery.key
+    found = holder(tables, name, job.delivery)
+    if found is None:
+        raise JobError(
+            f"{PROFILE.asset_key} {key}: no delivery of {job.delivery.study} up to {key} "
+            f"carried {name.upper()}"
+        )
+    if found.rejected:
+        raise JobError(
+            f"{PROFILE.asset_key} {key}: skipped: {name.upper()} of {found.delivery.key} was "
+            f"{found.raw_record['status']} ({found.reason}); a domain delivered broken is never "
+            "replaced by an older copy"
+        )
+    lineage = tables.committed_record(curated, found.delivery)
     if lineage is None:
         raise JobError(
-            f"{PROFILE.asset_key} {job.delivery.key}: {curated.asset_key} has no committed "
-            "partition; materialize it first (or see why its checks failed)"
+            f"{PROFILE.asset_key} {key}: {curated.asset_key} has no committed partition for "
+            f"{found.delivery.key}; materialize it first (or see why its checks failed)"
         )
-    reference = {**input_reference(curated, job.delivery.key, lineage)}
+    reference = {**input_reference(curated, found.delivery.key, lineage)}
     reference["rows"] = lineage.get("rows", {}).get("out")
-    return tables.read(curated, job.delivery), reference
+    return tables.read(curated, found.delivery), reference
 
 
 def read_inputs(
@@ -233,6 +249,7 @@ def write_profile(
         inputs=inputs,
         rows={"in": dm_rows, "out": staged.rows},
         content_hash=staged.content_hash,
+        data_hash=staged.data_hash,
         checks=[o.as_record() for o in outcomes],
         schema=[{"name": n, "type": t} for n, t, _ in declared_schema(PROFILE)],
     )
@@ -270,6 +287,7 @@ def report_profile(
             "rows_in": int(inputs[0]["rows"] or 0),
             "rows_out": staged.rows,
             "content_hash": staged.content_hash,
+            "data_hash": staged.data_hash,
             "inputs": json_value(inputs),
             **table_metadata(PROFILE, job, snapshot),
             "dagster/column_schema": table_schema_value(declared_schema(PROFILE)),

@@ -4,26 +4,37 @@
         --lake <lake root> --study <STUDY> --delivery <DELIVERY> \
         [--datasets dm,ae,...] [--run-id ID] [--checks-only]
 
-Every file is validated whole (structure, encoding, manifest size and sha256) before a row of
-it is kept. A file that fails is rejected with a one-line reason, recorded under
-quarantine/<family>/rejected_files, and left untouched in landing; the other domains go on.
-Steps: read the landing folder, inspect its files (executors), then per dataset write raw (or
-an empty partition saying why there is none), commit and report.
+Every file is validated whole (structure, encoding, manifest size and sha256, the contract's
+required columns) before a row of it is kept. A file that fails is rejected with a one-line
+reason, recorded under quarantine/<family>/rejected_files, and left untouched in landing; the
+other domains go on. Hidden, temporary and documentation files are skipped with a reason, so
+files landed = accepted + rejected + skipped. Steps: read the landing folder, inspect its
+files (executors), account for every file, then per dataset the delivery carries write raw
+(or, for a rejected domain, an empty partition saying why), commit and report; a domain the
+delivery does not carry is skipped and keeps its current data from earlier deliveries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import types as T
 
-from spark_jobs.contracts import domain_of_file
+from spark_jobs.contracts import DatasetContract, contract_for, domain_of_file, skip_reason
 from spark_jobs.contracts.layout import MANIFEST_NAME, Zone
-from spark_jobs.contracts.outputs import FILES_READABLE, REJECTED_FILES, DatasetOutput, output
+from spark_jobs.contracts.outputs import (
+    CONTRACT_COLUMNS,
+    DIRECT_IDENTIFIERS,
+    FILES_READABLE,
+    REJECTED_FILES,
+    DatasetOutput,
+    output,
+)
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.formats.inspection import FileInspection, Inspected, file_format
 from spark_jobs.formats.raw_rows import (
@@ -32,6 +43,7 @@ from spark_jobs.formats.raw_rows import (
     read_domain_rows,
     union_columns,
 )
+from spark_jobs.quality import identifiers
 from spark_jobs.runtime.arguments import (
     DeliveryArgs,
     add_datasets_argument,
@@ -49,7 +61,7 @@ from spark_jobs.runtime.reporting import (
 from spark_jobs.runtime.session import JobError, build_session, run_job
 from spark_jobs.storage.filesystem import FileStatus, LakeStorage
 from spark_jobs.storage.lineage import lineage_record
-from spark_jobs.storage.tables import Committed, LakeTables, table_shaped
+from spark_jobs.storage.tables import Committed, LakeTables, Staged, table_shaped
 
 # Files that document a delivery rather than carry data: kept in landing, not ingested.
 DOCUMENT_EXTENSIONS = (".xml", ".pdf", ".md", ".txt", ".html", ".htm", ".docx", ".rtf")
@@ -78,21 +90,34 @@ class LandingFile:
     problem: str | None  # why it cannot be ingested at all (unknown domain, unsupported type)
 
 
-def classify_landing(listing: Sequence[FileStatus]) -> tuple[list[LandingFile], list[FileStatus]]:
-    """Data files (with their dataset or a problem) and documentation files of a delivery."""
-    data_files: list[LandingFile] = []
-    documents: list[FileStatus] = []
+@dataclass(frozen=True)
+class Landing:
+    """A delivery's files sorted by what ingest does with them; the manifest is not counted."""
+
+    data_files: list[LandingFile]
+    documents: list[FileStatus]
+    skipped: list[tuple[FileStatus, str]]  # with the reason
+
+
+def classify_landing(listing: Sequence[FileStatus]) -> Landing:
+    """Data files (with their dataset or a problem), documentation and skipped files."""
+    landing = Landing([], [], [])
     for status in listing:
         name = status.name
-        if name == MANIFEST_NAME or name.startswith("."):
+        reason = skip_reason(name)
+        if name == MANIFEST_NAME:
             continue
-        if status.is_dir:
-            data_files.append(LandingFile(status, None, "unexpected folder inside a delivery"))
+        if reason is not None:
+            landing.skipped.append((status, reason))
+        elif status.is_dir:
+            landing.data_files.append(
+                LandingFile(status, None, "unexpected folder inside a delivery")
+            )
         elif name.lower().endswith(DOCUMENT_EXTENSIONS):
-            documents.append(status)
+            landing.documents.append(status)
         else:
-            data_files.append(LandingFile(status, domain_of_file(name), _problem_of(name)))
-    return data_files, documents
+            landing.data_files.append(LandingFile(status, domain_of_file(name), _problem_of(name)))
+    return landing
 
 
 def _problem_of(name: str) -> str | None:
@@ -171,6 +196,8 @@ class IngestRun:
     storage: LakeStorage = field(init=False)
     tables: LakeTables = field(init=False)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Every file of the delivery with what became of it (`account_for_files`).
+    files: dict[str, Any] = field(default_factory=dict)
     detected_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
@@ -228,20 +255,21 @@ def ingest(args: IngestArgs, reporter: JobReporter) -> None:
     listing = run.storage.list(landing)
     if not listing:
         raise JobError(f"{landing}: landing folder is missing or empty")
-    data_files, documents = classify_landing(listing)
-    by_dataset = inspect_delivery(run, data_files, listing)
+    sorted_files = classify_landing(listing)
+    manifest = read_manifest(run.storage, job.layout.manifest(job.delivery))
+    by_dataset = inspect_delivery(run, sorted_files.data_files, listing, manifest)
+    run.files = account_for_files(sorted_files, by_dataset, args.datasets, manifest)
+    report_accounting(run)
     for dataset in args.datasets:
         ingest_dataset(run, dataset, by_dataset.get(dataset, []))
     run.record_rejections()
-    if documents:
-        reporter.info(
-            f"delivery {run.key}: documentation files kept in landing, not ingested: "
-            f"{', '.join(d.name for d in documents)}"
-        )
 
 
 def inspect_delivery(
-    run: IngestRun, data_files: Sequence[LandingFile], listing: Sequence[FileStatus]
+    run: IngestRun,
+    data_files: Sequence[LandingFile],
+    listing: Sequence[FileStatus],
+    manifest: dict[str, dict[str, Any]] | None,
 ) -> dict[str, list[Inspected]]:
     """Every wanted file inspected (on the executors), grouped by dataset."""
     job = run.args.job
@@ -257,7 +285,6 @@ def inspect_delivery(
                 f"{landing_file.problem}; kept in landing and recorded as rejected",
             )
     wanted = [f for f in data_files if f.problem is None and f.dataset in run.args.datasets]
-    manifest = read_manifest(run.storage, job.layout.manifest(job.delivery))
     inspected = inspect_files(run.spark, [f.status for f in wanted])
     by_dataset: dict[str, list[Inspected]] = defaultdict(list)
     for landing_file, found in zip(wanted, inspected, strict=True):
@@ -265,6 +292,7 @@ def inspect_delivery(
         checked = check_against_manifest(found.inspection, manifest)
         if checked.format == "parquet" and checked.accepted:
             checked = inspect_parquet(run.spark, checked)
+        checked = require_columns(checked, contract_for(landing_file.dataset, job.delivery.study))
         by_dataset[landing_file.dataset].append(replace(found, inspection=checked))
     if manifest is not None:
         landing = job.layout.landing(job.delivery)
@@ -272,6 +300,97 @@ def inspect_delivery(
             if dataset in run.args.datasets:
                 by_dataset[dataset].append(missing)
     return by_dataset
+
+
+def require_columns(inspection: FileInspection, contract: DatasetContract) -> FileInspection:
+    """Reject a readable file that lacks a column the contract requires (its key, say)."""
+    if not inspection.accepted:
+        return inspection
+    present = {c.name for c in inspection.columns}
+    missing = [c for c in contract.required_columns if c not in present]
+    if not missing:
+        return inspection
+    reason = f"lacks required column(s) {', '.join(missing)}"
+    return replace(inspection, accepted=False, reason=reason)
+
+
+# ---- every file accounted for ------------------------------------------------------------
+
+
+def account_for_files(
+    landing: Landing,
+    by_dataset: Mapping[str, Sequence[Inspected]],
+    selected: Sequence[str],
+    manifest: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What became of every landed file: accepted, rejected or skipped, each with a reason.
+
+    `landed` counts the files the manifest lists and any found beside them; `accounted` is the
+    sum of the dispositions and must equal it. Files of datasets this run was not asked for
+    are `not_ingested` (none when a whole delivery is materialized).
+    """
+    accepted: list[str] = []
+    rejected: list[dict[str, str]] = []
+    skipped = [{"file": status.name, "reason": reason} for status, reason in landing.skipped]
+    skipped += [
+        {"file": d.name, "reason": "documentation file; kept in landing, not ingested"}
+        for d in landing.documents
+    ]
+    not_ingested: list[str] = []
+    for landing_file in landing.data_files:
+        name = landing_file.status.name
+        if landing_file.problem:
+            rejected.append({"file": name, "reason": landing_file.problem})
+        elif landing_file.dataset not in selected:
+            not_ingested.append(name)
+    for found in by_dataset.values():
+        for inspection in (f.inspection for f in found):
+            if inspection.accepted:
+                accepted.append(inspection.name)
+            else:
+                rejected.append({"file": inspection.name, "reason": inspection.reason or ""})
+    names = {s.name for s in (*landing.documents, *(f.status for f in landing.data_files))}
+    names |= {status.name for status, _ in landing.skipped} | set(manifest or ())
+    return {
+        "landed": len(names),
+        "accounted": len(accepted) + len(rejected) + len(skipped) + len(not_ingested),
+        "accepted": sorted(accepted),
+        "rejected": sorted(rejected, key=lambda r: r["file"]),
+        "skipped": sorted(skipped, key=lambda r: r["file"]),
+        "not_ingested": sorted(not_ingested),
+    }
+
+
+def accounting_line(key: str, files: Mapping[str, Any]) -> str:
+    """`delivery K: 9 files landed = 6 accepted + 2 rejected + 1 skipped`."""
+    line = (
+        f"delivery {key}: {files['landed']} files landed = {len(files['accepted'])} accepted + "
+        f"{len(files['rejected'])} rejected + {len(files['skipped'])} skipped"
+    )
+    if files["not_ingested"]:
+        line += f" + {len(files['not_ingested'])} not asked for in this run"
+    if files["accounted"] != files["landed"]:
+        line += f" (only {files['accounted']} accounted for)"
+    return line
+
+
+def report_accounting(run: IngestRun) -> None:
+    for skipped in run.files["skipped"]:
+        line = f"delivery {run.key}: {skipped['file']}: skipped: {skipped['reason']}"
+        documentation = skipped["reason"].startswith("documentation")
+        (run.reporter.info if documentation else run.reporter.warning)(line)
+    run.reporter.info(accounting_line(run.key, run.files))
+
+
+def files_metadata(files: Mapping[str, Any]) -> dict[str, Any]:
+    """The accounting as materialization metadata: counts, and every file with its reason."""
+    return {
+        "files_landed": files["landed"],
+        "files_accepted": len(files["accepted"]),
+        "files_rejected": len(files["rejected"]),
+        "files_skipped": len(files["skipped"]),
+        "delivery_files": json_value(files),
+    }
 
 
 # ---- per dataset: write, commit, report ---------------------------------------------------
@@ -299,9 +418,22 @@ def ingest_dataset(run: IngestRun, dataset: str, found: Sequence[Inspected]) -> 
             )
     status, reason = dataset_status(dataset, run.key, files)
     sources = [i.source_record() for i in files]
+    if status == "absent":
+        # A delivery may carry any subset of domains: the study's current data of this one
+        # stays that of the latest earlier delivery that carried it.
+        run.reporter.info(f"{raw.asset_key} {run.key}: not in this delivery; skipped")
+        return
     if run.args.job.checks_only:
-        outcome = files_readable(status, reason, sources, checks_only=True)
-        run.reporter.checks(raw.asset_key, [outcome])
+        outcomes = [files_readable(status, reason, sources, checks_only=True)]
+        if status == "accepted":
+            contract = contract_for(dataset, run.args.job.delivery.study)
+            outside = sorted(
+                {c.name for i in files for c in i.columns} - set(contract.column_names)
+            )
+            outcomes += [contract_columns(contract, files), direct_identifiers(outside, [], {})]
+        else:
+            outcomes += not_evaluated(reason)
+        run.reporter.checks(raw.asset_key, outcomes)
     elif status != "accepted":
         commit_without_rows(run, raw, status, reason, sources)
     else:
@@ -347,7 +479,9 @@ def commit_without_rows(
         sources=sources,
         rows={"in": 0, "out": 0},
         content_hash=None,
+        data_hash=None,
         schema=[],
+        delivery_files=run.files,
     )
     run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.warning(f"{raw.asset_key} {run.key}: {status}: {reason}")
@@ -358,11 +492,23 @@ def commit_without_rows(
             "reason": reason,
             "dagster/row_count": 0,
             "source_files": json_value(sources),
+            **files_metadata(run.files),
             **table_metadata(raw, job, snapshot),
             "spark_application_id": application_id,
         },
     )
-    run.reporter.checks(raw.asset_key, [files_readable(status, reason, sources)])
+    run.reporter.checks(
+        raw.asset_key, [files_readable(status, reason, sources), *not_evaluated(reason)]
+    )
+
+
+def not_evaluated(reason: str) -> list[CheckOutcome]:
+    """The checks of what arrived, for a domain whose files could not be used at all."""
+    metadata = {"evaluated": False, "reason": f"not evaluated: the domain was rejected ({reason})"}
+    return [
+        CheckOutcome(name, True, blocking=False, metadata=metadata)
+        for name in (CONTRACT_COLUMNS, DIRECT_IDENTIFIERS)
+    ]
 
 
 def write_raw(
@@ -374,17 +520,47 @@ def write_raw(
     columns = union_columns(files, raw)
     rows_in = sum(i.rows or 0 for i in files)
     frame = read_domain_rows(run.spark, found, columns, job.delivery, job.run_id)
-    staged = run.tables.stage(table_shaped(frame, raw, run.tables, job.delivery), raw, job.delivery)
+    contract = contract_for(raw.name, job.delivery.study)
+    # Identifiers hide in columns outside the contract; their values are counted as written.
+    outside = [c.name for c in columns if c.name not in contract.column_names]
+    text = [
+        f.name for f in frame.schema.fields if f.name in outside and f.dataType == T.StringType()
+    ]
+    staged = run.tables.stage(
+        table_shaped(frame, raw, run.tables, job.delivery),
+        raw,
+        job.delivery,
+        extra_metrics=identifiers.value_metrics(text),
+    )
     if staged.rows != rows_in:
         run.tables.discard(staged)
         raise JobError(
             f"{raw.asset_key} {run.key}: wrote {staged.rows} rows but the files hold "
             f"{rows_in}; nothing committed"
         )
-    snapshot = run.tables.publish(staged)
+    outcomes = [
+        files_readable("accepted", "", sources),
+        contract_columns(contract, files),
+        direct_identifiers(outside, text, staged.extra),
+    ]
     labels = {c.name: c.label or None for c in columns}
     schema = [(f.name, f.dataType.simpleString(), labels.get(f.name)) for f in frame.schema.fields]
+    commit_raw(run, raw, staged, sources, schema, outcomes)
+
+
+def commit_raw(
+    run: IngestRun,
+    raw: DatasetOutput,
+    staged: Staged,
+    sources: list[dict[str, Any]],
+    schema: list[tuple[str, str, str | None]],
+    outcomes: Sequence[CheckOutcome],
+) -> None:
+    """Publish the staged rows, record their lineage, and report them with the checks."""
+    job = run.args.job
+    snapshot = run.tables.publish(staged)
     application_id = run.spark.sparkContext.applicationId
+    rows = {"in": sum(s.get("rows") or 0 for s in sources), "out": staged.rows}
     lineage = lineage_record(
         output=raw,
         delivery=job.delivery,
@@ -393,31 +569,77 @@ def write_raw(
         status="accepted",
         snapshot_id=snapshot,
         sources=sources,
-        rows={"in": rows_in, "out": staged.rows},
+        rows=rows,
         content_hash=staged.content_hash,
+        data_hash=staged.data_hash,
         schema=[{"name": n, "type": t} for n, t, _ in schema],
+        checks=[o.as_record() for o in outcomes],
+        delivery_files=run.files,
     )
     run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.info(
-        f"{raw.asset_key} {run.key}: {staged.rows} rows from {len(files)} file(s) -> "
+        f"{raw.asset_key} {run.key}: {staged.rows} rows from {len(sources)} file(s) -> "
         f"{raw.table} snapshot {snapshot}"
     )
+    for outcome in outcomes:
+        if not outcome.passed:
+            run.reporter.warning(f"{raw.asset_key} {run.key}: {outcome.metadata['summary']}")
     run.reporter.materialization(
         raw.asset_key,
         {
             "status": "accepted",
             "dagster/row_count": staged.rows,
-            "rows_in": rows_in,
+            "rows_in": rows["in"],
             "rows_out": staged.rows,
             "content_hash": staged.content_hash,
+            "data_hash": staged.data_hash,
             "source_files": json_value(sources),
+            **files_metadata(run.files),
             "dagster/column_schema": table_schema_value(schema),
             **table_metadata(raw, job, snapshot),
             "spark_application_id": application_id,
         },
         data_version=staged.content_hash,
     )
-    run.reporter.checks(raw.asset_key, [files_readable("accepted", "", sources)])
+    run.reporter.checks(raw.asset_key, outcomes)
+
+
+def contract_columns(contract: DatasetContract, files: Sequence[FileInspection]) -> CheckOutcome:
+    """Warn, per file, about contract columns the file lacks (curated holds nulls for them)."""
+    missing = {
+        i.name: [c for c in contract.column_names if c not in {s.name for s in i.columns}]
+        for i in files
+    }
+    missing = {name: columns for name, columns in missing.items() if columns}
+    summary = "; ".join(
+        f"{name} lacks contract column(s) {', '.join(columns)}, curated with nulls"
+        for name, columns in missing.items()
+    )
+    return CheckOutcome(
+        CONTRACT_COLUMNS,
+        not missing,
+        blocking=False,
+        metadata={"missing_columns": missing, "summary": summary or None},
+    )
+
+
+def direct_identifiers(
+    outside: Sequence[str], text: Sequence[str], metrics: Mapping[str, Any]
+) -> CheckOutcome:
+    """Warn about delivered columns that look like direct identifiers, by name or by value."""
+    found = {**identifiers.by_value(text, metrics), **identifiers.by_name(outside)}
+    summary = (
+        "columns that look like direct identifiers, kept in raw only: "
+        + ", ".join(f"{name} ({kind})" for name, kind in sorted(found.items()))
+        if found
+        else None
+    )
+    return CheckOutcome(
+        DIRECT_IDENTIFIERS,
+        not found,
+        blocking=False,
+        metadata={"identifier_columns": dict(sorted(found.items())), "summary": summary},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

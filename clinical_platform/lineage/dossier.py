@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinical_platform.lake import delivery_records, read_manifest, rejected_files
+from clinical_platform.lake import (
+    delivery_records,
+    read_manifest,
+    rejected_files,
+    same_data_elsewhere,
+)
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import asset_outputs
 
@@ -21,6 +26,48 @@ def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, 
         for output in asset_outputs()
         if output.table in found
     ]
+
+
+def files_section(records: list[dict[str, Any]]) -> list[str]:
+    """Every landed file with what became of it, from the raw records' accounting."""
+    accounting = next((r["delivery_files"] for r in records if r.get("delivery_files")), None)
+    lines = ["", "## Every file accounted for", ""]
+    if accounting is None:
+        return [*lines, "No raw partition of this delivery records its files."]
+    rejected, skipped = accounting["rejected"], accounting["skipped"]
+    lines += [
+        f"{accounting['landed']} files landed = {len(accounting['accepted'])} accepted + "
+        f"{len(rejected)} rejected + {len(skipped)} skipped"
+        + (
+            f" + {len(accounting['not_ingested'])} not ingested"
+            if accounting["not_ingested"]
+            else ""
+        )
+        + ".",
+        "",
+        "| file | disposition | reason |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | accepted | |" for name in accounting["accepted"]]
+    lines += [f"| {r['file']} | rejected | {r['reason']} |" for r in rejected]
+    lines += [f"| {r['file']} | skipped | {r['reason']} |" for r in skipped]
+    lines += [f"| {name} | not ingested | not asked for |" for name in accounting["not_ingested"]]
+    return lines
+
+
+def same_data_section(
+    layout: LakeLayout, delivery: Delivery, records: list[dict[str, Any]]
+) -> list[str]:
+    """Tables whose partition holds the same data as another delivery's (equal data hash)."""
+    same = same_data_elsewhere(layout, delivery, {r["table"]: r for r in records})
+    if not same:
+        return []
+    lines = ["", "## Same data as other deliveries", ""]
+    lines += [
+        f"- `{table}`: the same data as {', '.join(keys)} (equal data hash, provenance left out)"
+        for table, keys in same.items()
+    ]
+    return lines
 
 
 def _short(value: Any, width: int = 12) -> str:
@@ -36,9 +83,14 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
     lines += ["## Delivery as landed", "", f"Landing folder: `{shown}`", ""]
     manifest = read_manifest(layout, delivery)
     if manifest is not None:
+        lines += [f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.", ""]
+        if manifest.get("duplicate_of"):
+            lines += [
+                f"**Duplicate delivery**: the same files, byte for byte, as "
+                f"{manifest['duplicate_of']} (landed with --allow-duplicate).",
+                "",
+            ]
         lines += [
-            f"Landed at {manifest.get('landed_at')} with manifest `{MANIFEST_NAME}`.",
-            "",
             "| file | bytes | sha256 |",
             "|---|---:|---|",
         ]
@@ -54,22 +106,25 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
         lines.append("None.")
 
     records = partition_records(layout, delivery)
+    lines += files_section(records)
     lines += [
         "",
         "## Assets",
         "",
         "| asset | status | rows in | rows out | quarantined | collapsed | content hash "
-        "| run | Spark application | code version |",
-        "|---|---|---:|---:|---:|---:|---|---|---|---|",
+        "| data hash | run | Spark application | code version |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---|---|",
     ]
     for r in records:
         rows = r.get("rows") or {}
         lines.append(
             f"| {r['asset']} | {r['status']} | {rows.get('in', '')} | {rows.get('out', '')} "
             f"| {rows.get('quarantined', '')} | {rows.get('collapsed', '')} "
-            f"| `{_short(r.get('content_hash'), 16)}` | `{_short(r.get('run_id'), 8)}` "
+            f"| `{_short(r.get('content_hash'), 16)}` | `{_short(r.get('data_hash'), 16)}` "
+            f"| `{_short(r.get('run_id'), 8)}` "
             f"| {r.get('spark_application_id', '')} | `{_short(r.get('code_version'))}` |"
         )
+    lines += same_data_section(layout, delivery, records)
     for r in records:
         lines += [
             "",
@@ -101,4 +156,8 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
                 f"- checks: {len(checks) - len(failed)} of {len(checks)} passed"
                 + (f"; not passed: {summary}" if failed else "")
             )
+            for c in failed:
+                said = c.get("metadata", {}).get("summary") or c.get("metadata", {}).get("reason")
+                if said:
+                    lines.append(f"  - {c['check']}: {said}")
     return "\n".join(lines) + "\n"

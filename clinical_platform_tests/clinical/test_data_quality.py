@@ -21,6 +21,7 @@ import pytest
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.definitions import resources_for
 from clinical_platform.generators import xport_writer
+from clinical_platform.lake import rejected_files
 from clinical_platform_tests.helpers import (
     checks,
     current_data_files,
@@ -33,7 +34,7 @@ from clinical_platform_tests.helpers import (
     table_exists,
 )
 from spark_jobs.contracts import sdtm_contract
-from spark_jobs.contracts.layout import Delivery
+from spark_jobs.contracts.layout import Delivery, LakeLayout
 from spark_jobs.contracts.outputs import Zone, output, schema_differences
 from spark_jobs.formats import xport
 from spark_jobs.formats.rows import format_number
@@ -366,8 +367,10 @@ def test_missing_required_column_blocks_features(runs: QualityRuns) -> None:
     log = [entry.user_message for entry in runs.instance.all_logs(runs.second.run_id)]
     assert any(m.startswith("Dependencies for step clinical_features failed") for m in log)
     assert [e.step_key for e in runs.second.all_events if e.is_step_success] == ["clinical_raw"]
-    # The raw copy is still faithful: the file was readable, only curation refuses it.
-    assert metadata_value(found["raw_ae"], "status") == "accepted"
+    # Readable, but without its key the file is rejected at the door and listed as such.
+    assert metadata_value(found["raw_ae"], "status") == "rejected"
+    rejected = {r["file"]: r["reason"] for r in rejected_files(LakeLayout(str(runs.lake)), SECOND)}
+    assert rejected == {"ae.xpt": "lacks required column(s) USUBJID"}
 
 
 def test_volume_change_against_the_previous_delivery_warns(runs: QualityRuns) -> None:

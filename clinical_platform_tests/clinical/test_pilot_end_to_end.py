@@ -122,8 +122,8 @@ def test_one_spark_application_per_stage(pilot_run: PilotRun) -> None:
 
 def test_every_check_passes_on_the_clean_pilot(pilot_run: PilotRun) -> None:
     evaluations = checks(pilot_run.result)
-    # 7 raw + every curated rule + 2 feature checks
-    assert len(evaluations) == 112
+    # 3 per raw domain (7) + every curated rule + 2 feature checks
+    assert len(evaluations) == 126
     assert [key for key, e in evaluations.items() if not e.passed] == []
     # Informational: lab results outside their own reference range are flagged, not rejected.
     reference = evaluations[("curated_lb", "reference_range")]

@@ -68,9 +68,17 @@ def test_classify_landing_sorts_data_documents_and_problems() -> None:
         status("notes.xpt"),
         status("vs.sas7bdat"),
         status("extra", is_dir=True),
+        status("ae.xpt._COPYING_"),
+        status("~$notes.csv"),
     ]
-    data, documents = ingest.classify_landing(listing)
-    assert [d.name for d in documents] == ["define.xml"]
+    landing = ingest.classify_landing(listing)
+    assert [d.name for d in landing.documents] == ["define.xml"]
+    assert [(s.name, reason.split(" (")[0].split(";")[0]) for s, reason in landing.skipped] == [
+        (".DS_Store", "hidden file"),
+        ("ae.xpt._COPYING_", "temporary file of a transfer or an editor"),
+        ("~$notes.csv", "temporary file of a transfer or an editor"),
+    ]
+    data = landing.data_files
     assert [(f.status.name, f.dataset, f.problem) for f in data] == [
         ("dm.xpt", "dm", None),
         ("lbch.csv", "lb", None),

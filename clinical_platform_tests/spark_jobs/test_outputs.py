@@ -87,7 +87,11 @@ def test_features_declare_the_run_column() -> None:
 def test_checks_and_inputs_follow_the_contracts() -> None:
     for contract in SDTM_CONTRACTS:
         raw = output(Zone.RAW, contract.name)
-        assert [(c.name, c.blocking) for c in raw.checks] == [("files_readable", False)]
+        assert [(c.name, c.blocking) for c in raw.checks] == [
+            ("files_readable", False),
+            ("contract_columns", False),
+            ("direct_identifiers", False),
+        ]
         curated = output(Zone.CURATED, contract.name)
         assert curated.check_names == tuple(r.name for r in contract.rules)
         expected = [f"raw_{contract.name}"] + (["raw_dm"] if contract.references_dm else [])

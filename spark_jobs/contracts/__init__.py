@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from spark_jobs.contracts.features import FEATURE_CONTRACTS, SUBJECT_PROFILE, FeatureContract
 from spark_jobs.contracts.model import (
@@ -67,3 +68,30 @@ def domain_of_file(file_name: str) -> str | None:
     if match and match.group(1) in _BY_NAME:
         return match.group(1)
     return None
+
+
+# File types that carry a dataset's rows (a file's domain is its name's stem).
+DATA_EXTENSIONS = ("xpt", "csv", "parquet")
+# Names a transfer tool or an editor leaves behind: never data, never silently dropped.
+TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", "~")
+
+
+def skip_reason(file_name: str) -> str | None:
+    """Why a landing file is skipped rather than ingested or rejected, if it is."""
+    if file_name.startswith("."):
+        return "hidden file (name starts with a dot); kept in landing, not ingested"
+    lowered = file_name.lower()
+    if lowered.endswith(TEMPORARY_SUFFIXES) or "_copying_" in lowered or file_name.startswith("~$"):
+        return "temporary file of a transfer or an editor; kept in landing, not ingested"
+    return None
+
+
+def carried_datasets(file_names: Iterable[str]) -> list[str]:
+    """The datasets a delivery carries: those it has a data file of (broken or not), in
+    contract order. Skipped files (hidden, temporary) carry nothing."""
+    found = {
+        domain_of_file(n)
+        for n in file_names
+        if skip_reason(n) is None and n.rsplit(".", 1)[-1].lower() in DATA_EXTENSIONS
+    }
+    return [c.name for c in SDTM_CONTRACTS if c.name in found]

@@ -33,10 +33,20 @@ NATURAL_KEY = "_natural_key"
 REJECT_REASONS = "_reject_reasons"
 REJECT_DETAILS = "_reject_details"
 
-# The one check of the raw assets (the same rule blocks in curated).
+# The checks of the raw assets: files_readable (the same rule blocks in curated), and two
+# warnings about what arrived.
 FILES_READABLE = RuleKind.FILES_READABLE.value
+CONTRACT_COLUMNS = "contract_columns"
+DIRECT_IDENTIFIERS = "direct_identifiers"
 # Columns that differ between two runs over the same input; left out of content hashes.
 RUN_SPECIFIC_COLUMNS = frozenset({INGESTED_RUN_ID, CURATED_RUN_ID, FEATURIZED_RUN_ID})
+CURRENT_SUFFIX = "_current"
+
+
+def data_columns(names: Iterable[str]) -> list[str]:
+    """The columns a data hash covers: what was delivered or derived from it, without
+    provenance, run ids or partition columns, so equal data is recognisable across deliveries."""
+    return [n for n in names if not n.startswith("_") and n not in PARTITION_COLUMNS]
 
 
 def date_column(name: str) -> str:
@@ -204,7 +214,22 @@ def raw_output(contract: DatasetContract) -> DatasetOutput:
         columns=(*_delivered(contract), *PROVENANCE, *PARTITION),
         # Not blocking on purpose: a failing blocking check fails the whole multi-asset step,
         # which would stop the good domains of a delivery too. The same rule blocks in curated.
-        checks=(OutputCheck(rule.name, rule.description, blocking=False),),
+        checks=(
+            OutputCheck(rule.name, rule.description, blocking=False),
+            OutputCheck(
+                CONTRACT_COLUMNS,
+                "[warn] Names, per file, the contract columns the file lacks; curated holds "
+                "nulls for them (a missing required column rejects the file instead)",
+                blocking=False,
+            ),
+            OutputCheck(
+                DIRECT_IDENTIFIERS,
+                "[warn] Names the columns that look like direct identifiers (patient names, "
+                "e-mail addresses, phone numbers, dates of birth), by column name and by value; "
+                "they stay in raw only",
+                blocking=False,
+            ),
+        ),
     )
 
 
@@ -257,6 +282,27 @@ def quarantine_output(contract: DatasetContract) -> DatasetOutput:
             *PARTITION,
         ),
         inputs=curated_output(contract).inputs,
+    )
+
+
+def current_output(contract: DatasetContract) -> DatasetOutput:
+    """A study's current data of a dataset: the curated rows of the latest delivery that
+    carried it, one table per dataset (`curated.<family>_<dataset>_current`).
+
+    Not an asset: the curated job replaces a study's rows here in the same run that commits
+    the delivery which became the study's latest for the dataset. Its `delivery` column says
+    which delivery the rows came from.
+    """
+    curated = curated_output(contract)
+    return DatasetOutput(
+        zone=Zone.CURATED,
+        name=f"{contract.name}{CURRENT_SUFFIX}",
+        title=f"{contract.title}, current",
+        description=f"{contract.title} as it stands after the study's latest delivery that "
+        "carried it: the curated rows of that delivery, never two deliveries of one study.",
+        columns=curated.columns,
+        inputs=(curated.asset_key,),
+        column_lineage={c.name: (ColumnRef(curated.asset_key, c.name),) for c in curated.columns},
     )
 
 
@@ -315,6 +361,7 @@ REJECTED_FILES = DatasetOutput(
 RAW_OUTPUTS = tuple(raw_output(c) for c in SDTM_CONTRACTS)
 CURATED_OUTPUTS = tuple(curated_output(c) for c in SDTM_CONTRACTS)
 QUARANTINE_OUTPUTS = tuple(quarantine_output(c) for c in SDTM_CONTRACTS)
+CURRENT_OUTPUTS = tuple(current_output(c) for c in SDTM_CONTRACTS)
 FEATURE_OUTPUTS = tuple(feature_output(c) for c in FEATURE_CONTRACTS)
 CLINICAL_OUTPUTS: tuple[DatasetOutput, ...] = (
     *RAW_OUTPUTS,
@@ -322,7 +369,7 @@ CLINICAL_OUTPUTS: tuple[DatasetOutput, ...] = (
     *QUARANTINE_OUTPUTS,
     *FEATURE_OUTPUTS,
 )
-_BY_KEY = {o.asset_key: o for o in (*CLINICAL_OUTPUTS, REJECTED_FILES)}
+_BY_KEY = {o.asset_key: o for o in (*CLINICAL_OUTPUTS, *CURRENT_OUTPUTS, REJECTED_FILES)}
 
 
 def output(zone: Zone, dataset: str) -> DatasetOutput:

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from spark_jobs.contracts import DATA_EXTENSIONS
 from spark_jobs.formats import xport
 from spark_jobs.formats.csv_text import SourceFormatError, csv_records
 from spark_jobs.formats.sniff import looks_like
 
-SUPPORTED_FORMATS = {"xpt": "xpt", "csv": "csv", "parquet": "parquet"}
+SUPPORTED_FORMATS = {extension: extension for extension in DATA_EXTENSIONS}
 NUMERIC = "double"
 TEXT = "string"
 

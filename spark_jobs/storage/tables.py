@@ -29,6 +29,7 @@ from spark_jobs.contracts.outputs import (
     SOURCE_URI,
     DatasetOutput,
     OutputColumn,
+    data_columns,
 )
 from spark_jobs.contracts.tables import (
     CODE_VERSION_PROPERTY,
@@ -69,6 +70,7 @@ class Staged:
     branch: str
     rows: int
     content_hash: str
+    data_hash: str  # the content hash without provenance: equal data in any delivery
     extra: Mapping[str, Any]
 
     @property
@@ -153,10 +155,12 @@ class LakeTables:
         branch = stage_branch(delivery.study, delivery.delivery, self.run_id)
         self.spark.sql(f"ALTER TABLE {table} CREATE BRANCH {branch}")
         observation = Observation(f"{output.asset_key}_written")
+        data = data_columns(df.columns)
         observed = df.observe(
             observation,
             F.count(F.lit(1)).alias("_rows"),
             F.sum(self._row_hash(df).cast("decimal(38,0)")).alias("_hash_sum"),
+            F.sum(_hash_of(data).cast("decimal(38,0)")).alias("_data_hash_sum"),
             *extra_metrics,
         )
         writer = observed.writeTo(f"{table}.branch_{branch}")
@@ -166,7 +170,10 @@ class LakeTables:
         metrics = dict(observation.get)
         rows = int(metrics.pop("_rows") or 0)
         digest = content_hash(rows, metrics.pop("_hash_sum"), df.schema.simpleString())
-        return Staged(output, delivery, branch, rows, digest, metrics)
+        # No schema in the data hash: null columns that a widened table adds to a later
+        # delivery change no row hash (Spark's hashes skip nulls), and must not change it.
+        data_digest = content_hash(rows, metrics.pop("_data_hash_sum"), "data")
+        return Staged(output, delivery, branch, rows, digest, data_digest, metrics)
 
     def _row_hash(self, df: DataFrame) -> Column:
         """A row's fingerprint: run ids left out, landing URIs taken relative to the lake, so
@@ -218,6 +225,19 @@ class LakeTables:
         for key, value in self._summary(staged.output, staged.delivery).items():
             writer = writer.option(f"snapshot-property.{key}", value)
         writer.overwrite(condition)
+
+    def replace_study(
+        self, target: DatasetOutput, source: DatasetOutput, delivery: Delivery
+    ) -> int:
+        """Make the delivery's published rows of `source` all the study's rows of `target`, in
+        one atomic commit (a study's current data); returns the snapshot id."""
+        self.ensure(target)
+        study = PARTITION_COLUMNS[0]
+        writer = self.read(source, delivery).writeTo(qualified(target.table))
+        for key, value in self._summary(target, delivery).items():
+            writer = writer.option(f"snapshot-property.{key}", value)
+        writer.overwrite(F.col(study) == delivery.study)
+        return self.current_snapshot(target)
 
     def discard(self, staged: Staged) -> None:
         self.spark.sql(f"ALTER TABLE {staged.table} DROP BRANCH IF EXISTS {staged.branch}")
@@ -318,6 +338,11 @@ class LakeTables:
         """The lineage record of the delivery's partition as last committed, if any."""
         found = [r for r in self.records(output, delivery.study) if r["partition"] == delivery.key]
         return found[-1] if found else None
+
+
+def _hash_of(columns: Sequence[str]) -> Column:
+    """A row's fingerprint over `columns` (a constant when there are none)."""
+    return F.xxhash64(*[F.col(f"`{c}`") for c in columns]) if columns else F.lit(0)
 
 
 def _partition_condition(delivery: Delivery) -> Column:

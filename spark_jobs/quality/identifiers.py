@@ -1,0 +1,90 @@
+"""Direct identifiers at the door: columns of a delivery that look like who a patient is.
+
+Raw keeps every delivered column; curated keeps only contract columns, and features refuse
+identifying ones. This module only finds what arrived so that someone is told: a column is
+suspect by its name (PATNAME, EMAIL, PHONE, BRTHDTC, ...) or by its values (most of them look
+like e-mail addresses, phone numbers or "Given Family" names). Values are counted in the pass
+that writes raw, as observed metrics, so finding them costs no extra read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+# Upper-cased column names (separators removed) that name a direct identifier, by kind.
+NAME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "patient name",
+        re.compile(
+            r"(PAT|PT|SUBJ|FIRST|LAST|GIVEN|FAMILY|MIDDLE|SUR|FULL)NAME|^NAME$|^(F|L)NAME$|INITIALS"
+        ),
+    ),
+    ("e-mail address", re.compile(r"E?MAIL")),
+    ("phone number", re.compile(r"PHONE|^TEL|MOBILE|^FAX")),
+    ("date of birth", re.compile(r"BRTHDTC|BIRTH|^DOB$")),
+    ("postal address", re.compile(r"ADDRESS|STREET|ZIP|POSTCODE|POSTALCODE")),
+    ("national or medical record number", re.compile(r"SSN|SOCIALSEC|^MRN$|NHSN|PASSPORT")),
+)
+# What most values of a column look like when it holds identifiers (Spark's Java regex).
+VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("e-mail address", r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"),
+    ("phone number", r"^\+?[0-9][0-9 ()./-]{6,}[0-9]$"),
+    ("patient name", r"^[A-Z][a-z'-]+,? [A-Z][a-z'-]+$"),
+)
+VALUE_SHARE = 0.5  # a column is suspect when at least this share of its values match
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", name.upper())
+
+
+def by_name(columns: Iterable[str]) -> dict[str, str]:
+    """Columns whose name says they hold a direct identifier, with the kind."""
+    found: dict[str, str] = {}
+    for name in columns:
+        for kind, pattern in NAME_PATTERNS:
+            if pattern.search(_plain(name)):
+                found[name] = kind
+                break
+    return found
+
+
+def _metric(column: str, kind: str) -> str:
+    return f"_id_{_plain(column)}_{_plain(kind)}"
+
+
+def value_metrics(text_columns: Sequence[str]) -> list[Column]:
+    """Observed metrics: per text column, its non-blank values and how many match each kind."""
+    metrics: list[Column] = []
+    for name in text_columns:
+        value = F.trim(F.col(f"`{name}`"))
+        present = value.isNotNull() & (value != "")
+        metrics.append(F.sum(F.when(present, 1).otherwise(0)).alias(_metric(name, "values")))
+        for kind, regex in VALUE_PATTERNS:
+            hit = present & value.rlike(regex)
+            metrics.append(F.sum(F.when(hit, 1).otherwise(0)).alias(_metric(name, kind)))
+    return metrics
+
+
+def by_value(text_columns: Sequence[str], metrics: Mapping[str, Any]) -> dict[str, str]:
+    """Columns most of whose values look like one kind of identifier, from `value_metrics`."""
+    found: dict[str, str] = {}
+    for name in text_columns:
+        values = int(metrics.get(_metric(name, "values")) or 0)
+        for kind, _ in VALUE_PATTERNS:
+            hits = int(metrics.get(_metric(name, kind)) or 0)
+            if values and hits / values >= VALUE_SHARE:
+                found[name] = kind
+                break
+    return found
+
+
+def metric_names(text_columns: Sequence[str]) -> list[str]:
+    """Every metric `value_metrics` adds, so a caller can take them out of its own."""
+    kinds = ["values", *[kind for kind, _ in VALUE_PATTERNS]]
+    return [_metric(name, kind) for name in text_columns for kind in kinds]
