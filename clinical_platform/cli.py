@@ -61,18 +61,9 @@ def _layout(lake: str | None) -> LakeLayout:
     return LakeLayout(lake or settings.lake_uri())
 
 
-def _require_local(layout: LakeLayout) -> None:
-    if not layout.root.startswith("file:"):
-        raise CommandError(
-            f"{layout.root}: this command works on a local lake; on S3, upload the files and "
-            f"their {MANIFEST_NAME} to the landing zone"
-        )
-
-
 def cmd_land(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
-    _require_local(layout)
     try:
         result = land_delivery(
             Path(args.folder), delivery, layout, allow_duplicate=args.allow_duplicate

@@ -31,6 +31,7 @@ from spark_jobs.contracts.layout import (
     Delivery,
     LakeLayout,
     PartitionKeyError,
+    delivery_order,
     local_path,
     next_delivery,
 )
@@ -213,10 +214,8 @@ def landed_deliveries(layout: LakeLayout, study: str) -> list[Delivery]:
 
     Staging folders and anything not named like a delivery are skipped.
     """
-    # LakeLayout spells paths per delivery; any delivery of the study locates its folder.
-    probe = Delivery(study, "2000-01-01")
-    study_folder = layout.landing(probe).removesuffix(probe.delivery)
-    manifest_suffix = layout.manifest(probe).removeprefix(layout.landing(probe))
+    study_folder = layout.study_landing(study) + "/"
+    manifest_suffix = "/" + MANIFEST_NAME
     if layout.root.startswith("file:"):
         folder = Path(local_path(study_folder))
         names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
@@ -237,7 +236,7 @@ def _deliveries_named(study: str, names: Iterable[str]) -> list[Delivery]:
             deliveries.add(Delivery(study, name))
         except PartitionKeyError:
             continue
-    return sorted(deliveries)
+    return sorted(deliveries, key=lambda d: delivery_order(d.delivery))
 
 
 def _s3_keys_under(prefix_uri: str) -> list[str]:

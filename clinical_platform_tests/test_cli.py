@@ -243,18 +243,6 @@ def test_land_bad_partition_is_one_line(
     assert not home.exists()  # nothing was registered either
 
 
-def test_land_to_s3_lake_is_one_line(
-    home: Path,
-    delivery_folder: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """land only writes to a local lake and says so in one line."""
-    monkeypatch.setenv("CLINICAL_LAKE_URI", "s3://bucket/lake")
-    outcome = run_cli(land_args(delivery_folder), capsys)
-    assert_one_line_error(outcome, "s3://bucket/lake: this command works on a local lake")
-
-
 # ---------------------------------------------------------------------------- materialize
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pytest
 
 from clinical_platform.lake import (
@@ -22,6 +23,7 @@ from clinical_platform.lake import (
     landed_deliveries,
     read_manifest,
 )
+from clinical_platform_tests.helpers import run_command
 from clinical_platform_tests.launchers.emulator import (
     FAKE_AWS_ENV,
     REAL_AWS_ENV,
@@ -539,3 +541,29 @@ def test_s3_find_duplicate_costs_one_listing_and_one_read_per_manifest(
     s3_calls.clear()
     assert find_duplicate(s3_layout, LATER, files) == Delivery("S01", "2024-01-18")
     assert s3_calls.count("ListObjectsV2") == 1
+
+
+def test_land_command_uploads_to_an_s3_lake(
+    tmp_path: Path, aws_s3: AwsEmulator, s3_layout: LakeLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`clinical-platform land` writes the same landing layout and manifest on S3 as locally
+    (files first, manifest last) and registers the partition."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    source = delivery_folder(tmp_path)
+    where = ["--study", DELIVERY.study, "--delivery", DELIVERY.delivery, "--lake", s3_layout.root]
+    code, out, err = run_command(["land", str(source), *where])
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        f"{DELIVERY.key}: landed, {len(FILES)} files -> {s3_layout.landing(DELIVERY)}"
+    )
+    assert s3_keys(aws_s3, s3_layout, DELIVERY) == sorted([*FILES, MANIFEST_NAME])
+    manifest = read_manifest(s3_layout, DELIVERY)
+    assert manifest is not None
+    assert {f["name"]: f["sha256"] for f in manifest["files"]} == {
+        name: hashlib.sha256(content).hexdigest() for name, content in FILES.items()
+    }
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        assert instance.has_dynamic_partition("clinical_deliveries", DELIVERY.key)
+    assert run_command(["land", str(source), *where])[1].startswith(
+        f"{DELIVERY.key}: already landed (same files)"
+    )

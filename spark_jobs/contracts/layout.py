@@ -138,8 +138,12 @@ class LakeLayout:
             raise ValueError(f"unknown zone {zone!r}; zones are {ZONES}")
         return f"{self.root}/{zone}/{self.family}"
 
+    def study_landing(self, study: str) -> str:
+        """The folder (or S3 prefix) holding every delivery of a study."""
+        return f"{self.zone(Zone.LANDING)}/{study}"
+
     def landing(self, delivery: Delivery) -> str:
-        return f"{self.zone(Zone.LANDING)}/{delivery.study}/{delivery.delivery}"
+        return f"{self.study_landing(delivery.study)}/{delivery.delivery}"
 
     def landing_staging(self, delivery: Delivery, token: str) -> str:
         """Where `land` copies a delivery before renaming it into place (hidden: a dot)."""
