@@ -82,9 +82,3 @@ def by_value(text_columns: Sequence[str], metrics: Mapping[str, Any]) -> dict[st
                 found[name] = kind
                 break
     return found
-
-
-def metric_names(text_columns: Sequence[str]) -> list[str]:
-    """Every metric `value_metrics` adds, so a caller can take them out of its own."""
-    kinds = ["values", *[kind for kind, _ in VALUE_PATTERNS]]
-    return [_metric(name, kind) for name in text_columns for kind in kinds]
