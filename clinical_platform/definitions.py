@@ -10,6 +10,13 @@ import dagster as dg
 
 from clinical_platform import settings
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
+from clinical_platform.clinical.landing import (
+    deliveries_on_time,
+    landing_clinical,
+    late_deliveries_job,
+    late_delivery_schedule,
+)
+from clinical_platform.clinical.sensors import clinical_landing_sensor
 from clinical_platform.deployments import LakeUri, resources_for
 
 __all__ = ["build_definitions", "defs", "resources_for"]
@@ -20,7 +27,14 @@ def build_definitions(
 ) -> dg.Definitions:
     """Assets with the resources of `environment` (default `CLINICAL_ENV`)."""
     chosen = settings.environment(environment)
-    return dg.Definitions(assets=CLINICAL_ASSETS, resources=resources_for(chosen, lake_uri))
+    return dg.Definitions(
+        assets=[landing_clinical, *CLINICAL_ASSETS],
+        asset_checks=[deliveries_on_time],
+        jobs=[late_deliveries_job],
+        schedules=[late_delivery_schedule],
+        sensors=[clinical_landing_sensor],
+        resources=resources_for(chosen, lake_uri),
+    )
 
 
 @dg.definitions

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from clinical_platform import settings
+from clinical_platform.clinical.landing import LandingPolicy
 from clinical_platform.lake import ClinicalLake
 from clinical_platform.launchers.local import LocalSparkLauncher
 from clinical_platform.pseudonymization import Pseudonymization
@@ -58,7 +59,20 @@ def resources_for(environment: str, lake_uri: LakeUri | None = None) -> dict[str
         "lake": ClinicalLake(uri=uri),
         "spark": builders[name](uri),
         "pseudonymization": Pseudonymization(),
+        "landing_policy": landing_policy(),
     }
+
+
+def landing_policy() -> LandingPolicy:
+    """The landing sensor's quiet period can be shortened per deployment (tests, demos)."""
+    quiet = settings.optional(settings.QUIET_PERIOD_VAR)
+    if quiet is None:
+        return LandingPolicy()
+    if not quiet.isdigit():
+        raise settings.SettingsError(
+            f"{settings.QUIET_PERIOD_VAR}={quiet!r} is not a whole number of seconds"
+        )
+    return LandingPolicy(quiet_period_seconds=int(quiet))
 
 
 def default_lake_uri(environment: str) -> LakeUri:

@@ -94,20 +94,24 @@ def manifest_files(manifest: dict[str, Any]) -> tuple[LandedFile, ...]:
     )
 
 
-def _manifest(
-    delivery: Delivery, files: list[LandedFile], source: Path, duplicate_of: Delivery | None
-) -> dict[str, Any]:
+def manifest_text(
+    delivery: Delivery,
+    files: Iterable[LandedFile],
+    source_name: str,
+    duplicate_of: Delivery | None = None,
+) -> str:
+    """The `_delivery.json` of a delivery, as `land` and the landing sensor write it."""
     manifest: dict[str, Any] = {
         "manifest_version": 1,
         "study": delivery.study,
         "delivery": delivery.delivery,
         "landed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "source_folder_name": source.name,
+        "source_folder_name": source_name,
         "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
     }
     if duplicate_of is not None:
         manifest["duplicate_of"] = duplicate_of.key
-    return manifest
+    return json.dumps(manifest, indent=2) + "\n"
 
 
 def land_delivery(
@@ -149,7 +153,7 @@ def land_delivery(
             f"delivery {delivery.key} carries the same {count}, byte for byte, as "
             f"{duplicate_of.key}; not landed (land it anyway with --allow-duplicate)"
         )
-    manifest = json.dumps(_manifest(delivery, files, source, duplicate_of), indent=2) + "\n"
+    manifest = manifest_text(delivery, files, source.name, duplicate_of)
     if layout.root.startswith("file:"):
         _copy_locally(entries, files, manifest, delivery, layout)
     else:

@@ -16,6 +16,8 @@ LAKE_URI_VAR = "CLINICAL_LAKE_URI"
 CATALOG_VAR = "CLINICAL_CATALOG"  # sqlite (default) or glue
 CATALOG_DB_VAR = "CLINICAL_CATALOG_DB"  # the SQLite file; default under a local lake
 PSEUDONYM_KEY_VAR = PSEUDONYM_KEY_ENV
+# Seconds a delivery without a manifest must stay unchanged before the sensor takes it.
+QUIET_PERIOD_VAR = "CLINICAL_LANDING_QUIET_SECONDS"
 DEFAULT_LAKE_URI = ".lake"
 DEFAULT_DAGSTER_HOME = ".dagster"
 LOCAL = "local"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+
+from clinical_platform_tests.launchers.emulator import (
+    FAKE_AWS_ENV,
+    REAL_AWS_ENV,
+    AwsEmulator,
+    moto_server,
+)
+from spark_jobs.contracts.layout import LakeLayout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PILOT_DIR = PROJECT_ROOT.parent / "shared" / "data" / "cdisc_pilot"
@@ -94,3 +104,39 @@ def pilot_run(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         patch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
         result = materialize(lake, delivery)
     yield PilotRun(lake=lake, delivery=delivery, result=result)
+
+
+# ---------------------------------------------------------------------------- S3 lake (moto)
+
+LAKE_BUCKET = "clinical-lake"
+
+
+@pytest.fixture(scope="module")
+def aws_s3() -> Iterator[AwsEmulator]:
+    """moto on 127.0.0.1 with fake credentials; every S3 call of these tests goes to it."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in REAL_AWS_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in FAKE_AWS_ENV.items():
+            patch.setenv(name, value)
+        with moto_server() as emulator:
+            patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+            yield emulator
+
+
+@pytest.fixture
+def s3_layout(aws_s3: AwsEmulator) -> LakeLayout:
+    aws_s3.reset()
+    aws_s3.create_bucket(LAKE_BUCKET)
+    return LakeLayout(f"s3://{LAKE_BUCKET}/lake")
+
+
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the S3 API calls made through boto3's default session during the test."""
+    calls: list[str] = []
+    session = boto3.Session()
+    session.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    return calls

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -23,13 +21,9 @@ from clinical_platform.lake import (
     landed_deliveries,
     read_manifest,
 )
+from clinical_platform_tests.conftest import LAKE_BUCKET
 from clinical_platform_tests.helpers import run_command
-from clinical_platform_tests.launchers.emulator import (
-    FAKE_AWS_ENV,
-    REAL_AWS_ENV,
-    AwsEmulator,
-    moto_server,
-)
+from clinical_platform_tests.launchers.emulator import AwsEmulator
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 DELIVERY = Delivery("S01", "2024-01-15")
@@ -445,39 +439,6 @@ def test_find_duplicate_skips_incomplete_and_malformed_deliveries(
 
 
 # ---------------------------------------------------------------------------- S3 lake (moto)
-
-LAKE_BUCKET = "clinical-lake"
-
-
-@pytest.fixture(scope="module")
-def aws_s3() -> Iterator[AwsEmulator]:
-    """moto on 127.0.0.1 with fake credentials; every S3 call of these tests goes to it."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in REAL_AWS_ENV:
-            patch.delenv(name, raising=False)
-        for name, value in FAKE_AWS_ENV.items():
-            patch.setenv(name, value)
-        with moto_server() as emulator:
-            patch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
-            yield emulator
-
-
-@pytest.fixture
-def s3_layout(aws_s3: AwsEmulator) -> LakeLayout:
-    aws_s3.reset()
-    aws_s3.create_bucket(LAKE_BUCKET)
-    return LakeLayout(f"s3://{LAKE_BUCKET}/lake")
-
-
-@pytest.fixture
-def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the S3 API calls made through boto3's default session during the test."""
-    calls: list[str] = []
-    session = boto3.Session()
-    session.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
-    return calls
 
 
 def bucket_key(uri: str) -> tuple[str, str]:
