@@ -1,4 +1,4 @@
-"""`clinical-platform`: land, materialize, generate, demo, dossier.
+"""`clinical-platform`: land, materialize, backfill, generate, demo, dossier.
 
 Every failure a user can cause ends in one line on stderr naming what was wrong, and a
 non-zero exit status; tracebacks are for bugs only.
@@ -23,8 +23,11 @@ from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform.runs import (
+    BackfillOutcome,
     MaterializeOutcome,
     SelectionError,
+    backfill_deliveries,
+    deliveries_between,
     delivery_assets,
     local_instance,
     materialize_delivery,
@@ -107,6 +110,48 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if not outcome.success:
         raise CommandError(f"materialize {delivery.key} failed: {outcome.cause}")
     return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    layout = _layout(args.lake)
+    first = _delivery(args.study, args.first) if args.first else None
+    last = _delivery(args.study, args.last) if args.last else None
+    if first and last and last < first:
+        raise CommandError(f"--to {last.delivery} is before --from {first.delivery}")
+    deliveries = deliveries_between(layout, args.study, first, last)
+    if not deliveries:
+        span = f" from {args.first or 'the first'} to {args.last or 'the last'}"
+        raise CommandError(
+            f"no delivery of {args.study}{span if first or last else ''} is landed in "
+            f"{layout.root}; land them first (clinical-platform land)"
+        )
+    defs = build_definitions(lake_uri=layout.root)
+    patterns = [p.strip() for value in args.select or [] for p in value.split(",") if p.strip()]
+    try:
+        selection = select_assets(defs, patterns)
+    except SelectionError as error:
+        raise CommandError(str(error)) from None
+    outcome = backfill_deliveries(defs, layout, deliveries, local_instance(), selection)
+    print_backfill(outcome)
+    if not outcome.success:
+        failed = [d for d in outcome.deliveries if not d.success]
+        why = (
+            f"{len(failed)} of {len(outcome.deliveries)} deliveries failed"
+            if failed
+            else (outcome.problems or ["a run failed; see it in the Dagster UI"])[0]
+        )
+        raise CommandError(f"backfill of {args.study}: {why}")
+    return 0
+
+
+def print_backfill(outcome: BackfillOutcome) -> None:
+    """One line per delivery with its outcome, then the runs."""
+    for delivery in outcome.deliveries:
+        print(delivery.line)
+    for problem in outcome.problems:
+        print(f"  ! {problem}", file=sys.stderr)
+    for run_id, succeeded in outcome.runs:
+        print(f"run {run_id}: {'succeeded' if succeeded else 'failed'}")
 
 
 DATASET_OF_ASSET = {o.asset_key: o.name for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS)}
@@ -228,6 +273,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     materialize.add_argument("--lake")
     materialize.set_defaults(handler=cmd_materialize)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="materialize a study's landed deliveries in one run, one Spark application per stage",
+    )
+    backfill.add_argument("--study", required=True)
+    backfill.add_argument(
+        "--from", dest="first", help="first delivery YYYY-MM-DD[_n] (default: the oldest landed)"
+    )
+    backfill.add_argument(
+        "--to", dest="last", help="last delivery YYYY-MM-DD[_n] (default: the newest landed)"
+    )
+    backfill.add_argument(
+        "--select",
+        action="append",
+        help="asset keys or patterns, comma-separated or repeated, e.g. 'raw_*' (default: all)",
+    )
+    backfill.add_argument("--lake")
+    backfill.set_defaults(handler=cmd_backfill)
 
     generate = commands.add_parser("generate", help="generate synthetic test data")
     kinds = generate.add_subparsers(dest="kind", required=True)

@@ -12,7 +12,7 @@ from clinical_platform import settings
 from clinical_platform.definitions import build_definitions
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
-from clinical_platform.lineage.dossier import render_dossier
+from clinical_platform.lineage.dossier import write_dossier
 from clinical_platform.runs import local_instance, materialize_delivery, select_assets
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.formats import xport
@@ -79,9 +79,7 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
     outcome = materialize_delivery(defs, delivery, local_instance(), selection)
 
     lake_dir = Path(local_path(layout.root))
-    dossier_path = Path(local_path(layout.dossier(delivery)))
-    dossier_path.parent.mkdir(parents=True, exist_ok=True)
-    dossier_path.write_text(render_dossier(layout, delivery))
+    dossier_path = Path(write_dossier(layout, delivery))
 
     print()
     print(f"{'asset':<26} {'rows':>8}  status")

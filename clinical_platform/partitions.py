@@ -2,7 +2,7 @@
 
 A single dynamic dimension (rather than study x date) lists only deliveries that exist, so a
 backfill of "missing" partitions never invents one. Keys are added by `clinical-platform land`
-(and `materialize`, which registers the delivery it runs).
+(and `materialize` and `backfill`, which register the deliveries they run).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from spark_jobs.contracts.layout import Delivery
 CLINICAL_DELIVERIES = dg.DynamicPartitionsDefinition(name="clinical_deliveries")
 
 
-def delivery_of(context: dg.AssetExecutionContext) -> Delivery:
-    """The delivery a run materializes, with a clear error for a malformed key."""
-    return Delivery.from_key(context.partition_key)
+def deliveries_of(context: dg.AssetExecutionContext) -> list[Delivery]:
+    """The deliveries of a step (several when a backfill hands it a range), oldest first, with
+    a clear error for a malformed key."""
+    return sorted(Delivery.from_key(key) for key in context.partition_keys)

@@ -1,4 +1,5 @@
-"""Materializing a delivery in-process, as `clinical-platform materialize` and the demo do.
+"""Materializing deliveries in-process, as `clinical-platform materialize`, `backfill` and the
+demo do.
 
 Runs go into the same Dagster instance as `make ui` (DAGSTER_HOME), so everything done from
 the command line shows up in the UI's run history and asset catalog.
@@ -10,13 +11,13 @@ import fnmatch
 import logging
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from clinical_platform import settings
-from clinical_platform.lake import read_manifest
+from clinical_platform.lake import landed_deliveries, read_manifest
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts import RuleKind, carried_datasets
 from spark_jobs.contracts.layout import Delivery, LakeLayout
@@ -146,7 +147,13 @@ def delivery_assets(layout: LakeLayout, delivery: Delivery) -> list[dg.AssetKey]
     manifest = read_manifest(layout, delivery)
     if manifest is None:
         return None
-    carried = carried_datasets(f["name"] for f in manifest.get("files", []))
+    return assets_of_files(f["name"] for f in manifest.get("files", []))
+
+
+def assets_of_files(names: Iterable[str]) -> list[dg.AssetKey]:
+    """Raw and curated of each dataset the files carry, and the feature tables (nothing when
+    they carry no dataset)."""
+    carried = carried_datasets(names)
     keys = [o.asset_key for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS) if o.name in carried] + [
         o.asset_key for o in FEATURE_OUTPUTS
     ]
@@ -230,3 +237,186 @@ def _without_class(message: str) -> str:
     """`dagster._core.definitions.events.Failure: text` -> `text`."""
     head, sep, tail = message.partition(": ")
     return tail if sep and "." in head and " " not in head else message
+
+
+# ---- backfill: several deliveries, one Spark application per stage -----------------------------
+
+# What Dagster's own backfills (and `dagster asset materialize --partition-range`) tag a run of a
+# partition range with; assets with a single-run backfill policy get the range in one step.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def deliveries_between(
+    layout: LakeLayout, study: str, first: Delivery | None, last: Delivery | None
+) -> list[Delivery]:
+    """The study's landed deliveries from `first` to `last` (both included), oldest first."""
+    return [
+        d
+        for d in landed_deliveries(layout, study)
+        if (first is None or first <= d) and (last is None or d <= last)
+    ]
+
+
+def partition_ranges(registered: Sequence[str], keys: Iterable[str]) -> list[list[str]]:
+    """`keys` as ranges of neighbours in the order their partitions were registered.
+
+    A run's range spans every partition registered between its ends, so a partition that is not
+    asked for (another study's delivery landed in between) ends one range and starts the next.
+    """
+    wanted = set(keys)
+    ranges: list[list[str]] = [[]]
+    for key in registered:
+        if key in wanted:
+            ranges[-1].append(key)
+        elif ranges[-1]:
+            ranges.append([])
+    return [keys_of_range for keys_of_range in ranges if keys_of_range]
+
+
+@dataclass
+class DeliveryOutcome:
+    """What a backfill did to one delivery: each selected asset it carries, and its checks."""
+
+    delivery: Delivery
+    assets: list[str]
+    run_id: str
+    statuses: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, int | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # failed blocking checks, one line each
+    root_causes: list[str] = field(default_factory=list)  # rejected files, with their reasons
+
+    @property
+    def success(self) -> bool:
+        accepted = all(self.statuses.get(a) == "accepted" for a in self.assets)
+        return accepted and not self.problems
+
+    @property
+    def line(self) -> str:
+        """`KEY  failed  12/15 assets  dm.xpt: ... (raw_dm rejected, curated_dm not committed)`."""
+        accepted = [a for a in self.assets if self.statuses.get(a) == "accepted"]
+        head = (
+            f"{self.delivery.key}  {'succeeded' if self.success else 'failed':<9}  "
+            f"{len(accepted)}/{len(self.assets)} assets"
+        )
+        if self.success:
+            return head
+        cause = "; ".join(self.root_causes) or (self.problems[0] if self.problems else "")
+        others = ", ".join(
+            f"{a} {self.statuses.get(a, 'not materialized')}"
+            for a in self.assets
+            if a not in accepted
+        )
+        return f"{head}  {cause} ({others})" if cause and others else f"{head}  {cause or others}"
+
+
+@dataclass
+class BackfillOutcome:
+    deliveries: list[DeliveryOutcome] = field(default_factory=list)
+    runs: list[tuple[str, bool]] = field(default_factory=list)  # run id, succeeded
+    problems: list[str] = field(default_factory=list)  # failed or skipped steps, one line each
+
+    @property
+    def success(self) -> bool:
+        return all(ok for _, ok in self.runs) and all(d.success for d in self.deliveries)
+
+
+def backfill_deliveries(
+    defs: dg.Definitions,
+    layout: LakeLayout,
+    deliveries: Sequence[Delivery],
+    instance: dg.DagsterInstance,
+    selection: Sequence[dg.AssetKey],
+) -> BackfillOutcome:
+    """Materialize the selected assets of the deliveries they carry in this process: one run per
+    range of neighbouring partitions (see `partition_ranges`; usually one), in which each stage
+    is one Spark application for every delivery of the range."""
+    for delivery in deliveries:
+        register_delivery(instance, delivery)
+    name = CLINICAL_DELIVERIES.name
+    assert name is not None
+    job = dg.Definitions.merge(
+        defs, dg.Definitions(loggers={"console": one_line_console})
+    ).resolve_implicit_global_asset_job_def()
+    outcome = BackfillOutcome()
+    for keys in partition_ranges(
+        instance.get_dynamic_partitions(name), [d.key for d in deliveries]
+    ):
+        members = [Delivery.from_key(key) for key in keys]
+        assets = {d.key: carried_of(layout, d, selection) for d in members}
+        chosen = [k for k in selection if any(k in found for found in assets.values())]
+        if not chosen:
+            outcome.problems.append(f"{', '.join(keys)}: carry no file for the selected assets")
+            continue
+        one = len(keys) == 1
+        result = job.execute_in_process(
+            partition_key=keys[0] if one else None,
+            instance=instance,
+            asset_selection=chosen,
+            raise_on_error=False,
+            tags={"clinical/entry": "cli"}
+            | ({} if one else {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}),
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
+        outcome.runs.append((result.run_id, result.success))
+        outcome.deliveries += delivery_outcomes(result, members, assets)
+        outcome.problems += step_problems(result)
+    return outcome
+
+
+def carried_of(
+    layout: LakeLayout, delivery: Delivery, selection: Sequence[dg.AssetKey]
+) -> list[dg.AssetKey]:
+    """The selected assets of the datasets the delivery carries (all without a manifest)."""
+    carried = delivery_assets(layout, delivery)
+    return [k for k in selection if carried is None or k in carried]
+
+
+def delivery_outcomes(
+    result: dg.ExecuteInProcessResult,
+    members: Sequence[Delivery],
+    assets: dict[str, list[dg.AssetKey]],
+) -> list[DeliveryOutcome]:
+    """Each delivery's materializations and failed blocking checks, found by partition."""
+    found = {
+        d.key: DeliveryOutcome(d, [k.to_user_string() for k in assets[d.key]], result.run_id)
+        for d in members
+    }
+    only = members[0].key if len(members) == 1 else None  # a one-partition run's checks name none
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        target = found.get(str(materialization.partition)) if materialization else None
+        if materialization is None or target is None:
+            continue
+        name = materialization.asset_key.to_user_string()
+        row_count = materialization.metadata.get("dagster/row_count")
+        status = materialization.metadata.get("status")
+        count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
+        target.rows[name] = int(count) if count is not None else None
+        target.statuses[name] = str(status.value) if status is not None else "accepted"
+    for evaluation in result.get_asset_check_evaluations():
+        target = found.get(evaluation.partition or only or "")
+        if target is None or evaluation.passed:
+            continue
+        if evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        asset = evaluation.asset_key.to_user_string()
+        reason = evaluation.metadata.get("reason")
+        detail = f": {reason.value}" if reason is not None else ""
+        target.problems.append(f"{asset} check {evaluation.check_name} failed{detail}")
+        if reason is not None and asset in _RAW_KEYS and evaluation.check_name == FILES_READABLE:
+            target.root_causes.append(str(reason.value))
+    return list(found.values())
+
+
+def step_problems(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed or skipped step of a run, one line each (stack traces stay in the UI)."""
+    problems = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            message = (event.step_failure_data.error.message or "").strip().splitlines()
+            first = _without_class(message[0]) if message else "failed"
+            problems.append(f"step {event.step_key}: {first}")
+        elif event.is_step_skipped:
+            problems.append(f"step {event.step_key} skipped: an upstream step failed")
+    return problems

@@ -25,6 +25,9 @@ defs = build_definitions("local", "/tmp/clinical-definitions-test-lake")
 
 def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    landing = specs.pop("landing_clinical")
+    assert landing.group_name == "landing"
+    assert isinstance(landing.partitions_def, dg.DynamicPartitionsDefinition)
     assert sorted(specs) == sorted(
         [
             *[f"raw_{d}" for d in DOMAINS],
@@ -51,6 +54,7 @@ def test_lineage_edges_follow_the_zones() -> None:
     }
     assert parents["curated_ae"] == {"raw_ae", "raw_dm"}
     assert parents["curated_dm"] == {"raw_dm"}
+    assert parents["raw_dm"] == {"landing_clinical"}
     assert parents["features_subject_profile"] == {f"curated_{d}" for d in SUBJECT_PROFILE.upstream}
 
 
@@ -206,6 +210,12 @@ SNAPSHOT = Path(__file__).parent / "__snapshots__" / "definitions.json"
 UPDATE_VAR = "UPDATE_SNAPSHOTS"
 
 
+def backfill_policy(graph: Any, key: dg.AssetKey) -> str | None:
+    """How a backfill runs the asset: `single_run` is one Spark application per stage."""
+    policy = graph.get(key).backfill_policy
+    return None if policy is None else policy.policy_type.value.lower()
+
+
 def definitions_snapshot(definitions: dg.Definitions) -> dict[str, object]:
     """What a reviewer must see change: keys, checks, partitions, schemas, deps, kinds, tags.
 
@@ -215,7 +225,7 @@ def definitions_snapshot(definitions: dg.Definitions) -> dict[str, object]:
     assets: dict[str, object] = {}
     for spec in sorted(definitions.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string()):
         key = spec.key
-        schema = spec.metadata["dagster/column_schema"]
+        schema = spec.metadata.get("dagster/column_schema")
         partitions = spec.partitions_def
         assets[key.to_user_string()] = {
             "group": spec.group_name,
@@ -223,15 +233,20 @@ def definitions_snapshot(definitions: dg.Definitions) -> dict[str, object]:
             "owners": list(spec.owners),
             "tags": dict(sorted(spec.tags.items())),
             "partitions": getattr(partitions, "name", None),
+            "backfill": backfill_policy(graph, key),
             "deps": sorted(d.asset_key.to_user_string() for d in spec.deps),
-            "columns": [f"{c.name} {c.type}" for c in schema.columns],
+            "columns": [f"{c.name} {c.type}" for c in schema.columns] if schema else [],
             "checks": [
                 f"{k.name}{' (blocking)' if graph.get_check_spec(k).blocking else ''}"
                 for k in sorted(graph.asset_check_keys, key=lambda k: str(k))
                 if k.asset_key == key
             ],
         }
-    return {"assets": assets}
+    return {
+        "assets": assets,
+        "sensors": sorted(s.name for s in definitions.sensors or []),
+        "schedules": sorted(s.name for s in definitions.schedules or []),
+    }
 
 
 def test_definitions_match_the_stored_snapshot() -> None:

@@ -1,7 +1,7 @@
 """raw -> curated + quarantine: conformed SDTM, every rule of the contract evaluated in one pass.
 
     spark-submit --py-files spark_jobs.zip curate.py \
-        --lake <lake root> --study <STUDY> --delivery <DELIVERY> \
+        --lake <lake root> (--study <STUDY> --delivery <DELIVERY> | --deliveries S/D1,S/D2,...) \
         [--datasets dm,ae,...] [--run-id ID] [--today YYYY-MM-DD] [--checks-only]
 
 Per dataset, in named steps: read the raw partition (refusing a rejected or incomplete one),
@@ -9,6 +9,8 @@ evaluate the contract's rules (conform, collapse duplicates, find conflicts, rea
 flags), write curated and quarantine, reconcile `raw = curated + quarantined + collapsed`,
 and only then commit and report. With --checks-only nothing is written: the rules are
 re-evaluated and compared with what the committed partitions hold (the UI's "execute checks").
+Several deliveries are curated oldest first in one application, each committed alone, so each
+compares its volume with the one before, as separate runs would.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.contracts import DatasetContract, Effect, Rule, RuleKind, contract_for
+from spark_jobs.contracts import (
+    DatasetContract,
+    Effect,
+    Rule,
+    RuleKind,
+    carried_datasets,
+    contract_for,
+)
 from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
 from spark_jobs.contracts.outputs import (
     CURATED_RUN_ID,
@@ -40,7 +49,7 @@ from spark_jobs.runtime.arguments import (
     DeliveryArgs,
     add_datasets_argument,
     dataset_names,
-    delivery_args,
+    delivery_batch,
     delivery_parser,
 )
 from spark_jobs.runtime.reporting import (
@@ -51,8 +60,14 @@ from spark_jobs.runtime.reporting import (
     table_metadata,
     table_schema_value,
 )
-from spark_jobs.runtime.session import build_session, run_job
+from spark_jobs.runtime.session import (
+    application_name,
+    build_session,
+    for_each_delivery,
+    run_job,
+)
 from spark_jobs.storage.current import holder
+from spark_jobs.storage.filesystem import LakeStorage
 from spark_jobs.storage.lineage import input_reference, lineage_record
 from spark_jobs.storage.tables import Committed, LakeTables, Staged, delivered, table_shaped
 
@@ -61,9 +76,10 @@ EXAMPLES = 5
 
 @dataclass(frozen=True)
 class CurateArgs:
-    job: DeliveryArgs
+    job: DeliveryArgs  # the delivery being curated
     datasets: tuple[str, ...]
     today: dt.date
+    batch: tuple[DeliveryArgs, ...] = ()  # every delivery of the application, when several
 
 
 def parse_args(argv: Sequence[str] | None = None) -> CurateArgs:
@@ -72,7 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CurateArgs:
     parser.add_argument("--today", default=None, help="date for the future-date rule (UTC today)")
     ns = parser.parse_args(argv)
     today = dt.date.fromisoformat(ns.today) if ns.today else dt.datetime.now(dt.UTC).date()
-    return CurateArgs(delivery_args(parser, ns), dataset_names(parser, ns.datasets), today)
+    batch = delivery_batch(parser, ns)
+    return CurateArgs(batch[0], dataset_names(parser, ns.datasets), today, batch)
 
 
 # ---- pure steps: checks from what was read and counted ------------------------------------
@@ -579,13 +596,48 @@ def dm_reference(spark: SparkSession, tables: LakeTables, args: CurateArgs) -> E
 
 
 def curate(args: CurateArgs, reporter: JobReporter) -> None:
+    """Every delivery of the run, oldest first, in one Spark application."""
+    batch = args.batch or (args.job,)
     job = args.job
-    spark = build_session(f"clinical-curate-{job.delivery.key}", job.layout.root)
+    spark = build_session(application_name(EntryPoint.CURATE, batch), job.layout.root)
     tables = LakeTables(spark, job.layout, job.run_id)
+    for_each_delivery(
+        batch,
+        reporter,
+        lambda job: curate_delivery(spark, tables, replace(args, job=job), reporter),
+    )
+
+
+def curate_delivery(
+    spark: SparkSession, tables: LakeTables, args: CurateArgs, reporter: JobReporter
+) -> None:
     context = dm_reference(spark, tables, args)
-    for name in args.datasets:
-        contract = contract_for(name, job.delivery.study)
+    datasets = carried_in_batch(spark, args, reporter) if len(args.batch) > 1 else args.datasets
+    for name in datasets:
+        contract = contract_for(name, args.job.delivery.study)
         DatasetCuration(spark, args, reporter, contract, tables, context).run()
+
+
+def carried_in_batch(
+    spark: SparkSession, args: CurateArgs, reporter: JobReporter
+) -> tuple[str, ...]:
+    """The run's datasets this delivery carries, per its manifest: a batch asks for the datasets
+    of all its deliveries, and one a delivery does not carry keeps its earlier current data."""
+    job = args.job
+    storage = LakeStorage(spark)
+    manifest = job.layout.manifest(job.delivery)
+    try:
+        files = storage.read_json(manifest)["files"] if storage.exists(manifest) else None
+        carried = set(carried_datasets(f["name"] for f in files)) if files is not None else None
+    except (ValueError, KeyError, TypeError):
+        carried = None  # ingest said what is wrong with the manifest
+    if carried is None:
+        return args.datasets
+    for name in args.datasets:
+        if name not in carried:
+            curated = output(Zone.CURATED, name)
+            reporter.info(f"{curated.asset_key} {job.delivery.key}: not in this delivery; skipped")
+    return tuple(name for name in args.datasets if name in carried)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

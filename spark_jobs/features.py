@@ -1,13 +1,15 @@
 """curated -> features: de-identified, analysis-ready tables (one row per subject).
 
     spark-submit --py-files spark_jobs.zip features.py \
-        --lake <lake root> --study <STUDY> --delivery <DELIVERY> [--run-id ID] [--key-env NAME]
+        --lake <lake root> (--study <STUDY> --delivery <DELIVERY> | --deliveries S/D1,S/D2,...) \
+        [--run-id ID] [--key-env NAME]
 
 The pseudonym key is read from the environment variable named by --key-env (default
 CLINICAL_PSEUDONYM_KEY), never from the command line, so it appears in no process listing,
 EMR step or Spark event log. Steps: read the curated inputs, build the subject profile
 (`subject_profile.py`), refuse identifying columns, write, check one row per subject, commit,
-report.
+report. Several deliveries are featurized one after the other in one application; one whose
+inputs were refused fails alone.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import FEATURIZED_RUN_ID, DatasetOutput, output
 from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV, SECRET_ID_SUFFIX, EntryPoint
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
-from spark_jobs.runtime.arguments import DeliveryArgs, delivery_args, delivery_parser
+from spark_jobs.runtime.arguments import DeliveryArgs, delivery_batch, delivery_parser
 from spark_jobs.runtime.reporting import (
     CheckOutcome,
     JobReporter,
@@ -35,7 +37,13 @@ from spark_jobs.runtime.reporting import (
     table_metadata,
     table_schema_value,
 )
-from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.runtime.session import (
+    JobError,
+    application_name,
+    build_session,
+    for_each_delivery,
+    run_job,
+)
 from spark_jobs.storage.current import holder
 from spark_jobs.storage.lineage import input_reference, lineage_record
 from spark_jobs.storage.tables import Committed, LakeTables, Staged
@@ -47,8 +55,9 @@ PSEUDONYM = "subject_pseudonym"
 
 @dataclass(frozen=True)
 class FeatureArgs:
-    job: DeliveryArgs
+    job: DeliveryArgs  # the delivery being featurized
     key_env: str
+    batch: tuple[DeliveryArgs, ...] = ()  # every delivery of the application, when several
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FeatureArgs:
@@ -59,7 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> FeatureArgs:
         help="environment variable holding the pseudonym key",
     )
     ns = parser.parse_args(argv)
-    return FeatureArgs(delivery_args(parser, ns), ns.key_env)
+    batch = delivery_batch(parser, ns)
+    return FeatureArgs(batch[0], ns.key_env, batch)
 
 
 def pseudonym_key(key_env: str) -> str:
@@ -157,11 +167,8 @@ def read_inputs(
 # ---- the job ------------------------------------------------------------------------------
 
 
-def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
+def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
     """Checks of the committed partition, re-evaluated without writing anything."""
-    job = args.job
-    spark = build_session(f"clinical-features-checks-{job.delivery.key}", job.layout.root)
-    tables = LakeTables(spark, job.layout, job.run_id)
     if tables.committed_record(PROFILE, job.delivery) is None:
         raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
     stored = tables.read(PROFILE, job.delivery)
@@ -176,8 +183,12 @@ def recheck(args: FeatureArgs, reporter: JobReporter) -> None:
 
 
 def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
-    if args.job.checks_only:
-        recheck(args, reporter)
+    """Every delivery of the run, one after the other, in one Spark application."""
+    batch, job = args.batch or (args.job,), args.job
+    if job.checks_only:
+        spark = build_session(application_name("features-checks", batch), job.layout.root)
+        tables = LakeTables(spark, job.layout, job.run_id)
+        for_each_delivery(batch, reporter, lambda each: recheck(tables, each, reporter))
         return
     key = pseudonym_key(args.key_env)
     if not key:
@@ -185,9 +196,17 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
             f"{PROFILE.asset_key}: environment variable {args.key_env} with the pseudonym "
             "key is not set; features are never written without pseudonymisation"
         )
-    job = args.job
-    spark = build_session(f"clinical-features-{job.delivery.key}", job.layout.root)
+    spark = build_session(application_name(EntryPoint.FEATURES, batch), job.layout.root)
     tables = LakeTables(spark, job.layout, job.run_id)
+    for_each_delivery(
+        batch, reporter, lambda each: featurize_delivery(spark, tables, each, key, reporter)
+    )
+
+
+def featurize_delivery(
+    spark: SparkSession, tables: LakeTables, job: DeliveryArgs, key: str, reporter: JobReporter
+) -> None:
+    """The subject profile of one delivery from the study's current curated data."""
     frames, inputs = read_inputs(tables, job)
     profile = subject_profile(frames, pseudonymizer(key.encode("utf-8")))
     leaked = identifying_columns(profile)

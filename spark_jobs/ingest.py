@@ -1,7 +1,7 @@
 """landing -> raw: a faithful, typed Parquet copy of each delivered SDTM file plus provenance.
 
     spark-submit --py-files spark_jobs.zip ingest.py \
-        --lake <lake root> --study <STUDY> --delivery <DELIVERY> \
+        --lake <lake root> (--study <STUDY> --delivery <DELIVERY> | --deliveries S/D1,S/D2,...) \
         [--datasets dm,ae,...] [--run-id ID] [--checks-only]
 
 Every file is validated whole (structure, encoding, manifest size and sha256, the contract's
@@ -12,6 +12,7 @@ files landed = accepted + rejected + skipped. Steps: read the landing folder, in
 files (executors), account for every file, then per dataset the delivery carries write raw
 (or, for a rejected domain, an empty partition saying why), commit and report; a domain the
 delivery does not carry is skipped and keeps its current data from earlier deliveries.
+Several deliveries are ingested one after the other in one application, each committed alone.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from spark_jobs.runtime.arguments import (
     DeliveryArgs,
     add_datasets_argument,
     dataset_names,
-    delivery_args,
+    delivery_batch,
     delivery_parser,
 )
 from spark_jobs.runtime.reporting import (
@@ -58,7 +59,13 @@ from spark_jobs.runtime.reporting import (
     table_metadata,
     table_schema_value,
 )
-from spark_jobs.runtime.session import JobError, build_session, run_job
+from spark_jobs.runtime.session import (
+    JobError,
+    application_name,
+    build_session,
+    for_each_delivery,
+    run_job,
+)
 from spark_jobs.storage.filesystem import FileStatus, LakeStorage
 from spark_jobs.storage.lineage import lineage_record
 from spark_jobs.storage.tables import Committed, LakeTables, Staged, table_shaped
@@ -69,15 +76,17 @@ DOCUMENT_EXTENSIONS = (".xml", ".pdf", ".md", ".txt", ".html", ".htm", ".docx", 
 
 @dataclass(frozen=True)
 class IngestArgs:
-    job: DeliveryArgs
+    job: DeliveryArgs  # the delivery being ingested
     datasets: tuple[str, ...]
+    batch: tuple[DeliveryArgs, ...] = ()  # every delivery of the application, when several
 
 
 def parse_args(argv: Sequence[str] | None = None) -> IngestArgs:
     parser = delivery_parser("ingest.py", __doc__)
     add_datasets_argument(parser)
     ns = parser.parse_args(argv)
-    return IngestArgs(delivery_args(parser, ns), dataset_names(parser, ns.datasets))
+    batch = delivery_batch(parser, ns)
+    return IngestArgs(batch[0], dataset_names(parser, ns.datasets), batch)
 
 
 # ---- read: the landing folder -------------------------------------------------------------
@@ -247,10 +256,19 @@ class IngestRun:
 
 
 def ingest(args: IngestArgs, reporter: JobReporter) -> None:
-    job = args.job
-    run = IngestRun(
-        build_session(f"clinical-ingest-{job.delivery.key}", job.layout.root), args, reporter
+    """Every delivery of the run, one after the other, in one Spark application."""
+    batch = args.batch or (args.job,)
+    spark = build_session(application_name(EntryPoint.INGEST, batch), args.job.layout.root)
+    for_each_delivery(
+        batch,
+        reporter,
+        lambda job: ingest_delivery(IngestRun(spark, replace(args, job=job), reporter)),
     )
+
+
+def ingest_delivery(run: IngestRun) -> None:
+    """Read the landing folder, inspect and account for its files, write each dataset."""
+    args, job = run.args, run.args.job
     landing = job.layout.landing(job.delivery)
     listing = run.storage.list(landing)
     if not listing:

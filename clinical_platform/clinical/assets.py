@@ -1,9 +1,10 @@
 """Clinical SDTM assets: raw_<domain>, curated_<domain> and features_subject_profile.
 
 Each stage is one subsettable multi-asset, so materializing several domains of a delivery
-starts one Spark application per stage, not one per domain. Keys, schemas, checks and
-dependencies come from the kernel (`spark_jobs.contracts.outputs`); the Spark jobs do all the
-work, and these functions only say which job to run on which partition.
+starts one Spark application per stage, not one per domain; with a single-run backfill policy,
+a backfill of several deliveries also starts one per stage, not one per delivery. Keys,
+schemas, checks and dependencies come from the kernel (`spark_jobs.contracts.outputs`); the
+Spark jobs do all the work, and these functions only say which job to run on which partitions.
 """
 
 from collections.abc import Iterator, Sequence
@@ -11,12 +12,22 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 
 from clinical_platform.clinical.checks import check_specs
-from clinical_platform.lake import ClinicalLake
-from clinical_platform.launchers.base import Result, SparkJob, SparkLauncher
+from clinical_platform.clinical.landing import LANDING_KEY
+from clinical_platform.lake import ClinicalLake, read_manifest
+from clinical_platform.launchers.base import (
+    DeliveryFailure,
+    DeliveryResult,
+    Reported,
+    SparkJob,
+    SparkLauncher,
+    with_metadata,
+)
+from clinical_platform.launchers.batch import StepEvent, stage_results
 from clinical_platform.launchers.bundle import code_version
-from clinical_platform.partitions import CLINICAL_DELIVERIES, delivery_of
+from clinical_platform.lineage.dossier import write_dossier
+from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
-from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.layout import Delivery, PartitionKeyError, Zone
 from spark_jobs.contracts.outputs import (
     CURATED_OUTPUTS,
     FEATURE_OUTPUTS,
@@ -47,7 +58,9 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
         key=dg.AssetKey(output.asset_key),
         group_name=output.zone.value,
         description=output.description,
-        deps=[dg.AssetKey(key) for key in output.inputs],
+        # Raw starts at the delivered files: the landing source, versioned by its manifest.
+        deps=[dg.AssetKey(key) for key in output.inputs]
+        + ([LANDING_KEY] if output.zone is Zone.RAW else []),
         kinds=KINDS,
         owners=OWNERS,
         tags=tags,
@@ -72,20 +85,68 @@ def checks_only(context: dg.AssetExecutionContext) -> bool:
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
 
 
+def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[Delivery]:
+    """The step's deliveries, refused in one line when a key is malformed (typed into the UI's
+    "Add a partition"), the run has no partition, or a delivery was never landed."""
+    if not context.has_partition_key and not context.has_partition_key_range:
+        raise dg.Failure(
+            description="this run has no delivery: choose a partition (STUDY/DELIVERY) to "
+            "materialize or check; nothing was run or evaluated",
+            allow_retries=False,
+        )
+    try:
+        deliveries = deliveries_of(context)
+    except PartitionKeyError as error:
+        raise dg.Failure(description=f"not a delivery: {error}", allow_retries=False) from None
+    missing = [d.key for d in deliveries if read_manifest(lake.layout, d) is None]
+    if missing:
+        raise dg.Failure(
+            description=f"{', '.join(missing)}: never landed in {lake.layout.root} (no delivery "
+            "manifest); land it with `clinical-platform land` or drop it into landing for the "
+            "landing sensor",
+            allow_retries=False,
+        )
+    return deliveries
+
+
 def job_arguments(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[str]:
-    """What every job is told: the lake, the delivery, the run, and whether to write."""
-    delivery = delivery_of(context)
-    arguments = [
-        "--lake",
-        lake.layout.root,
-        "--study",
-        delivery.study,
-        "--delivery",
-        delivery.delivery,
-        "--run-id",
-        context.run.run_id,
-    ]
+    """What every job is told: the lake, the deliveries, the run, and whether to write."""
+    deliveries = landed_deliveries_of(context, lake)
+    if len(deliveries) == 1:
+        named = ["--study", deliveries[0].study, "--delivery", deliveries[0].delivery]
+    else:
+        named = ["--deliveries", ",".join(d.key for d in deliveries)]
+    arguments = ["--lake", lake.layout.root, *named, "--run-id", context.run.run_id]
     return [*arguments, "--checks-only"] if checks_only(context) else arguments
+
+
+def run_stage(
+    context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake, job: SparkJob
+) -> Iterator[StepEvent]:
+    """Run the stage's job and report it; then refresh each delivery's audit dossier, which
+    every materialization names, whether the step succeeded or not."""
+    deliveries = deliveries_of(context)
+    dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
+    run = spark.run(context, job)
+    run.results = [with_dossier(r, dossiers, deliveries[0].key) for r in run.results]
+    try:
+        yield from stage_results(context, run)
+    finally:
+        if not checks_only(context):
+            for delivery in deliveries:
+                try:
+                    write_dossier(lake.layout, delivery)
+                except Exception as error:  # noqa: BLE001 - a dossier never fails the data
+                    context.log.warning(f"{delivery.key}: dossier not refreshed ({error})")
+
+
+def with_dossier(result: Reported, dossiers: dict[str, str], single: str) -> Reported:
+    if isinstance(result, DeliveryResult):
+        extra = {"dossier": dossiers[result.partition]}
+        return DeliveryResult(result.partition, with_metadata(result.result, extra))
+    if isinstance(result, DeliveryFailure):
+        return result
+    return with_metadata(result, {"dossier": dossiers[single]})
 
 
 def domain_job(
@@ -94,7 +155,7 @@ def domain_job(
     entry_point: EntryPoint,
     outputs: Sequence[DatasetOutput],
 ) -> SparkJob:
-    """The ingest or curate job for this step's domains of one delivery."""
+    """The ingest or curate job for this step's domains of its deliveries."""
     datasets = ",".join(selected_datasets(context, outputs))
     return SparkJob(entry_point, [*job_arguments(context, lake), "--datasets", datasets])
 
@@ -105,14 +166,14 @@ def domain_job(
     check_specs=check_specs(RAW_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def clinical_raw(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
-) -> Iterator[Result]:
-    """landing -> raw for the selected domains of one delivery, in one Spark application."""
-    yield from spark.run(
-        context, domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
-    ).outputs()
+) -> Iterator[StepEvent]:
+    """landing -> raw for the selected domains of the deliveries, in one Spark application."""
+    job = domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
+    yield from run_stage(context, spark, lake, job)
 
 
 @dg.multi_asset(
@@ -121,14 +182,14 @@ def clinical_raw(
     check_specs=check_specs(CURATED_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def clinical_curated(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
-) -> Iterator[Result]:
+) -> Iterator[StepEvent]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    yield from spark.run(
-        context, domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
-    ).outputs()
+    job = domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
+    yield from run_stage(context, spark, lake, job)
 
 
 @dg.multi_asset(
@@ -137,19 +198,21 @@ def clinical_curated(
     check_specs=check_specs(FEATURE_OUTPUTS),
     can_subset=True,
     partitions_def=CLINICAL_DELIVERIES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def clinical_features(
     context: dg.AssetExecutionContext,
     spark: SparkLauncher,
     lake: ClinicalLake,
     pseudonymization: Pseudonymization,
-) -> Iterator[Result]:
+) -> Iterator[StepEvent]:
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
     arguments = [*job_arguments(context, lake), "--key-env", pseudonymization.key_env_var]
     secrets: dict[str, str] = {}
     if not checks_only(context):
         secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
-    yield from spark.run(context, SparkJob(EntryPoint.FEATURES, arguments, secrets)).outputs()
+    job = SparkJob(EntryPoint.FEATURES, arguments, secrets)
+    yield from run_stage(context, spark, lake, job)
 
 
 CLINICAL_ASSETS = [clinical_raw, clinical_curated, clinical_features]

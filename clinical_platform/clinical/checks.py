@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts.outputs import DatasetOutput
 
 
@@ -22,6 +23,8 @@ def check_specs(outputs: Iterable[DatasetOutput]) -> list[dg.AssetCheckSpec]:
             asset=dg.AssetKey(output.asset_key),
             description=check.description,
             blocking=check.blocking,
+            # Per delivery: a failing delivery stays visible after the next one passes.
+            partitions_def=CLINICAL_DELIVERIES,
         )
         for output in outputs
         for check in output.checks

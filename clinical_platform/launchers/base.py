@@ -11,6 +11,7 @@ import os
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,9 @@ import dagster as dg
 
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
 from spark_jobs.contracts.protocol import (
+    BATCH_FAILURE,
+    BATCH_MESSAGE,
+    BATCH_PARTITION,
     CODE_VERSION_ENV,
     FAILURE_PREFIX,
     GIT_SHA_ENV,
@@ -27,6 +31,25 @@ from spark_jobs.contracts.protocol import (
 )
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """A result a job run on several deliveries reported for one of them (its partition)."""
+
+    partition: str
+    result: Result
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A delivery of a batch that failed, with the job's one-line reason."""
+
+    partition: str
+    reason: str
+
+
+Reported = Result | DeliveryResult | DeliveryFailure
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,7 @@ class SecretUnavailable(ValueError):
 class SparkRun:
     """What came back from one Spark application."""
 
-    results: list[Result]
+    results: Sequence[Reported]
     failure: str | None  # one line, set when the application failed
     details: Mapping[str, Any] = field(default_factory=dict)
 
@@ -58,9 +81,9 @@ class SparkRun:
         """Yield every reported result, then fail the step if the application failed.
 
         Results come first: a partition committed before a later failure is real and must be
-        recorded as materialized.
+        recorded as materialized. (A batch's results are per delivery: see `launchers.batch`.)
         """
-        yield from self.results
+        yield from (r for r in self.results if isinstance(r, Result))
         if self.failure:
             raise dg.Failure(
                 description=self.failure, metadata=dict(self.details), allow_retries=False
@@ -152,21 +175,62 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
         return run
 
 
-def reported_results(session: dg.PipesSession) -> list[Result]:
+def reported_results(session: dg.PipesSession) -> list[Reported]:
     """Exactly what the job reported: an asset it did not report was not materialized.
 
     Pipes would otherwise invent a materialization for every selected asset, which would
-    mark a rejected domain as materialized.
+    mark a rejected domain as materialized. A job run on several deliveries reports each
+    delivery's results as custom messages instead (`BATCH_PARTITION` in the protocol).
     """
-    return [
+    reported: list[Reported] = [
         r
         for r in session.get_results(implicit_materializations=False)
         if isinstance(r, (dg.MaterializeResult, dg.AssetCheckResult))
     ]
+    return [*reported, *delivery_results(session)]
 
 
-def _with_provenance(result: Result, provenance: Mapping[str, Any]) -> Result:
+class _AlreadyRead(dg.PipesMessageReader):
+    """The reader of a handler given messages the session has already read."""
+
+    @contextmanager
+    def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dg.PipesParams]:
+        raise NotImplementedError("messages of a batch are replayed, never read")
+        yield {}
+
+    def no_messages_debug_text(self) -> str:
+        return "Replays a batch job's per-delivery messages."
+
+
+def delivery_results(session: dg.PipesSession) -> list[DeliveryResult | DeliveryFailure]:
+    """A batch job's per-delivery results, turned into Dagster results by Pipes' own handler."""
+    handler = dg.PipesMessageHandler(session.context, _AlreadyRead())
+    found: list[DeliveryResult | DeliveryFailure] = []
+    for payload in session.get_custom_messages():
+        if not isinstance(payload, dict) or BATCH_PARTITION not in payload:
+            continue
+        partition = str(payload[BATCH_PARTITION])
+        if BATCH_FAILURE in payload:
+            found.append(DeliveryFailure(partition, str(payload[BATCH_FAILURE])))
+            continue
+        handler.handle_message(payload[BATCH_MESSAGE])
+        result = handler.get_reported_results()[-1]
+        if isinstance(result, (dg.MaterializeResult, dg.AssetCheckResult)):
+            found.append(DeliveryResult(partition, result))
+    return found
+
+
+def _with_provenance(result: Reported, provenance: Mapping[str, Any]) -> Reported:
     """Add the code and cluster identity to every materialization."""
+    if isinstance(result, DeliveryResult):
+        return DeliveryResult(result.partition, with_metadata(result.result, provenance))
+    if isinstance(result, DeliveryFailure):
+        return result
+    return with_metadata(result, provenance)
+
+
+def with_metadata(result: Result, provenance: Mapping[str, Any]) -> Result:
+    """A materialization with more metadata (keys it already has are kept); checks as they are."""
     if not isinstance(result, dg.MaterializeResult):
         return result
     metadata = dict(result.metadata or {})

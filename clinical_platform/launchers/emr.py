@@ -41,7 +41,7 @@ from clinical_platform.launchers.aws import (
     wait_for_state,
 )
 from clinical_platform.launchers.base import (
-    Result,
+    Reported,
     SparkJob,
     SparkLauncher,
     SparkRun,
@@ -81,7 +81,7 @@ class _Cluster:
 class _Attempt:
     step_id: str
     state: str
-    results: list[Result]
+    results: list[Reported]
     failure: str | None = None
     transient: str | None = None  # the transient-failure pattern that matched
     details: dict[str, Any] = field(default_factory=dict)

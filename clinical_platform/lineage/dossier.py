@@ -6,6 +6,8 @@ records and the rejected files), so it can be produced without the Dagster datab
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from clinical_platform.lake import (
@@ -161,3 +163,24 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
                 if said:
                     lines.append(f"  - {c['check']}: {said}")
     return "\n".join(lines) + "\n"
+
+
+def write_dossier(layout: LakeLayout, delivery: Delivery) -> str:
+    """Render the delivery's dossier to its place in the lake (local or S3); return the URI.
+
+    Written whole or not at all: locally through a hidden file and a rename, on S3 by one PUT.
+    """
+    uri = layout.dossier(delivery)
+    text = render_dossier(layout, delivery).encode("utf-8")
+    if uri.startswith("file:"):
+        path = Path(local_path(uri))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        hidden.write_bytes(text)
+        hidden.replace(path)
+        return str(path)
+    import boto3
+
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text, ContentType="text/markdown")
+    return uri

@@ -203,6 +203,7 @@ def test_every_written_schema_is_the_declared_one(pilot_run: PilotRun, spark) ->
             (c.name, c.type) for c in spec.metadata["dagster/column_schema"].columns
         ]
         for spec in build_definitions("local", str(pilot_run.lake)).resolve_all_asset_specs()
+        if spec.group_name != "landing"  # the delivered files: no table, no schema
     }
     assert len(declared) == 15
     compared = 0

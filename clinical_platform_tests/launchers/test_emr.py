@@ -29,7 +29,7 @@ from clinical_platform.launchers.bundle import build_bundle
 from clinical_platform.launchers.emr import EmrStepLauncher
 from clinical_platform.launchers.emr_cluster import GLUE_METASTORE_FACTORY, PROJECT_ROOT
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY
-from clinical_platform_tests.helpers import materialize
+from clinical_platform_tests.helpers import land, materialize
 from clinical_platform_tests.launchers.emulator import (
     LOG_URI,
     REGION,
@@ -147,6 +147,10 @@ def test_unmapped_secret_fails_before_anything_is_submitted(
         staging_uri=STAGING_URI, cluster_id=cluster_id, region=REGION, endpoint_url=aws.endpoint
     )
     delivery = Delivery("SYNTH01", "2024-01-15")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "dm.csv").write_text("STUDYID\nSYNTH01\n")
+    land(incoming, delivery, tmp_path / "lake")
     result = materialize(
         tmp_path / "lake",
         delivery,

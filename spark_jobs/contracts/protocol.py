@@ -25,3 +25,11 @@ LAUNCHER_ENV = "CLINICAL_LAUNCHER"
 SECRET_ID_SUFFIX = "_SECRET_ID"
 # The environment variable holding the pseudonym key, unless a deployment names another.
 PSEUDONYM_KEY_ENV = "CLINICAL_PSEUDONYM_KEY"
+# A job given several deliveries (`--deliveries S/D1,S/D2`) reports each delivery's results as a
+# Pipes custom message, since Pipes takes one materialization per asset and knows no partition:
+# {BATCH_PARTITION: "S/D1", BATCH_MESSAGE: <a Pipes report_asset_materialization or
+# report_asset_check message>}, and {BATCH_PARTITION: "S/D1", BATCH_FAILURE: "<one line>"} for a
+# delivery that failed.
+BATCH_PARTITION = "partition"
+BATCH_MESSAGE = "message"
+BATCH_FAILURE = "failure"

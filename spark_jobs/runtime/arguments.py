@@ -1,4 +1,4 @@
-"""The command line every entry point shares: which lake, which delivery, which datasets.
+"""The command line every entry point shares: which lake, which deliveries, which datasets.
 
 Jobs are given the lake root and find every path through `LakeLayout`, so a launcher never
 spells a zone path and a job never rebuilds one by hand.
@@ -18,7 +18,7 @@ DATASET_NAMES = tuple(c.name for c in SDTM_CONTRACTS)
 
 @dataclass(frozen=True)
 class DeliveryArgs:
-    """What every job is asked to do: one delivery of one study, in one lake."""
+    """What every job is asked to do for one delivery of one study, in one lake."""
 
     layout: LakeLayout
     delivery: Delivery
@@ -30,8 +30,12 @@ def delivery_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
     parser.add_argument("--lake", required=True, help="lake root: file:/path or s3://bucket/prefix")
     parser.add_argument("--family", default=CLINICAL_FAMILY, help="source family (zone subtree)")
-    parser.add_argument("--study", required=True)
-    parser.add_argument("--delivery", required=True)
+    parser.add_argument("--study")
+    parser.add_argument("--delivery")
+    parser.add_argument(
+        "--deliveries",
+        help="several deliveries in one application, as partition keys: STUDY/DELIVERY,...",
+    )
     parser.add_argument("--run-id", default=None)
     parser.add_argument(
         "--checks-only", action="store_true", help="re-evaluate checks; write nothing"
@@ -43,17 +47,28 @@ def add_datasets_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default=",".join(DATASET_NAMES))
 
 
-def delivery_args(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> DeliveryArgs:
+def delivery_batch(
+    parser: argparse.ArgumentParser, ns: argparse.Namespace
+) -> tuple[DeliveryArgs, ...]:
+    """The deliveries named by `--study S --delivery D` or `--deliveries S/D1,S/D2`, oldest
+    first (by study, then transfer): a later delivery's checks compare with the earlier ones."""
+    if ns.deliveries is not None and (ns.study or ns.delivery):
+        parser.error("give either --study and --delivery, or --deliveries, not both")
     try:
-        delivery = Delivery(ns.study, ns.delivery)
+        if ns.deliveries is not None:
+            keys = {k.strip() for k in ns.deliveries.split(",") if k.strip()}
+            deliveries = sorted(Delivery.from_key(key) for key in keys)
+        elif ns.study and ns.delivery:
+            deliveries = [Delivery(ns.study, ns.delivery)]
+        else:
+            deliveries = []
     except PartitionKeyError as error:
         parser.error(str(error))
-    return DeliveryArgs(
-        layout=LakeLayout(ns.lake, family=ns.family),
-        delivery=delivery,
-        run_id=ns.run_id or uuid.uuid4().hex,
-        checks_only=ns.checks_only,
-    )
+    if not deliveries:
+        parser.error("name the delivery: --study S --delivery D, or --deliveries S/D1,S/D2")
+    layout = LakeLayout(ns.lake, family=ns.family)
+    run_id = ns.run_id or uuid.uuid4().hex
+    return tuple(DeliveryArgs(layout, d, run_id, ns.checks_only) for d in deliveries)
 
 
 def dataset_names(parser: argparse.ArgumentParser, value: str) -> tuple[str, ...]:

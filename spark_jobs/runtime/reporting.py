@@ -14,9 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dagster_pipes import PipesContext, PipesEnvVarParamsLoader, open_dagster_pipes
+from dagster_pipes import (
+    PIPES_METADATA_TYPE_INFER,
+    PIPES_PROTOCOL_VERSION,
+    PIPES_PROTOCOL_VERSION_FIELD,
+    PipesContext,
+    PipesEnvVarParamsLoader,
+    open_dagster_pipes,
+)
 
 from spark_jobs.contracts.outputs import DatasetOutput
+from spark_jobs.contracts.protocol import BATCH_FAILURE, BATCH_MESSAGE, BATCH_PARTITION
 
 if TYPE_CHECKING:
     from spark_jobs.runtime.arguments import DeliveryArgs
@@ -103,8 +111,29 @@ class CheckOutcome:
         return metadata
 
 
+def pipes_message(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A Pipes message as `PipesContext` writes it, metadata normalised the same way."""
+    if params.get("metadata"):
+        metadata = {
+            key: value
+            if isinstance(value, dict)
+            else {"raw_value": value, "type": PIPES_METADATA_TYPE_INFER}
+            for key, value in params["metadata"].items()
+        }
+        params = {**params, "metadata": metadata}
+    return {
+        PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION,
+        "method": method,
+        "params": params,
+    }
+
+
 class JobReporter:
-    """Materializations, check results and log lines of one job run."""
+    """Materializations, check results and log lines of one job run.
+
+    A job run on several deliveries reports inside `for_delivery(key)`: each result then goes to
+    that delivery's partition as a Pipes custom message (`BATCH_PARTITION` in the protocol).
+    """
 
     def __init__(self, pipes: PipesContext | None) -> None:
         self._pipes = pipes
@@ -113,6 +142,30 @@ class JobReporter:
         self._selected_checks: set[tuple[str, str]] | None = (
             {(asset, check) for asset, check in selected} if selected is not None else None
         )
+        self._partition: str | None = None
+
+    @contextmanager
+    def for_delivery(self, key: str) -> Iterator[None]:
+        """Report what is reported inside as results of delivery `key`'s partition."""
+        self._partition = key
+        try:
+            yield
+        finally:
+            self._partition = None
+
+    def delivery_failed(self, reason: str) -> None:
+        """The current delivery failed; the others of the batch go on."""
+        assert self._partition is not None, "delivery_failed outside for_delivery"
+        self.error(f"delivery {self._partition} failed: {reason}")
+        self._send_batch({BATCH_FAILURE: reason})
+
+    def _send_batch(self, payload: Mapping[str, Any]) -> None:
+        """One result of the current delivery of a batch, tagged with its partition."""
+        assert self._partition is not None
+        if self._pipes is None:
+            _print_result("delivery", **{BATCH_PARTITION: self._partition, **payload})
+        else:
+            self._pipes.report_custom_message({BATCH_PARTITION: self._partition, **payload})
 
     @property
     def extras(self) -> Mapping[str, Any]:
@@ -136,6 +189,11 @@ class JobReporter:
     def materialization(
         self, asset_key: str, metadata: Mapping[str, Any], data_version: str | None = None
     ) -> None:
+        if self._partition is not None:
+            params = {"asset_key": asset_key, "data_version": data_version, "metadata": metadata}
+            message = pipes_message("report_asset_materialization", params)
+            self._send_batch({BATCH_MESSAGE: message})
+            return
         if self._pipes is None:
             _print_result(
                 "materialization", asset_key=asset_key, data_version=data_version, metadata=metadata
@@ -162,6 +220,11 @@ class JobReporter:
         if not self.wants_check(asset_key, check_name):
             return
         severity = "ERROR" if blocking_severity else "WARN"
+        if self._partition is not None:
+            params = {"asset_key": asset_key, "check_name": check_name, "passed": passed}
+            params |= {"severity": severity, "metadata": metadata}
+            self._send_batch({BATCH_MESSAGE: pipes_message("report_asset_check", params)})
+            return
         if self._pipes is None:
             _print_result(
                 "check",

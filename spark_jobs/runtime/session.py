@@ -6,13 +6,14 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from pyspark.sql import SparkSession
 
 from spark_jobs.contracts.protocol import CODE_VERSION_ENV, FAILURE_PREFIX
 from spark_jobs.contracts.tables import CATALOG
+from spark_jobs.runtime.arguments import DeliveryArgs
 from spark_jobs.runtime.reporting import JobReporter, open_reporter
 
 EXIT_USER_ERROR = 2
@@ -45,6 +46,46 @@ def build_session(app_name: str, warehouse: str | None = None) -> SparkSession:
     # py4j says goodbye on standard output at exit, which would mix into a query's result.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark
+
+
+def application_name(stage: str, batch: Sequence[DeliveryArgs]) -> str:
+    """`clinical-ingest-S/D` for one delivery, `clinical-ingest-3-deliveries` for a batch."""
+    if len(batch) == 1:
+        return f"clinical-{stage}-{batch[0].delivery.key}"
+    return f"clinical-{stage}-{len(batch)}-deliveries"
+
+
+def for_each_delivery(
+    batch: Sequence[DeliveryArgs], reporter: JobReporter, body: Callable[[DeliveryArgs], None]
+) -> None:
+    """Run `body` for each delivery in order, in this one application.
+
+    One delivery runs exactly as it always did. In a batch each delivery's results go to its own
+    partition, and a delivery that fails is reported and left behind while the others go on;
+    the job then fails, naming every delivery that did.
+    """
+    if len(batch) == 1:
+        body(batch[0])
+        return
+    failed: list[str] = []
+    for job in batch:
+        key = job.delivery.key
+        with reporter.for_delivery(key):
+            try:
+                body(job)
+            except JobError as error:
+                reason = str(error).replace("\n", " ")
+            # A bug or a Spark error in one delivery must not cost the others their run.
+            except Exception as error:  # noqa: BLE001
+                traceback.print_exc()
+                last = traceback.format_exception_only(type(error), error)[-1].strip()
+                reason = f"failed unexpectedly: {last}"
+            else:
+                continue
+            reporter.delivery_failed(reason)
+            failed.append(f"{key}: {reason}")
+    if failed:
+        raise JobError(f"{len(failed)} of {len(batch)} deliveries failed: {'; '.join(failed)}")
 
 
 def code_version() -> str:

@@ -1,0 +1,289 @@
+"""Backfills without Spark: the real assets with a launcher that plays the jobs in a plain Python
+process reporting through the jobs' own `JobReporter`, over a real Pipes session.
+
+What it holds: one launch per stage for a range of deliveries (`--deliveries`), one
+materialization per asset and delivery with that delivery's metadata, check results per
+partition, a bad delivery failing alone, the one-delivery path unchanged, and the CLI's range
+selection. `test_backfill.py` runs the real jobs on the CDISC pilot.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from clinical_platform.clinical.assets import CLINICAL_ASSETS
+from clinical_platform.lake import ClinicalLake, land_delivery
+from clinical_platform.launchers.base import (
+    SparkJob,
+    SparkLauncher,
+    SparkRun,
+    job_failure_reason,
+    reported_results,
+)
+from clinical_platform.pseudonymization import Pseudonymization
+from clinical_platform.runs import (
+    backfill_deliveries,
+    deliveries_between,
+    partition_ranges,
+    select_assets,
+)
+from clinical_platform_tests.helpers import run_command
+from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.ingest import parse_args as ingest_arguments
+
+STUDY = "S01"
+GOOD = [Delivery(STUDY, "2024-01-15"), Delivery(STUDY, "2024-03-20")]
+BAD = Delivery(STUDY, "2024-02-15")  # its dm.xpt is "truncated"
+FILES = ("dm.xpt", "vs.xpt")
+LAUNCHES: list[tuple[str, list[str]]] = []
+
+# The jobs' argument parsing, batching and reporting, with Spark's work replaced by a rule: a
+# delivery holds as many rows as the day of its date; BAD's DM is rejected, so its curated DM
+# is refused and its features fail.
+JOB = """
+import sys
+from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.outputs import FILES_READABLE, output
+from spark_jobs.runtime.arguments import (
+    add_datasets_argument, dataset_names, delivery_batch, delivery_parser,
+)
+from spark_jobs.runtime.reporting import CheckOutcome
+from spark_jobs.runtime.session import JobError, for_each_delivery, run_job
+
+entry, bad = sys.argv[1], sys.argv[2]
+parser = delivery_parser(entry, "A scripted job.")
+add_datasets_argument(parser)
+parser.add_argument("--key-env")
+ns = parser.parse_args(sys.argv[3:])
+batch = delivery_batch(parser, ns)
+zone = {"ingest": Zone.RAW, "curate": Zone.CURATED, "features": Zone.FEATURES}[entry]
+names = ("subject_profile",) if entry == "features" else dataset_names(parser, ns.datasets)
+
+def report(reporter, key, name):
+    declared = output(zone, name)
+    broken = key == bad and name in ("dm", "subject_profile")
+    if broken and entry == "features":
+        raise JobError(f"{declared.asset_key} {key}: skipped: DM of {key} was rejected")
+    reason = {"reason": "dm.xpt: truncated"} if broken else {}
+    readable = CheckOutcome(FILES_READABLE, not broken, blocking=broken, metadata=reason)
+    if broken and entry == "curate":
+        reporter.checks(declared.asset_key, [readable])
+        return
+    rows = 0 if broken else int(key[-2:])
+    metadata = {"status": "rejected" if broken else "accepted", "dagster/row_count": rows}
+    reporter.materialization(declared.asset_key, metadata, data_version=f"{key}:{rows}")
+    others = [c.name for c in declared.checks if c.name != FILES_READABLE]
+    checks = [readable] + [CheckOutcome(name, True, blocking=False) for name in others]
+    reporter.checks(declared.asset_key, checks)
+
+def body(reporter):
+    for_each_delivery(
+        batch,
+        reporter,
+        lambda job: [report(reporter, job.delivery.key, name) for name in names],
+    )
+
+run_job(entry, body)
+"""
+
+
+class ScriptedLauncher(SparkLauncher):
+    """Runs `JOB` instead of spark-submit, through a real Pipes session."""
+
+    bad_delivery: str = BAD.key
+
+    @property
+    def description(self) -> str:
+        return "scripted"
+
+    def launch(
+        self,
+        context: dg.AssetExecutionContext,
+        job: SparkJob,
+        extras: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> SparkRun:
+        LAUNCHES.append((job.entry_point, list(job.arguments)))
+        command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery, *job.arguments]
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=dg.PipesTempFileContextInjector(),
+            message_reader=dg.PipesTempFileMessageReader(),
+            extras=dict(extras),
+        ) as session:
+            done = subprocess.run(
+                command,
+                env={**env, **session.get_bootstrap_env_vars(), "PYTHONPATH": str(Path.cwd())},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        failure = job_failure_reason(done.stderr.splitlines()) if done.returncode else None
+        return SparkRun(results=reported_results(session), failure=failure)
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> LakeLayout:
+    """A lake with BAD and GOOD landed (two tiny files each) and one delivery of another study."""
+    layout = LakeLayout(str(tmp_path / "lake"))
+    for delivery in [*GOOD, BAD, Delivery("OTHER", "2024-02-01")]:
+        folder = tmp_path / "deliveries" / delivery.key
+        folder.mkdir(parents=True)
+        for name in FILES:
+            (folder / name).write_bytes(f"{delivery.key} {name}".encode())
+        land_delivery(folder, delivery, layout)
+    return layout
+
+
+@pytest.fixture
+def scripted(lake: LakeLayout, monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+    monkeypatch.setenv("CLINICAL_PSEUDONYM_KEY", "test-key")
+    LAUNCHES.clear()
+    resources = {
+        "spark": ScriptedLauncher(),
+        "lake": ClinicalLake(uri=lake.root),
+        "pseudonymization": Pseudonymization(),
+    }
+    return dg.Definitions(assets=CLINICAL_ASSETS, resources=resources)
+
+
+def latest(
+    instance: dg.DagsterInstance, asset: str, delivery: Delivery
+) -> dg.AssetMaterialization | None:
+    """The partition's latest materialization, as the UI shows it."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[delivery.key]),
+        limit=1,
+    ).records
+    return records[0].asset_materialization if records else None
+
+
+def value(materialization: dg.AssetMaterialization | None, key: str) -> Any:
+    assert materialization is not None
+    return getattr(materialization.metadata[key], "value", None)
+
+
+def test_jobs_take_several_deliveries_oldest_first_or_one_as_before() -> None:
+    lake = ["--lake", "/tmp/lake"]
+    keys = f"{GOOD[1].key},{GOOD[0].key},{GOOD[1].key}"
+    several = ingest_arguments([*lake, "--deliveries", keys, "--datasets", "vs"])
+    assert [j.delivery for j in several.batch] == GOOD
+    assert several.job == several.batch[0] and len({j.run_id for j in several.batch}) == 1
+    one = ingest_arguments([*lake, "--study", STUDY, "--delivery", GOOD[0].delivery])
+    assert one.batch == (one.job,) and one.job.delivery == GOOD[0]
+    with pytest.raises(SystemExit):
+        ingest_arguments([*lake, "--deliveries", keys, "--study", STUDY])
+
+
+def test_partition_ranges_split_where_other_partitions_lie_between() -> None:
+    registered = ["A/1", "S/1", "S/2", "A/2", "S/3", "S/4"]
+    assert partition_ranges(registered, ["S/1", "S/2", "S/3", "S/4"]) == [
+        ["S/1", "S/2"],
+        ["S/3", "S/4"],
+    ]
+    assert partition_ranges(registered, ["S/2", "S/1"]) == [["S/1", "S/2"]]
+    assert partition_ranges(registered, ["S/9"]) == []
+
+
+def test_deliveries_between_takes_the_study_landed_in_range(lake: LakeLayout) -> None:
+    assert deliveries_between(lake, STUDY, None, None) == [GOOD[0], BAD, GOOD[1]]
+    assert deliveries_between(lake, STUDY, BAD, None) == [BAD, GOOD[1]]
+    assert deliveries_between(lake, STUDY, None, Delivery(STUDY, "2024-02-20")) == [GOOD[0], BAD]
+
+
+def test_backfill_runs_each_stage_once_and_records_each_delivery(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    deliveries = [GOOD[0], BAD, GOOD[1]]
+    selection = select_assets(scripted, ["*_dm", "*_vs", "features_*"])
+    outcome = backfill_deliveries(scripted, lake, deliveries, instance, selection)
+
+    keys = ",".join(d.key for d in deliveries)
+    assert [(entry, arguments[2:4]) for entry, arguments in LAUNCHES] == [
+        ("ingest", ["--deliveries", keys]),
+        ("curate", ["--deliveries", keys]),
+        ("features", ["--deliveries", keys]),
+    ]
+    assert len(outcome.runs) == 1 and not outcome.runs[0][1]
+    assert [d.success for d in outcome.deliveries] == [True, False, True]
+    bad_line = outcome.deliveries[1].line
+    assert "dm.xpt: truncated" in bad_line
+    assert bad_line == (
+        f"{BAD.key}  failed     2/5 assets  dm.xpt: truncated (raw_dm rejected, "
+        "curated_dm not committed, features_subject_profile not materialized)"
+    )
+
+    # Each delivery's own metadata, per partition, as the UI reads it.
+    rows = [value(latest(instance, "curated_vs", d), "dagster/row_count") for d in deliveries]
+    assert rows == [15, 15, 20]
+    assert value(latest(instance, "raw_dm", BAD), "status") == "rejected"
+    assert value(latest(instance, "curated_dm", BAD), "status") == "not committed"
+    assert "dm.xpt: truncated" in value(latest(instance, "curated_dm", BAD), "reason")
+    assert latest(instance, "features_subject_profile", BAD) is None
+    for good in GOOD:
+        assert value(latest(instance, "features_subject_profile", good), "status") == "accepted"
+    assert instance.get_materialized_partitions(dg.AssetKey("features_subject_profile")) == {
+        d.key for d in GOOD
+    }
+
+    # Check results per partition: the bad delivery's curated DM failed, the others passed.
+    check = dg.AssetCheckKey(dg.AssetKey("curated_dm"), "files_readable")
+    history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
+    by_partition = {r.partition: r.status.value for r in history if r.partition}
+    assert by_partition == {GOOD[0].key: "SUCCEEDED", BAD.key: "FAILED", GOOD[1].key: "SUCCEEDED"}
+
+
+def test_a_delivery_of_another_study_in_between_splits_the_run(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    """Each part is then one delivery, run exactly as `materialize` runs one."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(
+        "clinical_deliveries", [GOOD[0].key, "OTHER/2024-02-01", GOOD[1].key]
+    )
+    selection = select_assets(scripted, ["*_vs"])
+    outcome = backfill_deliveries(scripted, lake, GOOD, instance, selection)
+
+    assert [ok for _, ok in outcome.runs] == [True, True]
+    assert [d.line for d in outcome.deliveries] == [
+        f"{GOOD[0].key}  succeeded  2/2 assets",
+        f"{GOOD[1].key}  succeeded  2/2 assets",
+    ]
+    assert [arguments[2:6] for _, arguments in LAUNCHES] == [
+        ["--study", STUDY, "--delivery", GOOD[0].delivery],
+        ["--study", STUDY, "--delivery", GOOD[0].delivery],
+        ["--study", STUDY, "--delivery", GOOD[1].delivery],
+        ["--study", STUDY, "--delivery", GOOD[1].delivery],
+    ]
+    assert value(latest(instance, "curated_vs", GOOD[1]), "dagster/row_count") == 20
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["--from", "2024-03-01", "--to", "2024-01-01"], "--to 2024-01-01 is before --from"),
+        (["--from", "2024-13-01"], "not a real calendar date"),
+        (["--from", "2025-01-01"], f"no delivery of {STUDY} from 2025-01-01 to the last"),
+        (["--select", "nothing_*"], "--select 'nothing_*' matches no asset"),
+    ],
+)
+def test_backfill_refusals_are_one_line(
+    lake: LakeLayout,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    fragment: str,
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    code, out, err = run_command(["backfill", "--study", STUDY, "--lake", lake.root, *arguments])
+    assert code == 1 and not out, (out, err)
+    assert err.startswith("clinical-platform: ") and err.count("\n") == 1, err
+    assert fragment in err, err

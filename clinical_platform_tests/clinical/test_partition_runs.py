@@ -1,0 +1,82 @@
+"""Runs of one partition as the UI starts them, without Spark (the scripted jobs of
+`test_backfill_plumbing`): checks recorded per delivery, a bad key or an unlanded delivery
+refused at once in one line, and the delivery's dossier refreshed and named by each run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from clinical_platform.runs import materialize_delivery, register_delivery, select_assets
+from clinical_platform_tests.clinical.test_backfill_plumbing import (
+    BAD,
+    GOOD,
+    lake,  # noqa: F401 - fixture
+    latest,
+    scripted,  # noqa: F401 - fixture
+    value,
+)
+from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
+
+CHECK = dg.AssetCheckKey(dg.AssetKey("curated_dm"), "files_readable")
+
+
+def test_a_failing_delivery_stays_failed_after_a_passing_one(
+    lake: LakeLayout,  # noqa: F811
+    scripted: dg.Definitions,  # noqa: F811
+) -> None:
+    """Check results are declared per delivery: the bad delivery's curated DM check stays
+    failed in its partition after the next delivery passes."""
+    instance = dg.DagsterInstance.ephemeral()
+    selection = select_assets(scripted, ["*_dm"])
+    assert not materialize_delivery(scripted, BAD, instance, selection).success
+    assert materialize_delivery(scripted, GOOD[0], instance, selection).success
+    history = instance.event_log_storage.get_asset_check_execution_history(CHECK, limit=10)
+    assert {r.partition: r.status.value for r in history} == {
+        BAD.key: "FAILED",
+        GOOD[0].key: "SUCCEEDED",
+    }
+
+
+def test_each_run_refreshes_and_names_the_delivery_dossier(
+    lake: LakeLayout,  # noqa: F811
+    scripted: dg.Definitions,  # noqa: F811
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    outcome = materialize_delivery(scripted, GOOD[0], instance, select_assets(scripted, ["raw_*"]))
+    assert outcome.success
+    dossier = Path(local_path(lake.dossier(GOOD[0])))
+    assert dossier.read_text().startswith(f"# Audit dossier — {GOOD[0].key}")
+    assert value(latest(instance, "raw_dm", GOOD[0]), "dossier") == lake.dossier(GOOD[0])
+
+
+def test_a_bad_or_unlanded_partition_fails_at_once_in_one_line(
+    lake: LakeLayout,  # noqa: F811
+    scripted: dg.Definitions,  # noqa: F811
+) -> None:
+    """What "Add a partition" in the materialize dialog can produce: a malformed key, or a
+    well-formed one nobody landed. The step fails before any Spark job, in one line."""
+    instance = dg.DagsterInstance.ephemeral()
+    job = scripted.resolve_implicit_global_asset_job_def()
+    unlanded = Delivery("S01", "2030-01-01")
+    expected = {
+        "not-a-delivery": "not a delivery: partition key 'not-a-delivery' is not of the form "
+        "STUDY/DELIVERY",
+        unlanded.key: f"{unlanded.key}: never landed in {lake.root} (no delivery manifest); "
+        "land it with `clinical-platform land` or drop it into landing for the landing sensor",
+    }
+    for key, message in expected.items():
+        instance.add_dynamic_partitions("clinical_deliveries", [key])
+        result = job.execute_in_process(
+            partition_key=key,
+            instance=instance,
+            asset_selection=[dg.AssetKey("raw_dm")],
+            raise_on_error=False,
+        )
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        error = failure.step_failure_data.error
+        assert error is not None and error.message.strip().endswith(message)
+        assert "\n" not in error.message.strip()
+    assert register_delivery(instance, unlanded) is False
