@@ -64,7 +64,7 @@ ui: $(STAMP) $(JARS_STAMP)
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: $(STAMP) $(JARS_STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS_STAMP)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
