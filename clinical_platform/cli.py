@@ -104,6 +104,16 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         selection = select_assets(defs, patterns)
     except SelectionError as error:
         raise CommandError(str(error)) from None
+    if args.checks_only:
+        outcome = materialize_delivery(defs, delivery, local_instance(), checks_only=True)
+        failed = sorted(name for name, passed in outcome.checks.items() if not passed)
+        print(f"{len(outcome.checks)} checks of {delivery.key} evaluated, {len(failed)} failed")
+        for name in failed:
+            print(f"  failed: {name}")
+        print(f"run {outcome.run_id}: {'succeeded' if outcome.success else 'failed'}")
+        if not outcome.success:
+            raise CommandError(f"checks of {delivery.key} failed: {outcome.cause}")
+        return 0
     selection = carried_selection(layout, delivery, selection, bool(patterns))
     outcome = materialize_delivery(defs, delivery, local_instance(), selection)
     print_outcome(outcome, [k.to_user_string() for k in selection])
@@ -272,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated asset keys or patterns, e.g. 'raw_*,curated_dm' (default: all)",
     )
     materialize.add_argument("--lake")
+    materialize.add_argument(
+        "--checks-only",
+        action="store_true",
+        help="re-evaluate every check on the delivery's committed data; nothing is written",
+    )
     materialize.set_defaults(handler=cmd_materialize)
 
     backfill = commands.add_parser(

@@ -10,6 +10,7 @@ import dagster as dg
 
 from clinical_platform import settings
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
+from clinical_platform.clinical.checks import checks_job
 from clinical_platform.clinical.landing import (
     deliveries_on_time,
     landing_clinical,
@@ -30,7 +31,7 @@ def build_definitions(
     return dg.Definitions(
         assets=[landing_clinical, *CLINICAL_ASSETS],
         asset_checks=[deliveries_on_time],
-        jobs=[late_deliveries_job],
+        jobs=[checks_job(), late_deliveries_job],
         schedules=[late_delivery_schedule],
         sensors=[clinical_landing_sensor],
         resources=resources_for(chosen, lake_uri),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from clinical_platform import settings
+from clinical_platform.clinical.checks import CHECKS_JOB_NAME, checks_job
 from clinical_platform.lake import landed_deliveries, read_manifest
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts import RuleKind, carried_datasets
@@ -132,6 +133,7 @@ class MaterializeOutcome:
     run_id: str = ""
     # Why the run failed, in delivery terms: each rejected file with its reason.
     root_causes: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)  # "asset:check" -> passed
 
     @property
     def cause(self) -> str:
@@ -160,25 +162,51 @@ def assets_of_files(names: Iterable[str]) -> list[dg.AssetKey]:
     return [dg.AssetKey(k) for k in keys] if carried else []
 
 
+def rows_and_status(materialization: dg.AssetMaterialization) -> tuple[str, int | None, str]:
+    """An asset's name, row count and status ("accepted" unless the job said otherwise)."""
+    row_count = materialization.metadata.get("dagster/row_count")
+    status = materialization.metadata.get("status")
+    count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
+    return (
+        materialization.asset_key.to_user_string(),
+        int(count) if count is not None else None,
+        str(status.value) if status is not None else "accepted",
+    )
+
+
 def materialize_delivery(
     defs: dg.Definitions,
     delivery: Delivery,
     instance: dg.DagsterInstance,
     selection: Sequence[dg.AssetKey] | None = None,
+    *,
+    checks_only: bool = False,
 ) -> MaterializeOutcome:
-    """Materialize (a selection of) the assets of one delivery in this process."""
+    """Materialize (a selection of) the assets of one delivery in this process, or with
+    `checks_only` re-evaluate every check on its committed data (nothing is written)."""
     register_delivery(instance, delivery)
     # Progress and problems on the console, one line each; step-by-step DEBUG events and
     # stack traces stay in the run's event log (the UI).
-    job = dg.Definitions.merge(
-        defs, dg.Definitions(loggers={"console": one_line_console})
-    ).resolve_implicit_global_asset_job_def()
+    merged = dg.Definitions.merge(defs, dg.Definitions(loggers={"console": one_line_console}))
+    if not checks_only:
+        job = merged.resolve_implicit_global_asset_job_def()
+    elif any(getattr(j, "name", "") == CHECKS_JOB_NAME for j in defs.jobs or []):
+        job = merged.resolve_job_def(CHECKS_JOB_NAME)
+    else:
+        job = dg.Definitions.merge(merged, dg.Definitions(jobs=[checks_job()])).resolve_job_def(
+            CHECKS_JOB_NAME
+        )
+    tags = {"clinical/entry": "cli"}
+    if checks_only:
+        # Dagster 1.13 cannot validate a partition for a job of checks alone; the partition tag
+        # is what a partitioned run carries, and what the steps read their delivery from.
+        tags["dagster/partition"] = delivery.key
     result = job.execute_in_process(
-        partition_key=delivery.key,
+        partition_key=None if checks_only else delivery.key,
         instance=instance,
         asset_selection=list(selection) if selection else None,
         raise_on_error=False,
-        tags={"clinical/entry": "cli"},
+        tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     outcome = MaterializeOutcome(success=result.success, run_id=result.run_id)
@@ -186,12 +214,11 @@ def materialize_delivery(
         materialization = event.materialization
         if materialization is None:
             continue
-        name = materialization.asset_key.to_user_string()
-        row_count = materialization.metadata.get("dagster/row_count")
-        status = materialization.metadata.get("status")
-        count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
-        outcome.rows[name] = int(count) if count is not None else None
-        outcome.statuses[name] = str(status.value) if status is not None else "accepted"
+        name, outcome.rows[name], outcome.statuses[name] = rows_and_status(materialization)
+    outcome.checks = {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
     blocked: list[str] = []  # "VS of K was rejected (reason)", per curated dataset refused
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
@@ -388,12 +415,7 @@ def delivery_outcomes(
         target = found.get(str(materialization.partition)) if materialization else None
         if materialization is None or target is None:
             continue
-        name = materialization.asset_key.to_user_string()
-        row_count = materialization.metadata.get("dagster/row_count")
-        status = materialization.metadata.get("status")
-        count = row_count.value if isinstance(row_count, dg.IntMetadataValue) else None
-        target.rows[name] = int(count) if count is not None else None
-        target.statuses[name] = str(status.value) if status is not None else "accepted"
+        name, target.rows[name], target.statuses[name] = rows_and_status(materialization)
     for evaluation in result.get_asset_check_evaluations():
         target = found.get(evaluation.partition or only or "")
         if target is None or evaluation.passed:

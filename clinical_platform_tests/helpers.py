@@ -138,3 +138,19 @@ def run_command(argv: Sequence[str]) -> tuple[int, str, str]:
         except SystemExit as exited:
             code = exited.code
     return (code if isinstance(code, int) else 1), out.getvalue(), err.getvalue()
+
+
+def partition_materialization(
+    instance: dg.DagsterInstance, asset: str, delivery: Delivery
+) -> dg.AssetMaterialization | None:
+    """The partition's latest materialization, as the UI's partition view reads it."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[delivery.key]),
+        limit=1,
+    ).records
+    return records[0].asset_materialization if records else None
+
+
+def metadata_of(materialization: dg.AssetMaterialization | None, key: str) -> Any:
+    assert materialization is not None
+    return getattr(materialization.metadata[key], "value", None)

@@ -246,6 +246,7 @@ def definitions_snapshot(definitions: dg.Definitions) -> dict[str, object]:
         "assets": assets,
         "sensors": sorted(s.name for s in definitions.sensors or []),
         "schedules": sorted(s.name for s in definitions.schedules or []),
+        "jobs": sorted(getattr(j, "name", "") for j in definitions.jobs or []),
     }
 
 

@@ -7,7 +7,7 @@ schemas, checks and dependencies come from the kernel (`spark_jobs.contracts.out
 Spark jobs do all the work, and these functions only say which job to run on which partitions.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
@@ -85,15 +85,28 @@ def checks_only(context: dg.AssetExecutionContext) -> bool:
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
 
 
+NO_DELIVERY = (
+    "this run has no delivery: choose a partition (STUDY/DELIVERY) to materialize or check; "
+    "nothing was run or evaluated"
+)
+# Dagster 1.13's "Execute checks" on a partitioned asset launches a run without a partition.
+CHECKS_WITHOUT_DELIVERY = (
+    "Execute checks was launched without a delivery (Dagster 1.13 cannot pass one from the "
+    "Checks tab): nothing was evaluated and no result recorded. To re-check a delivery's "
+    "committed data, launch the checks job `clinical_checks` from Jobs with its partition, or "
+    "run `clinical-platform materialize --study S --delivery D --checks-only`"
+)
+
+
+def has_delivery(context: dg.AssetExecutionContext) -> bool:
+    return context.has_partition_key or context.has_partition_key_range
+
+
 def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[Delivery]:
     """The step's deliveries, refused in one line when a key is malformed (typed into the UI's
     "Add a partition"), the run has no partition, or a delivery was never landed."""
-    if not context.has_partition_key and not context.has_partition_key_range:
-        raise dg.Failure(
-            description="this run has no delivery: choose a partition (STUDY/DELIVERY) to "
-            "materialize or check; nothing was run or evaluated",
-            allow_retries=False,
-        )
+    if not has_delivery(context):
+        raise dg.Failure(description=NO_DELIVERY, allow_retries=False)
     try:
         deliveries = deliveries_of(context)
     except PartitionKeyError as error:
@@ -121,10 +134,21 @@ def job_arguments(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list
 
 
 def run_stage(
-    context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake, job: SparkJob
+    context: dg.AssetExecutionContext,
+    spark: SparkLauncher,
+    lake: ClinicalLake,
+    job_of: Callable[[], SparkJob],
 ) -> Iterator[StepEvent]:
     """Run the stage's job and report it; then refresh each delivery's audit dossier, which
-    every materialization names, whether the step succeeded or not."""
+    every materialization names, whether the step succeeded or not.
+
+    Checks launched without a delivery evaluate nothing and say why: failing the step would
+    mark every check of a healthy asset failed.
+    """
+    if checks_only(context) and not has_delivery(context):
+        context.log.warning(CHECKS_WITHOUT_DELIVERY)
+        return
+    job = job_of()
     deliveries = deliveries_of(context)
     dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
     run = spark.run(context, job)
@@ -172,8 +196,9 @@ def clinical_raw(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[StepEvent]:
     """landing -> raw for the selected domains of the deliveries, in one Spark application."""
-    job = domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
-    yield from run_stage(context, spark, lake, job)
+    yield from run_stage(
+        context, spark, lake, lambda: domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
+    )
 
 
 @dg.multi_asset(
@@ -188,8 +213,9 @@ def clinical_curated(
     context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
 ) -> Iterator[StepEvent]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    job = domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
-    yield from run_stage(context, spark, lake, job)
+    yield from run_stage(
+        context, spark, lake, lambda: domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
+    )
 
 
 @dg.multi_asset(
@@ -207,11 +233,14 @@ def clinical_features(
     pseudonymization: Pseudonymization,
 ) -> Iterator[StepEvent]:
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
-    arguments = [*job_arguments(context, lake), "--key-env", pseudonymization.key_env_var]
-    secrets: dict[str, str] = {}
-    if not checks_only(context):
-        secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
-    job = SparkJob(EntryPoint.FEATURES, arguments, secrets)
+
+    def job() -> SparkJob:
+        arguments = [*job_arguments(context, lake), "--key-env", pseudonymization.key_env_var]
+        secrets: dict[str, str] = {}
+        if not checks_only(context):
+            secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
+        return SparkJob(EntryPoint.FEATURES, arguments, secrets)
+
     yield from run_stage(context, spark, lake, job)
 
 

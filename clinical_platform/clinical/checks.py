@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from clinical_platform.partitions import CLINICAL_DELIVERIES
-from spark_jobs.contracts.outputs import DatasetOutput
+from spark_jobs.contracts.outputs import DatasetOutput, asset_outputs
 
 
 def check_specs(outputs: Iterable[DatasetOutput]) -> list[dg.AssetCheckSpec]:
@@ -29,3 +29,19 @@ def check_specs(outputs: Iterable[DatasetOutput]) -> list[dg.AssetCheckSpec]:
         for output in outputs
         for check in output.checks
     ]
+
+
+CHECKS_JOB_NAME = "clinical_checks"
+
+
+def checks_job() -> dg.UnresolvedAssetJobDefinition:
+    """Every check of the clinical datasets, for one delivery chosen in the launchpad: they
+    re-evaluate its committed data and write nothing (*Execute checks* on an asset's Checks
+    tab cannot pass a partition in Dagster 1.13)."""
+    keys = [dg.AssetKey(o.asset_key) for o in asset_outputs()]
+    return dg.define_asset_job(
+        CHECKS_JOB_NAME,
+        selection=dg.AssetSelection.checks_for_assets(*keys),
+        partitions_def=CLINICAL_DELIVERIES,
+        description="Re-evaluate a delivery's checks on its committed data; nothing is written.",
+    )

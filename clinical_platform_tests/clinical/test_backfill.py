@@ -23,7 +23,12 @@ import pytest
 from clinical_platform.lake import land_delivery, rejected_files
 from clinical_platform.runs import local_instance
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY, PilotRun
-from clinical_platform_tests.helpers import lineage, run_command
+from clinical_platform_tests.helpers import (
+    lineage,
+    metadata_of,
+    partition_materialization,
+    run_command,
+)
 from spark_jobs.contracts.layout import Delivery, LakeLayout
 from spark_jobs.contracts.outputs import CURATED_OUTPUTS, FEATURE_OUTPUTS, RAW_OUTPUTS
 
@@ -76,22 +81,6 @@ def backfill(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def record(lake: Path, key: str, delivery: Delivery) -> dict[str, Any]:
     zone, dataset = key.split("_", 1)
     return lineage(lake, zone, dataset, delivery)
-
-
-def latest_materialization(
-    instance: dg.DagsterInstance, key: str, delivery: Delivery
-) -> dg.AssetMaterialization | None:
-    """The partition's latest materialization, as the UI's partition view reads it."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[delivery.key]),
-        limit=1,
-    ).records
-    return records[0].asset_materialization if records else None
-
-
-def metadata(materialization: dg.AssetMaterialization | None, key: str) -> Any:
-    assert materialization is not None
-    return getattr(materialization.metadata[key], "value", None)
 
 
 def test_one_line_per_delivery_and_a_failed_exit(backfill: Backfill) -> None:
@@ -169,21 +158,21 @@ def test_the_broken_delivery_fails_alone(backfill: Backfill) -> None:
 
 def test_each_partition_has_its_own_materialization_and_checks(backfill: Backfill) -> None:
     instance = backfill.instance
-    lb = {d: latest_materialization(instance, "raw_lb", d) for d in (SAME, NO_LBHE)}
-    assert metadata(lb[SAME], "dagster/row_count") == 54_667
-    assert metadata(lb[NO_LBHE], "dagster/row_count") == LBCH_ROWS
+    lb = {d: partition_materialization(instance, "raw_lb", d) for d in (SAME, NO_LBHE)}
+    assert metadata_of(lb[SAME], "dagster/row_count") == 54_667
+    assert metadata_of(lb[NO_LBHE], "dagster/row_count") == LBCH_ROWS
     assert (
-        metadata(lb[NO_LBHE], "content_hash")
+        metadata_of(lb[NO_LBHE], "content_hash")
         == record(backfill.lake, "raw_lb", NO_LBHE)["content_hash"]
     )
-    refused = latest_materialization(instance, "curated_dm", BROKEN)
-    assert metadata(refused, "status") == "not committed"
-    assert "files_readable failed" in metadata(refused, "reason")
+    refused = partition_materialization(instance, "curated_dm", BROKEN)
+    assert metadata_of(refused, "status") == "not committed"
+    assert "files_readable failed" in metadata_of(refused, "reason")
     # Dagster 1.13 materializes every partition of a step's range for each output it yields:
     # a domain the broken delivery does not carry is recorded as such.
-    absent = latest_materialization(instance, "raw_vs", BROKEN)
-    assert metadata(absent, "status") == "not committed"
-    assert "does not carry it" in metadata(absent, "reason")
+    absent = partition_materialization(instance, "raw_vs", BROKEN)
+    assert metadata_of(absent, "status") == "not committed"
+    assert "does not carry it" in metadata_of(absent, "reason")
     check = dg.AssetCheckKey(dg.AssetKey("curated_dm"), "files_readable")
     history = instance.event_log_storage.get_asset_check_execution_history(check, limit=10)
     assert {r.partition: r.status.value for r in history if r.partition} == {

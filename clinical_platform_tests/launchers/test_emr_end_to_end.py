@@ -35,7 +35,7 @@ from clinical_platform_tests.launchers.emulator import (
     StepPlan,
     emr_cluster,
 )
-from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 
 pytestmark = pytest.mark.slow
 
@@ -171,8 +171,12 @@ def test_pilot_through_emr_matches_the_local_launcher(
 def test_failed_step_shows_the_end_of_its_stderr(
     aws: AwsEmulator, player: ClusterPlayer, cluster_id: str, tmp_path: Path
 ) -> None:
-    not_landed = Delivery("SYNTH01", "2024-02-01")
-    (tmp_path / "lake").mkdir()
+    broken = Delivery("SYNTH01", "2024-02-01")
+    # Landed (its manifest is there), but the manifest lists no files: the job fails on it.
+    landing = Path(local_path(LakeLayout(str(tmp_path / "lake")).landing(broken)))
+    landing.mkdir(parents=True)
+    (landing / "dm.csv").write_text("STUDYID\nSYNTH01\n")
+    (landing / MANIFEST_NAME).write_text('{"study": "SYNTH01", "delivery": "2024-02-01"}')
     role = "arn:aws:iam::123456789012:role/clinical-step-runtime"
     launcher = emr_launcher(aws, cluster_id=cluster_id, execution_role_arn=role)
     # moto ignores ExecutionRoleArn, so look at the request boto3 sends instead.
@@ -188,7 +192,7 @@ def test_failed_step_shows_the_end_of_its_stderr(
     events.register(event, record)
     try:
         result = materialize(
-            tmp_path / "lake", not_landed, selection=["raw_dm"], resources={"spark": launcher}
+            tmp_path / "lake", broken, selection=["raw_dm"], resources={"spark": launcher}
         )
     finally:
         events.unregister(event, record)
@@ -198,7 +202,7 @@ def test_failed_step_shows_the_end_of_its_stderr(
     message = failure_description(result)
     step = player.played[0]
     first_line = message.splitlines()[0]
-    assert "landing folder is missing or empty" in first_line
+    assert "unreadable delivery manifest" in first_line
     assert first_line.endswith(f"(EMR cluster {cluster_id} step {step.step_id} FAILED)")
     # The last lines of the step's stderr.gz and of the driver container's stderr.gz.
     assert f"{LOG_URI}{cluster_id}/steps/{step.step_id}/stderr.gz" in message

@@ -203,6 +203,24 @@ def test_files_are_inspected_and_read_in_byte_ranges(
     assert {r["_source_sha256"] for r in rows} == {found[0].inspection.sha256}
 
 
+def test_an_xpt_file_without_observations_gives_no_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A domain with no records yet (a header and no observations) is accepted with 0 rows."""
+    (tmp_path / "vs.xpt").write_bytes(vs_xpt(0))
+    files = [
+        FileStatus(
+            f"file:{tmp_path / 'vs.xpt'}", "vs.xpt", (tmp_path / "vs.xpt").stat().st_size, False
+        )
+    ]
+    found = raw_rows.inspect_files(spark, files)
+    assert [(f.inspection.accepted, f.inspection.rows) for f in found] == [(True, 0)]
+    columns = raw_rows.union_columns([f.inspection for f in found], output(Zone.RAW, "vs"))
+    frame = raw_rows.read_domain_rows(spark, found, columns, DELIVERY, "run-1")
+    assert frame.columns == ["USUBJID", "VSSEQ", "VSSTRESN", *PROVENANCE_NAMES]
+    assert frame.count() == 0
+
+
 def test_a_csv_file_is_read_whole_beside_an_xpt_file(spark: SparkSession, tmp_path: Path) -> None:
     (tmp_path / "vs.xpt").write_bytes(vs_xpt(2))
     (tmp_path / "vs2.csv").write_bytes(b"USUBJID,VSSEQ,EXTRA\nS01-009,9,x\n")

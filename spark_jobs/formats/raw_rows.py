@@ -171,7 +171,9 @@ def read_domain_rows(
             f.inspection.uri: _row_plan(f.inspection, columns, delivery, run_id) for f in decoded
         }
         pieces = row_pieces(decoded, plans, range_bytes_for(spark, decoded))
-        rows = spark.sparkContext.parallelize(pieces, len(pieces)).flatMap(read_piece)
+        # A file with a header and no observations (a domain with no records yet) has no piece.
+        slices = max(len(pieces), 1)
+        rows = spark.sparkContext.parallelize(pieces, slices).flatMap(read_piece)
         # The row number sits between the data and the other provenance values in the tuples.
         fields = {f.name: f for f in schema.fields}
         order = [SOURCE_ROW, SOURCE_URI, SOURCE_SHA256, DELIVERY, INGESTED_RUN_ID]
