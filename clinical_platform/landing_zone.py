@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spark_jobs.contracts.layout import LakeLayout, Zone, local_path
-
-CHUNK = 1 << 20
+from clinical_platform.lake import CHUNK
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, Zone, local_path
 
 
 class LandingZoneError(OSError):
@@ -71,6 +70,15 @@ class LandingZone(ABC):
 
     def uri(self, key: str) -> str:
         return f"{self.root}/{key}"
+
+
+def delivery_prefix(delivery: Delivery) -> str:
+    """The key prefix of a delivery's files in its family's landing zone."""
+    return f"{delivery.study}/{delivery.delivery}/"
+
+
+def manifest_key(delivery: Delivery) -> str:
+    return delivery_prefix(delivery) + MANIFEST_NAME
 
 
 def landing_zone(layout: LakeLayout) -> LandingZone:
@@ -150,9 +158,12 @@ class LocalLandingZone(LandingZone):
 class S3LandingZone(LandingZone):
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self.bucket, _, prefix = self.root.split("://", 1)[1].partition("/")
-        self.prefix = f"{prefix}/" if prefix else ""
         import boto3
+
+        from clinical_platform.launchers.aws import S3Uri
+
+        location = S3Uri.parse(self.root)
+        self.bucket, self.prefix = location.bucket, f"{location.key}/" if location.key else ""
 
         self.client = boto3.client("s3")
 

@@ -17,7 +17,6 @@ from clinical_platform.lake import ClinicalLake, read_manifest
 from clinical_platform.launchers.base import (
     DeliveryFailure,
     DeliveryResult,
-    Reported,
     SparkJob,
     SparkLauncher,
     with_metadata,
@@ -85,6 +84,7 @@ def checks_only(context: dg.AssetExecutionContext) -> bool:
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
 
 
+Batched = DeliveryResult | DeliveryFailure  # what a job run on several deliveries reports
 NO_DELIVERY = (
     "this run has no delivery: choose a partition (STUDY/DELIVERY) to materialize or check; "
     "nothing was run or evaluated"
@@ -122,9 +122,10 @@ def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) 
     return deliveries
 
 
-def job_arguments(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[str]:
+def job_arguments(
+    context: dg.AssetExecutionContext, lake: ClinicalLake, deliveries: Sequence[Delivery]
+) -> list[str]:
     """What every job is told: the lake, the deliveries, the run, and whether to write."""
-    deliveries = landed_deliveries_of(context, lake)
     if len(deliveries) == 1:
         named = ["--study", deliveries[0].study, "--delivery", deliveries[0].delivery]
     else:
@@ -137,7 +138,7 @@ def run_stage(
     context: dg.AssetExecutionContext,
     spark: SparkLauncher,
     lake: ClinicalLake,
-    job_of: Callable[[], SparkJob],
+    job_of: Callable[[list[Delivery]], SparkJob],
 ) -> Iterator[StepEvent]:
     """Run the stage's job and report it; then refresh each delivery's audit dossier, which
     every materialization names, whether the step succeeded or not.
@@ -148,11 +149,15 @@ def run_stage(
     if checks_only(context) and not has_delivery(context):
         context.log.warning(CHECKS_WITHOUT_DELIVERY)
         return
-    job = job_of()
-    deliveries = deliveries_of(context)
+    deliveries = landed_deliveries_of(context, lake)
+    job = job_of(deliveries)
     dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
     run = spark.run(context, job)
-    run.results = [with_dossier(r, dossiers, deliveries[0].key) for r in run.results]
+    single = deliveries[0].key  # a one-delivery job's results name no partition
+    run.results = [
+        with_metadata(r, {"dossier": dossiers[r.partition if isinstance(r, Batched) else single]})
+        for r in run.results
+    ]
     try:
         yield from stage_results(context, run)
     finally:
@@ -164,24 +169,20 @@ def run_stage(
                     context.log.warning(f"{delivery.key}: dossier not refreshed ({error})")
 
 
-def with_dossier(result: Reported, dossiers: dict[str, str], single: str) -> Reported:
-    if isinstance(result, DeliveryResult):
-        extra = {"dossier": dossiers[result.partition]}
-        return DeliveryResult(result.partition, with_metadata(result.result, extra))
-    if isinstance(result, DeliveryFailure):
-        return result
-    return with_metadata(result, {"dossier": dossiers[single]})
-
-
 def domain_job(
     context: dg.AssetExecutionContext,
     lake: ClinicalLake,
     entry_point: EntryPoint,
     outputs: Sequence[DatasetOutput],
-) -> SparkJob:
+) -> Callable[[list[Delivery]], SparkJob]:
     """The ingest or curate job for this step's domains of its deliveries."""
     datasets = ",".join(selected_datasets(context, outputs))
-    return SparkJob(entry_point, [*job_arguments(context, lake), "--datasets", datasets])
+
+    def job(deliveries: list[Delivery]) -> SparkJob:
+        arguments = job_arguments(context, lake, deliveries)
+        return SparkJob(entry_point, [*arguments, "--datasets", datasets])
+
+    return job
 
 
 @dg.multi_asset(
@@ -197,7 +198,7 @@ def clinical_raw(
 ) -> Iterator[StepEvent]:
     """landing -> raw for the selected domains of the deliveries, in one Spark application."""
     yield from run_stage(
-        context, spark, lake, lambda: domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
+        context, spark, lake, domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
     )
 
 
@@ -214,7 +215,7 @@ def clinical_curated(
 ) -> Iterator[StepEvent]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
     yield from run_stage(
-        context, spark, lake, lambda: domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
+        context, spark, lake, domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
     )
 
 
@@ -234,8 +235,12 @@ def clinical_features(
 ) -> Iterator[StepEvent]:
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
 
-    def job() -> SparkJob:
-        arguments = [*job_arguments(context, lake), "--key-env", pseudonymization.key_env_var]
+    def job(deliveries: list[Delivery]) -> SparkJob:
+        arguments = [
+            *job_arguments(context, lake, deliveries),
+            "--key-env",
+            pseudonymization.key_env_var,
+        ]
         secrets: dict[str, str] = {}
         if not checks_only(context):
             secrets[pseudonymization.key_env_var] = pseudonymization.purpose()

@@ -16,7 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from clinical_platform.lake import ClinicalLake
-from clinical_platform.landing_zone import LandingZoneError, landing_zone
+from clinical_platform.landing_zone import LandingZoneError, landing_zone, manifest_key
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
@@ -78,7 +78,7 @@ def landing_clinical(context: dg.AssetExecutionContext, lake: ClinicalLake) -> A
     versions: dict[str, dg.DataVersion] = {}
     for delivery in registered_deliveries(context.instance):
         try:
-            text = zone.read(f"{delivery.study}/{delivery.delivery}/{MANIFEST_NAME}")
+            text = zone.read(manifest_key(delivery))
         except LandingZoneError:
             context.log.warning(f"{delivery.key}: no readable {MANIFEST_NAME}")
             continue

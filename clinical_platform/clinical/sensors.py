@@ -27,21 +27,22 @@ from clinical_platform.landing_zone import (
     LandingObject,
     LandingZone,
     LandingZoneError,
+    delivery_prefix,
     landing_zone,
+    manifest_key,
 )
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from clinical_platform.runs import assets_of_files
-from spark_jobs.contracts import skip_reason
+from spark_jobs.contracts import DATA_EXTENSIONS, skip_reason
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, PartitionKeyError
-from spark_jobs.contracts.outputs import CURATED_OUTPUTS, FEATURE_OUTPUTS, RAW_OUTPUTS
+from spark_jobs.contracts.outputs import RAW_OUTPUTS, asset_outputs
 
 SENSOR_NAME = "clinical_landing_sensor"
 DELIVERY_TAG = "clinical/delivery"
 MANIFEST_TAG = "clinical/manifest_sha256"
 ENTRY_TAG = "clinical/entry"
-CLINICAL_KEYS = [
-    dg.AssetKey(o.asset_key) for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS, *FEATURE_OUTPUTS)
-]
+CLINICAL_KEYS = [dg.AssetKey(o.asset_key) for o in asset_outputs()]
+RAW_KEYS = frozenset(dg.AssetKey(o.asset_key) for o in RAW_OUTPUTS)
 
 
 @dataclass
@@ -122,11 +123,7 @@ def file_notes(files: Iterable[LandedFile]) -> tuple[str, ...]:
             notes.append(f"{f.name}: {skipped}")
         elif f.size == 0:
             notes.append(f"{f.name}: empty; ingest will reject it")
-        elif f.name != MANIFEST_NAME and f.name.rsplit(".", 1)[-1].lower() not in (
-            "xpt",
-            "csv",
-            "parquet",
-        ):
+        elif f.name.rsplit(".", 1)[-1].lower() not in DATA_EXTENSIONS:
             notes.append(f"{f.name}: unknown file type; ingest will reject it")
     return tuple(notes)
 
@@ -140,7 +137,7 @@ def judge(
     policy: LandingPolicy,
 ) -> Verdict:
     """Is the delivery complete, still arriving, or refused (and why)?"""
-    prefix = f"{delivery.study}/{delivery.delivery}/"
+    prefix = delivery_prefix(delivery)
     by_name = {o.key[len(prefix) :]: o for o in objects}
     nested = sorted(n for n in by_name if "/" in n)
     if nested:
@@ -166,7 +163,7 @@ def judge(
         )
     files = [LandedFile(n, by_name[n].size, zone.sha256(by_name[n].key)) for n in sorted(by_name)]
     text = manifest_text(delivery, files, delivery.delivery).encode()
-    zone.write(prefix + MANIFEST_NAME, text)
+    zone.write(manifest_key(delivery), text)
     return Verdict("ready", "manifest written by the sensor", text, file_notes(files))
 
 
@@ -176,8 +173,7 @@ def _judge_manifest(
     by_name: Mapping[str, LandingObject],
     policy: LandingPolicy,
 ) -> Verdict:
-    prefix = f"{delivery.study}/{delivery.delivery}/"
-    text = zone.read(prefix + MANIFEST_NAME)
+    text = zone.read(manifest_key(delivery))
     try:
         manifest = json.loads(text)
         files = manifest_files(manifest)
@@ -250,7 +246,7 @@ def new_keys(zone: LandingZone, tick: Tick) -> dict[Delivery, list[LandingObject
                 if not folder.startswith("."):  # `land`'s hidden staging folders
                     tick.say("warning", f"{zone.uri(obj.key)} skipped: {error}")
                 continue
-            complete = start < f"{study}/{folder}/"
+            complete = start < delivery_prefix(delivery)
             listed = found.setdefault(delivery, [] if complete else None)
             if listed is not None:
                 listed.append(obj)
@@ -268,7 +264,7 @@ def already_materialized(
     instance: dg.DagsterInstance, delivery: Delivery, keys: list[dg.AssetKey]
 ) -> bool:
     """Whether the delivery's first raw asset has a materialization (`materialize` ran it)."""
-    raw = [k for k in keys if k.path[0].startswith("raw_")]
+    raw = [k for k in keys if k in RAW_KEYS]
     if not raw:
         return False
     records = instance.fetch_materializations(
@@ -343,7 +339,7 @@ def evaluate(
         try:
             objects = listed
             if objects is None:
-                objects = list(zone.objects(f"{delivery.study}/{delivery.delivery}/"))
+                objects = list(zone.objects(delivery_prefix(delivery)))
             waiting = tick.cursor.waiting.get(delivery.key)
             verdict = judge(zone, delivery, objects, waiting, now, policy)
             decide(delivery, verdict, objects, tick, instance, now)

@@ -171,7 +171,7 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
         }
         extras = {"selected_checks": selected_checks(context), "run_id": context.run.run_id}
         run = self.launch(context, job, extras, env)
-        run.results = [_with_provenance(r, {**provenance, **run.details}) for r in run.results]
+        run.results = [with_metadata(r, {**provenance, **run.details}) for r in run.results]
         return run
 
 
@@ -220,17 +220,17 @@ def delivery_results(session: dg.PipesSession) -> list[DeliveryResult | Delivery
     return found
 
 
-def _with_provenance(result: Reported, provenance: Mapping[str, Any]) -> Reported:
-    """Add the code and cluster identity to every materialization."""
+def with_metadata(result: Reported, extra: Mapping[str, Any]) -> Reported:
+    """Add metadata (the code and cluster identity, a dossier) to a reported materialization,
+    one delivery's of a batch included; keys it already has are kept, checks stay as they are."""
     if isinstance(result, DeliveryResult):
-        return DeliveryResult(result.partition, with_metadata(result.result, provenance))
+        return DeliveryResult(result.partition, _with_metadata(result.result, extra))
     if isinstance(result, DeliveryFailure):
         return result
-    return with_metadata(result, provenance)
+    return _with_metadata(result, extra)
 
 
-def with_metadata(result: Result, provenance: Mapping[str, Any]) -> Result:
-    """A materialization with more metadata (keys it already has are kept); checks as they are."""
+def _with_metadata(result: Result, provenance: Mapping[str, Any]) -> Result:
     if not isinstance(result, dg.MaterializeResult):
         return result
     metadata = dict(result.metadata or {})

@@ -181,6 +181,10 @@ def write_dossier(layout: LakeLayout, delivery: Delivery) -> str:
         return str(path)
     import boto3
 
-    bucket, _, key = uri.split("://", 1)[1].partition("/")
-    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=text, ContentType="text/markdown")
+    from clinical_platform.launchers.aws import S3Uri
+
+    where = S3Uri.parse(uri)
+    boto3.client("s3").put_object(
+        Bucket=where.bucket, Key=where.key, Body=text, ContentType="text/markdown"
+    )
     return uri
