@@ -1,15 +1,20 @@
 """Clinical SDTM assets: raw_<domain>, curated_<domain> and features_subject_profile.
 
 Each stage is one subsettable multi-asset, so materializing several domains of a delivery
-starts one Spark application per stage, not one per domain; with a single-run backfill policy,
-a backfill of several deliveries also starts one per stage, not one per delivery. Keys,
-schemas, checks and dependencies come from the kernel (`spark_jobs.contracts.outputs`); the
-Spark jobs do all the work, and these functions only say which job to run on which partitions.
+starts one Spark application, not one per domain; a run of several stages starts one for all of
+them (`launchers.stages`), and with a single-run backfill policy a backfill of several
+deliveries too. Keys, schemas, checks and dependencies come from the kernel
+(`spark_jobs.contracts.outputs`); the Spark jobs do all the work, and these functions only say
+which job to run on which partitions.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+import shlex
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.dependency import NodeHandle
 
 from clinical_platform.clinical.checks import check_specs
 from clinical_platform.clinical.landing import LANDING_KEY
@@ -17,12 +22,15 @@ from clinical_platform.lake import ClinicalLake, read_manifest
 from clinical_platform.launchers.base import (
     DeliveryFailure,
     DeliveryResult,
+    SecretUnavailable,
     SparkJob,
     SparkLauncher,
+    SparkRun,
     with_metadata,
 )
 from clinical_platform.launchers.batch import StepEvent, stage_results
 from clinical_platform.launchers.bundle import code_version
+from clinical_platform.launchers.stages import replay, split
 from clinical_platform.lineage.dossier import write_dossier
 from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
@@ -71,13 +79,11 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
 
 
 def selected_datasets(
-    context: dg.AssetExecutionContext, outputs: Sequence[DatasetOutput]
+    keys: AbstractSet[dg.AssetKey | dg.AssetCheckKey], outputs: Sequence[DatasetOutput]
 ) -> list[str]:
-    """Datasets whose assets or checks this step was asked for, in contract order."""
-    keys = set(context.selected_asset_keys) | {
-        k.asset_key for k in context.selected_asset_check_keys
-    }
-    return [o.name for o in outputs if dg.AssetKey(o.asset_key) in keys]
+    """Datasets whose assets or checks are among `keys`, in contract order."""
+    assets = {k.asset_key if isinstance(k, dg.AssetCheckKey) else k for k in keys}
+    return [o.name for o in outputs if dg.AssetKey(o.asset_key) in assets]
 
 
 def checks_only(context: dg.AssetExecutionContext) -> bool:
@@ -134,14 +140,55 @@ def job_arguments(
     return [*arguments, "--checks-only"] if checks_only(context) else arguments
 
 
+AssetOrCheck = dg.AssetKey | dg.AssetCheckKey
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the graph: its multi-asset (node), the job it runs, what it declares."""
+
+    node: str
+    entry_point: EntryPoint
+    outputs: Sequence[DatasetOutput]
+
+    def selected(self, context: dg.AssetExecutionContext) -> AbstractSet[AssetOrCheck]:
+        """This stage's assets and checks that the run selects (whichever step asks)."""
+        layer = context.job_def.asset_layer
+        return layer.get_selected_entity_keys_for_node(NodeHandle(self.node, None))
+
+    def job(
+        self,
+        keys: AbstractSet[AssetOrCheck],
+        arguments: Sequence[str],
+        pseudonymization: Pseudonymization,
+    ) -> SparkJob:
+        """The stage's own job for the selected `keys`, given the run's common arguments."""
+        if self.entry_point is not EntryPoint.FEATURES:
+            datasets = ",".join(selected_datasets(keys, self.outputs))
+            return SparkJob(self.entry_point, [*arguments, "--datasets", datasets])
+        secrets: dict[str, str] = {}
+        if "--checks-only" not in arguments:
+            secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
+        key_env = ["--key-env", pseudonymization.key_env_var]
+        return SparkJob(self.entry_point, [*arguments, *key_env], secrets)
+
+
+RAW_STAGE = Stage("clinical_raw", EntryPoint.INGEST, RAW_OUTPUTS)
+CURATED_STAGE = Stage("clinical_curated", EntryPoint.CURATE, CURATED_OUTPUTS)
+FEATURES_STAGE = Stage("clinical_features", EntryPoint.FEATURES, FEATURE_OUTPUTS)
+STAGES = (RAW_STAGE, CURATED_STAGE, FEATURES_STAGE)
+
+
 def run_stage(
     context: dg.AssetExecutionContext,
     spark: SparkLauncher,
     lake: ClinicalLake,
-    job_of: Callable[[list[Delivery]], SparkJob],
+    stage: Stage,
+    pseudonymization: Pseudonymization,
 ) -> Iterator[StepEvent]:
-    """Run the stage's job and report it; then refresh each delivery's audit dossier, which
-    every materialization names, whether the step succeeded or not.
+    """Run the stage's job (or report what this run's earlier application did for it); then
+    refresh each delivery's audit dossier, which every materialization names, whether the step
+    succeeded or not.
 
     Checks launched without a delivery evaluate nothing and say why: failing the step would
     mark every check of a healthy asset failed.
@@ -150,9 +197,10 @@ def run_stage(
         context.log.warning(CHECKS_WITHOUT_DELIVERY)
         return
     deliveries = landed_deliveries_of(context, lake)
-    job = job_of(deliveries)
+    run = replay(context, stage.entry_point)
+    if run is None:
+        run = launch(context, spark, lake, stage, deliveries, pseudonymization)
     dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
-    run = spark.run(context, job)
     single = deliveries[0].key  # a one-delivery job's results name no partition
     run.results = [
         with_metadata(r, {"dossier": dossiers[r.partition if isinstance(r, Batched) else single]})
@@ -169,24 +217,79 @@ def run_stage(
                     context.log.warning(f"{delivery.key}: dossier not refreshed ({error})")
 
 
-def domain_job(
+def launch(
     context: dg.AssetExecutionContext,
+    spark: SparkLauncher,
     lake: ClinicalLake,
-    entry_point: EntryPoint,
-    outputs: Sequence[DatasetOutput],
-) -> Callable[[list[Delivery]], SparkJob]:
-    """The ingest or curate job for this step's domains of its deliveries."""
-    datasets = ",".join(selected_datasets(context, outputs))
+    stage: Stage,
+    deliveries: Sequence[Delivery],
+    pseudonymization: Pseudonymization,
+) -> SparkRun:
+    """This stage's job, and in the same application every later stage of the run whose step
+    waits for this one (see `launchers.stages`)."""
+    arguments = job_arguments(context, lake, deliveries)
+    own = set(context.selected_asset_keys) | set(context.selected_asset_check_keys)
+    jobs = [stage.job(own, arguments, pseudonymization)]
+    chosen: list[AbstractSet[AssetOrCheck]] = [own]
+    for later in [] if checks_only(context) else stages_after(context, stage):
+        keys = later.selected(context)
+        job = later.job(keys, arguments, pseudonymization)
+        try:
+            spark.secret_environment(job)
+        except SecretUnavailable:
+            break  # that stage's own step runs it, and says what is missing
+        jobs.append(job)
+        chosen.append(keys)
+    if len(jobs) == 1:
+        return spark.run(context, jobs[0])
+    checks = sorted(
+        [key.asset_key.to_user_string(), key.name]
+        for keys in chosen
+        for key in keys
+        if isinstance(key, dg.AssetCheckKey)
+    )
+    stages = [j.entry_point for j in jobs]
+    context.log.info(f"Running stages {', '.join(stages)} in one Spark application")
+    run = spark.run(context, pipeline_job(jobs, checks))
+    return split(run, stage.entry_point, stages[1:], context.run.run_id)
 
-    def job(deliveries: list[Delivery]) -> SparkJob:
-        arguments = job_arguments(context, lake, deliveries)
-        return SparkJob(entry_point, [*arguments, "--datasets", datasets])
 
-    return job
+def stages_after(context: dg.AssetExecutionContext, stage: Stage) -> list[Stage]:
+    """The later stages this step can run for the run: only when it is the run's first stage,
+    and only those whose steps wait for it (each selects an asset read from the stage before),
+    so none starts before the application has reported for it."""
+    index = STAGES.index(stage)
+    if any(earlier.selected(context) for earlier in STAGES[:index]):
+        return []
+    found: list[Stage] = []
+    previous = {k for k in stage.selected(context) if isinstance(k, dg.AssetKey)}
+    for later in STAGES[index + 1 :]:
+        assets = {k for k in later.selected(context) if isinstance(k, dg.AssetKey)}
+        reads = {
+            dg.AssetKey(key)
+            for o in later.outputs
+            if dg.AssetKey(o.asset_key) in assets
+            for key in o.inputs
+        }
+        if not reads & previous:
+            break
+        found.append(later)
+        previous = assets
+    return found
+
+
+def pipeline_job(jobs: Sequence[SparkJob], checks: Sequence[Sequence[str]]) -> SparkJob:
+    """Several stages' jobs as one application of the pipeline entry point."""
+    arguments: list[str] = []
+    secrets: dict[str, str] = {}
+    for job in jobs:
+        arguments += ["--stage", shlex.join([job.entry_point, *job.arguments])]
+        secrets |= job.secrets
+    return SparkJob(EntryPoint.PIPELINE, arguments, secrets, checks=checks)
 
 
 @dg.multi_asset(
-    name="clinical_raw",
+    name=RAW_STAGE.node,
     specs=[asset_spec(o) for o in RAW_OUTPUTS],
     check_specs=check_specs(RAW_OUTPUTS),
     can_subset=True,
@@ -194,16 +297,17 @@ def domain_job(
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def clinical_raw(
-    context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
+    context: dg.AssetExecutionContext,
+    spark: SparkLauncher,
+    lake: ClinicalLake,
+    pseudonymization: Pseudonymization,
 ) -> Iterator[StepEvent]:
     """landing -> raw for the selected domains of the deliveries, in one Spark application."""
-    yield from run_stage(
-        context, spark, lake, domain_job(context, lake, EntryPoint.INGEST, RAW_OUTPUTS)
-    )
+    yield from run_stage(context, spark, lake, RAW_STAGE, pseudonymization)
 
 
 @dg.multi_asset(
-    name="clinical_curated",
+    name=CURATED_STAGE.node,
     specs=[asset_spec(o) for o in CURATED_OUTPUTS],
     check_specs=check_specs(CURATED_OUTPUTS),
     can_subset=True,
@@ -211,16 +315,17 @@ def clinical_raw(
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def clinical_curated(
-    context: dg.AssetExecutionContext, spark: SparkLauncher, lake: ClinicalLake
+    context: dg.AssetExecutionContext,
+    spark: SparkLauncher,
+    lake: ClinicalLake,
+    pseudonymization: Pseudonymization,
 ) -> Iterator[StepEvent]:
     """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    yield from run_stage(
-        context, spark, lake, domain_job(context, lake, EntryPoint.CURATE, CURATED_OUTPUTS)
-    )
+    yield from run_stage(context, spark, lake, CURATED_STAGE, pseudonymization)
 
 
 @dg.multi_asset(
-    name="clinical_features",
+    name=FEATURES_STAGE.node,
     specs=[asset_spec(o) for o in FEATURE_OUTPUTS],
     check_specs=check_specs(FEATURE_OUTPUTS),
     can_subset=True,
@@ -234,19 +339,7 @@ def clinical_features(
     pseudonymization: Pseudonymization,
 ) -> Iterator[StepEvent]:
     """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
-
-    def job(deliveries: list[Delivery]) -> SparkJob:
-        arguments = [
-            *job_arguments(context, lake, deliveries),
-            "--key-env",
-            pseudonymization.key_env_var,
-        ]
-        secrets: dict[str, str] = {}
-        if not checks_only(context):
-            secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
-        return SparkJob(EntryPoint.FEATURES, arguments, secrets)
-
-    yield from run_stage(context, spark, lake, job)
+    yield from run_stage(context, spark, lake, FEATURES_STAGE, pseudonymization)
 
 
 CLINICAL_ASSETS = [clinical_raw, clinical_curated, clinical_features]

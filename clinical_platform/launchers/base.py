@@ -28,6 +28,7 @@ from spark_jobs.contracts.protocol import (
     FAILURE_PREFIX,
     GIT_SHA_ENV,
     LAUNCHER_ENV,
+    STAGE,
 )
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
@@ -49,7 +50,15 @@ class DeliveryFailure:
     reason: str
 
 
-Reported = Result | DeliveryResult | DeliveryFailure
+@dataclass(frozen=True)
+class StagedMessage:
+    """A message a later stage of a pipeline application reported, for that stage's step."""
+
+    stage: str
+    payload: Mapping[str, Any]
+
+
+Reported = Result | DeliveryResult | DeliveryFailure | StagedMessage
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class SparkJob:
     # this process's environment, on AWS as a Secrets Manager reference), never on a command
     # line or in a step definition.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # The (asset, check) pairs to report, when not this step's own (a pipeline's later stages).
+    checks: Sequence[Sequence[str]] | None = None
 
 
 class SecretUnavailable(ValueError):
@@ -76,6 +87,8 @@ class SparkRun:
     results: Sequence[Reported]
     failure: str | None  # one line, set when the application failed
     details: Mapping[str, Any] = field(default_factory=dict)
+    # What the launcher adds to every materialization (code version, git sha, launcher, log).
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def outputs(self) -> Iterator[Result]:
         """Yield every reported result, then fail the step if the application failed.
@@ -169,9 +182,11 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
             LAUNCHER_ENV: self.description,
             **secrets,
         }
-        extras = {"selected_checks": selected_checks(context), "run_id": context.run.run_id}
+        checks = selected_checks(context) if job.checks is None else [list(c) for c in job.checks]
+        extras = {"selected_checks": checks, "run_id": context.run.run_id}
         run = self.launch(context, job, extras, env)
-        run.results = [with_metadata(r, {**provenance, **run.details}) for r in run.results]
+        run.provenance = {**provenance, **run.details}
+        run.results = [with_metadata(r, run.provenance) for r in run.results]
         return run
 
 
@@ -187,7 +202,9 @@ def reported_results(session: dg.PipesSession) -> list[Reported]:
         for r in session.get_results(implicit_materializations=False)
         if isinstance(r, (dg.MaterializeResult, dg.AssetCheckResult))
     ]
-    return [*reported, *delivery_results(session)]
+    payloads = [p for p in session.get_custom_messages() if isinstance(p, dict)]
+    staged = [StagedMessage(str(p[STAGE]), p) for p in payloads if STAGE in p]
+    return [*reported, *replayed(session.context, [p for p in payloads if STAGE not in p]), *staged]
 
 
 class _AlreadyRead(dg.PipesMessageReader):
@@ -202,21 +219,25 @@ class _AlreadyRead(dg.PipesMessageReader):
         return "Replays a batch job's per-delivery messages."
 
 
-def delivery_results(session: dg.PipesSession) -> list[DeliveryResult | DeliveryFailure]:
-    """A batch job's per-delivery results, turned into Dagster results by Pipes' own handler."""
-    handler = dg.PipesMessageHandler(session.context, _AlreadyRead())
-    found: list[DeliveryResult | DeliveryFailure] = []
-    for payload in session.get_custom_messages():
-        if not isinstance(payload, dict) or BATCH_PARTITION not in payload:
+def replayed(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, payloads: Sequence[Mapping[str, Any]]
+) -> list[Result | DeliveryResult | DeliveryFailure]:
+    """Results sent as custom messages (a batch's per delivery, a later pipeline stage's), turned
+    into this step's Dagster results by Pipes' own handler."""
+    handler = dg.PipesMessageHandler(context, _AlreadyRead())
+    found: list[Result | DeliveryResult | DeliveryFailure] = []
+    for payload in payloads:
+        partition = payload.get(BATCH_PARTITION)
+        if BATCH_FAILURE in payload and partition is not None:
+            found.append(DeliveryFailure(str(partition), str(payload[BATCH_FAILURE])))
             continue
-        partition = str(payload[BATCH_PARTITION])
-        if BATCH_FAILURE in payload:
-            found.append(DeliveryFailure(partition, str(payload[BATCH_FAILURE])))
+        if BATCH_MESSAGE not in payload:
             continue
         handler.handle_message(payload[BATCH_MESSAGE])
         result = handler.get_reported_results()[-1]
-        if isinstance(result, (dg.MaterializeResult, dg.AssetCheckResult)):
-            found.append(DeliveryResult(partition, result))
+        if not isinstance(result, (dg.MaterializeResult, dg.AssetCheckResult)):
+            continue
+        found.append(result if partition is None else DeliveryResult(str(partition), result))
     return found
 
 
@@ -225,7 +246,7 @@ def with_metadata(result: Reported, extra: Mapping[str, Any]) -> Reported:
     one delivery's of a batch included; keys it already has are kept, checks stay as they are."""
     if isinstance(result, DeliveryResult):
         return DeliveryResult(result.partition, _with_metadata(result.result, extra))
-    if isinstance(result, DeliveryFailure):
+    if isinstance(result, (DeliveryFailure, StagedMessage)):
         return result
     return _with_metadata(result, extra)
 

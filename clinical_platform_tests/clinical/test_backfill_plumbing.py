@@ -1,7 +1,8 @@
 """Backfills without Spark: the real assets with a launcher that plays the jobs in a plain Python
 process reporting through the jobs' own `JobReporter`, over a real Pipes session.
 
-What it holds: one launch per stage for a range of deliveries (`--deliveries`), one
+What it holds: one launch for every stage of a range of deliveries (`--deliveries`, run by the
+real pipeline entry point), one
 materialization per asset and delivery with that delivery's metadata, check results per
 partition, a bad delivery failing alone, the one-delivery path unchanged, and the CLI's range
 selection. `test_backfill.py` runs the real jobs on the CDISC pilot.
@@ -9,6 +10,7 @@ selection. `test_backfill.py` runs the real jobs on the CDISC pilot.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -27,10 +29,12 @@ from clinical_platform.launchers.base import (
     job_failure_reason,
     reported_results,
 )
+from clinical_platform.launchers.stages import STASH_ROOT, stash_path
 from clinical_platform.pseudonymization import Pseudonymization
 from clinical_platform.runs import (
     backfill_deliveries,
     deliveries_between,
+    materialize_delivery,
     partition_ranges,
     select_assets,
 )
@@ -49,6 +53,8 @@ LAUNCHES: list[tuple[str, list[str]]] = []
 # is refused and its features fail.
 JOB = """
 import sys
+from functools import partial
+from spark_jobs import pipeline
 from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import FILES_READABLE, output
 from spark_jobs.runtime.arguments import (
@@ -57,16 +63,19 @@ from spark_jobs.runtime.arguments import (
 from spark_jobs.runtime.reporting import CheckOutcome
 from spark_jobs.runtime.session import JobError, for_each_delivery, run_job
 
-entry, bad = sys.argv[1], sys.argv[2]
-parser = delivery_parser(entry, "A scripted job.")
-add_datasets_argument(parser)
-parser.add_argument("--key-env")
-ns = parser.parse_args(sys.argv[3:])
-batch = delivery_batch(parser, ns)
-zone = {"ingest": Zone.RAW, "curate": Zone.CURATED, "features": Zone.FEATURES}[entry]
-names = ("subject_profile",) if entry == "features" else dataset_names(parser, ns.datasets)
+entry, bad, crash = sys.argv[1], sys.argv[2], sys.argv[3]
 
-def report(reporter, key, name):
+def parse(entry, argv):
+    parser = delivery_parser(entry, "A scripted job.")
+    add_datasets_argument(parser)
+    parser.add_argument("--key-env")
+    ns = parser.parse_args(argv)
+    ns.batch = delivery_batch(parser, ns)
+    ns.names = ("subject_profile",) if entry == "features" else dataset_names(parser, ns.datasets)
+    return ns
+
+def report(entry, ns, reporter, key, name):
+    zone = {"ingest": Zone.RAW, "curate": Zone.CURATED, "features": Zone.FEATURES}[entry]
     declared = output(zone, name)
     broken = key == bad and name in ("dm", "subject_profile")
     if broken and entry == "features":
@@ -84,21 +93,44 @@ def report(reporter, key, name):
     checks = [readable] + [CheckOutcome(name, True, blocking=False) for name in others]
     reporter.checks(declared.asset_key, checks)
 
-def body(reporter):
+def body(entry, ns, reporter):
+    if entry == crash:
+        raise RuntimeError("the executor was lost")
     for_each_delivery(
-        batch,
+        ns.batch,
         reporter,
-        lambda job: [report(reporter, job.delivery.key, name) for name in names],
+        lambda job: [report(entry, ns, reporter, job.delivery.key, n) for n in ns.names],
     )
 
-run_job(entry, body)
+# The real pipeline entry point, its stages' work scripted as above.
+pipeline.STAGES = {e: (partial(parse, e), partial(body, e)) for e in pipeline.STAGES}
+if entry == "pipeline":
+    stages = pipeline.parse_args(sys.argv[4:])
+    run_job(entry, lambda reporter: pipeline.run_stages(stages, reporter))
+else:
+    ns = parse(entry, sys.argv[4:])
+    run_job(entry, lambda reporter: body(entry, ns, reporter))
 """
+
+
+def launched() -> list[tuple[str, list[str]]]:
+    """Each stage launched, with its arguments; a pipeline's stages one by one."""
+    found: list[tuple[str, list[str]]] = []
+    for entry, arguments in LAUNCHES:
+        if entry != "pipeline":
+            found.append((entry, arguments))
+            continue
+        for text in arguments[1::2]:
+            stage, *rest = shlex.split(text)
+            found.append((stage, rest))
+    return found
 
 
 class ScriptedLauncher(SparkLauncher):
     """Runs `JOB` instead of spark-submit, through a real Pipes session."""
 
     bad_delivery: str = BAD.key
+    crash_stage: str = "none"  # a stage whose work raises an unexpected error
 
     @property
     def description(self) -> str:
@@ -112,7 +144,8 @@ class ScriptedLauncher(SparkLauncher):
         env: Mapping[str, str],
     ) -> SparkRun:
         LAUNCHES.append((job.entry_point, list(job.arguments)))
-        command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery, *job.arguments]
+        command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery, self.crash_stage]
+        command += job.arguments
         with dg.open_pipes_session(
             context=context,
             context_injector=dg.PipesTempFileContextInjector(),
@@ -192,7 +225,8 @@ def test_backfill_runs_each_stage_once_and_records_each_delivery(
     outcome = backfill_deliveries(scripted, lake, deliveries, instance, selection)
 
     keys = ",".join(d.key for d in deliveries)
-    assert [(entry, arguments[2:4]) for entry, arguments in LAUNCHES] == [
+    assert [entry for entry, _ in LAUNCHES] == ["pipeline"]  # every stage in one application
+    assert [(entry, arguments[2:4]) for entry, arguments in launched()] == [
         ("ingest", ["--deliveries", keys]),
         ("curate", ["--deliveries", keys]),
         ("features", ["--deliveries", keys]),
@@ -255,7 +289,8 @@ def test_a_delivery_of_another_study_in_between_splits_the_run(
         f"{GOOD[0].key}  succeeded  2/2 assets",
         f"{GOOD[1].key}  succeeded  2/2 assets",
     ]
-    assert [arguments[2:6] for _, arguments in LAUNCHES] == [
+    assert [entry for entry, _ in LAUNCHES] == ["pipeline", "pipeline"]
+    assert [arguments[2:6] for _, arguments in launched()] == [
         ["--study", STUDY, "--delivery", GOOD[0].delivery],
         ["--study", STUDY, "--delivery", GOOD[0].delivery],
         ["--study", STUDY, "--delivery", GOOD[1].delivery],
@@ -265,6 +300,72 @@ def test_a_delivery_of_another_study_in_between_splits_the_run(
         metadata_of(partition_materialization(instance, "curated_vs", GOOD[1]), "dagster/row_count")
         == 20
     )
+
+
+def scripted_with(lake: LakeLayout, launcher: ScriptedLauncher) -> dg.Definitions:
+    resources = {
+        "spark": launcher,
+        "lake": ClinicalLake(uri=lake.root),
+        "pseudonymization": Pseudonymization(),
+    }
+    return dg.Definitions(assets=CLINICAL_ASSETS, resources=resources)
+
+
+def step_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Each failed step of the run and the first line of its error."""
+    found: dict[str, str] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or not event.is_step_failure or event.step_key is None:
+            continue
+        error = event.step_failure_data.error if event.step_failure_data else None
+        found[event.step_key] = (error.message if error else "").strip().splitlines()[0]
+    return found
+
+
+def test_a_later_stage_that_fails_fails_its_own_step_only(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    """One application ran every stage; curation crashed, so raw is materialized and its step
+    succeeded, the curated step fails with curation's own reason, and features never ran."""
+    defs = scripted_with(lake, ScriptedLauncher(crash_stage="curate"))
+    instance = dg.DagsterInstance.ephemeral()
+    selection = select_assets(defs, ["*_vs", "features_*"])
+    outcome = materialize_delivery(defs, GOOD[0], instance, selection)
+
+    assert [entry for entry, _ in LAUNCHES] == ["pipeline"]
+    assert not outcome.success
+    assert outcome.rows == {"raw_vs": 15}
+    assert step_failures(instance, outcome.run_id) == {
+        "clinical_curated": "dagster._core.definitions.events.Failure: "
+        "curate failed unexpectedly: RuntimeError: the executor was lost"
+    }
+    assert outcome.problems == [
+        "step clinical_curated: curate failed unexpectedly: RuntimeError: the executor was lost",
+        "features_subject_profile skipped: an upstream step failed",
+    ]
+    kept = stash_path(outcome.run_id, "features")
+    assert kept.exists()  # its step never came to read it: pruned a day later
+    assert "features: not run: curate failed" in kept.read_text()
+
+
+def test_a_failing_blocking_check_stops_the_later_stages_of_one_delivery(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    """BAD's DM is refused by curation's blocking check: the application does not featurize it,
+    and Dagster shows what it showed with one application per stage."""
+    instance = dg.DagsterInstance.ephemeral()
+    selection = select_assets(scripted, ["*_dm", "features_*"])
+    outcome = materialize_delivery(scripted, BAD, instance, selection)
+
+    assert [entry for entry, _ in LAUNCHES] == ["pipeline"]
+    assert outcome.statuses == {"raw_dm": "rejected"}
+    assert outcome.checks["curated_dm:files_readable"] is False
+    assert "clinical_curated" in step_failures(instance, outcome.run_id)
+    kept = stash_path(outcome.run_id, "features").read_text()
+    assert "not run: blocking check curated_dm files_readable failed" in kept
+    assert stash_path(outcome.run_id, "curate").parent.parent == STASH_ROOT
+    assert not stash_path(outcome.run_id, "curate").exists()  # read and removed by its step
 
 
 @pytest.mark.parametrize(

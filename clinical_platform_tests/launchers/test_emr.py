@@ -134,6 +134,7 @@ def test_code_bundle_is_staged_once_per_hash(aws: AwsEmulator) -> None:
             "features.py",
             "ingest.py",
             "maintain.py",
+            "pipeline.py",
             "query.py",
             "spark_jobs.zip",
         )

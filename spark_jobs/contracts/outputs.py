@@ -381,6 +381,12 @@ def output(zone: Zone, dataset: str) -> DatasetOutput:
         raise KeyError(f"no {zone.value} output {dataset!r}; known: {known}") from None
 
 
+def blocks_downstream(asset_key: str, check_name: str) -> bool:
+    """Whether Dagster declares the check blocking: when it fails, nothing downstream runs."""
+    found = _BY_KEY.get(asset_key)
+    return found is not None and any(c.name == check_name and c.blocking for c in found.checks)
+
+
 def asset_outputs() -> tuple[DatasetOutput, ...]:
     """Outputs Dagster shows as assets, in zone order (quarantine is part of curated)."""
     return tuple(o for o in CLINICAL_OUTPUTS if o.is_asset)

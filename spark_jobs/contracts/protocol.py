@@ -11,6 +11,7 @@ class EntryPoint(StrEnum):
     INGEST = "ingest"
     CURATE = "curate"
     FEATURES = "features"
+    PIPELINE = "pipeline"  # several of the stages above in one application
     QUERY = "query"  # `clinical-platform sql`
     MAINTAIN = "maintain"  # `clinical-platform retention`
 
@@ -33,3 +34,10 @@ PSEUDONYM_KEY_ENV = "CLINICAL_PSEUDONYM_KEY"
 BATCH_PARTITION = "partition"
 BATCH_MESSAGE = "message"
 BATCH_FAILURE = "failure"
+# The pipeline entry point runs several stages in one application. Its first stage reports as
+# that stage's own job does; every later stage's results are custom messages
+# {STAGE: "curate", BATCH_MESSAGE: <Pipes message>} (with BATCH_PARTITION in a batch, and
+# BATCH_FAILURE for a delivery that failed), which the Dagster step of that stage replays. Each
+# stage ends with {STAGE: "curate", STAGE_END: True, BATCH_FAILURE: "<one line>" or None}.
+STAGE = "stage"
+STAGE_END = "stage_end"

@@ -23,8 +23,14 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
-from spark_jobs.contracts.outputs import DatasetOutput
-from spark_jobs.contracts.protocol import BATCH_FAILURE, BATCH_MESSAGE, BATCH_PARTITION
+from spark_jobs.contracts.outputs import DatasetOutput, blocks_downstream
+from spark_jobs.contracts.protocol import (
+    BATCH_FAILURE,
+    BATCH_MESSAGE,
+    BATCH_PARTITION,
+    STAGE,
+    STAGE_END,
+)
 
 if TYPE_CHECKING:
     from spark_jobs.runtime.arguments import DeliveryArgs
@@ -133,6 +139,8 @@ class JobReporter:
 
     A job run on several deliveries reports inside `for_delivery(key)`: each result then goes to
     that delivery's partition as a Pipes custom message (`BATCH_PARTITION` in the protocol).
+    A later stage of the pipeline entry point reports inside `for_stage(name)`, also as custom
+    messages (`STAGE`): Pipes takes results only for the assets of the step that launched it.
     """
 
     def __init__(self, pipes: PipesContext | None) -> None:
@@ -143,6 +151,27 @@ class JobReporter:
             {(asset, check) for asset, check in selected} if selected is not None else None
         )
         self._partition: str | None = None
+        self._stage: str | None = None
+        # "asset check" of every failing check reported that Dagster declares blocking.
+        self.blocking_failures: list[str] = []
+
+    @contextmanager
+    def for_stage(self, stage: str | None) -> Iterator[None]:
+        """Report what is reported inside as results of pipeline stage `stage` (None: as the
+        application's own, for the stage that launched it)."""
+        self._stage = stage
+        try:
+            yield
+        finally:
+            self._stage = None
+
+    def stage_ended(self, stage: str, failure: str | None) -> None:
+        """Stage `stage` of a pipeline is over: succeeded, or failed (or was not run) and why."""
+        payload = {STAGE: stage, STAGE_END: True, BATCH_FAILURE: failure}
+        if self._pipes is None:
+            _print_result("stage", **payload)
+        else:
+            self._pipes.report_custom_message(payload)
 
     @contextmanager
     def for_delivery(self, key: str) -> Iterator[None]:
@@ -159,13 +188,21 @@ class JobReporter:
         self.error(f"delivery {self._partition} failed: {reason}")
         self._send_batch({BATCH_FAILURE: reason})
 
+    @property
+    def _tagged(self) -> bool:
+        return self._partition is not None or self._stage is not None
+
     def _send_batch(self, payload: Mapping[str, Any]) -> None:
-        """One result of the current delivery of a batch, tagged with its partition."""
-        assert self._partition is not None
+        """One result of the current delivery of a batch or of a later pipeline stage, tagged
+        with its partition and stage."""
+        assert self._tagged
+        tags = {} if self._partition is None else {BATCH_PARTITION: self._partition}
+        if self._stage is not None:
+            tags[STAGE] = self._stage
         if self._pipes is None:
-            _print_result("delivery", **{BATCH_PARTITION: self._partition, **payload})
+            _print_result("delivery", **tags, **payload)
         else:
-            self._pipes.report_custom_message({BATCH_PARTITION: self._partition, **payload})
+            self._pipes.report_custom_message({**tags, **payload})
 
     @property
     def extras(self) -> Mapping[str, Any]:
@@ -189,7 +226,7 @@ class JobReporter:
     def materialization(
         self, asset_key: str, metadata: Mapping[str, Any], data_version: str | None = None
     ) -> None:
-        if self._partition is not None:
+        if self._tagged:
             params = {"asset_key": asset_key, "data_version": data_version, "metadata": metadata}
             message = pipes_message("report_asset_materialization", params)
             self._send_batch({BATCH_MESSAGE: message})
@@ -220,7 +257,9 @@ class JobReporter:
         if not self.wants_check(asset_key, check_name):
             return
         severity = "ERROR" if blocking_severity else "WARN"
-        if self._partition is not None:
+        if not passed and blocks_downstream(asset_key, check_name):
+            self.blocking_failures.append(f"{asset_key} {check_name}")
+        if self._tagged:
             params = {"asset_key": asset_key, "check_name": check_name, "passed": passed}
             params |= {"severity": severity, "metadata": metadata}
             self._send_batch({BATCH_MESSAGE: pipes_message("report_asset_check", params)})
