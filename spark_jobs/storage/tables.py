@@ -90,8 +90,10 @@ class LakeTables:
         self.spark = spark
         self.layout = layout
         self.run_id = run_id
-        # Lineage records read once per table and study; the job adds its own as it commits.
+        # Lineage records of every table of a study, read in one query the first time the study
+        # is asked about; the job adds its own as it commits.
         self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._studies: set[str] = set()
         self._lineage_ready = False
 
     # ---- tables ---------------------------------------------------------------------------
@@ -293,9 +295,8 @@ class LakeTables:
                  committed_at)
             )  # fmt: skip
             digests.append(digest)
-            cached = self._records.get((done.output.table, study))
-            if cached is not None:
-                cached.append(json.loads(text))
+            if study in self._studies:
+                self._records.setdefault((done.output.table, study), []).append(json.loads(text))
         schema = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
         self.spark.createDataFrame(rows, schema).writeTo(qualified(LINEAGE_TABLE)).append()
         return digests
@@ -315,24 +316,28 @@ class LakeTables:
 
     def records(self, output: DatasetOutput, study: str) -> list[dict[str, Any]]:
         """The latest lineage record of each committed delivery of a study, oldest first."""
-        key = (output.table, study)
-        if key not in self._records:
-            self._records[key] = self._read_records(output.table, study)
+        if study not in self._studies:
+            self._read_records(study)
         latest: dict[str, Any] = {}
-        for record in self._records[key]:
+        for record in self._records.get((output.table, study), []):
             latest[record["partition"]] = record
         return list(latest.values())
 
-    def _read_records(self, table: str, study: str) -> list[dict[str, Any]]:
+    def _read_records(self, study: str) -> None:
+        """Every table's records of the study, oldest first: one query instead of one per
+        table (a delivery's curation asks about raw, curated and quarantine of each domain)."""
+        self._studies.add(study)
         if not self.spark.catalog.tableExists(qualified(LINEAGE_TABLE)):
-            return []
+            return
         rows = (
             self.spark.table(qualified(LINEAGE_TABLE))
-            .where((F.col("table_name") == table) & (F.col("study") == study))
-            .select("record", "committed_at")
+            .where(F.col("study") == study)
+            .select("table_name", "record", "committed_at")
             .collect()
         )
-        return [json.loads(r["record"]) for r in sorted(rows, key=lambda r: r["committed_at"])]
+        for row in sorted(rows, key=lambda r: r["committed_at"]):
+            key = (row["table_name"], study)
+            self._records.setdefault(key, []).append(json.loads(row["record"]))
 
     def committed_record(self, output: DatasetOutput, delivery: Delivery) -> dict[str, Any] | None:
         """The lineage record of the delivery's partition as last committed, if any."""
