@@ -211,7 +211,7 @@ UPDATE_VAR = "UPDATE_SNAPSHOTS"
 
 
 def backfill_policy(graph: Any, key: dg.AssetKey) -> str | None:
-    """How a backfill runs the asset: `single_run` is one Spark application per stage."""
+    """How a backfill runs the asset: `single_run` is one Spark application for the range."""
     policy = graph.get(key).backfill_policy
     return None if policy is None else policy.policy_type.value.lower()
 

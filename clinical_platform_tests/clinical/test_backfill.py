@@ -1,4 +1,4 @@
-"""Level 2: a backfill of four pilot deliveries, one Spark application per stage.
+"""Level 2: a backfill of four pilot deliveries, one Spark application for every stage.
 
 One `clinical-platform backfill` run over three copies of the CDISC pilot (one without the
 hematology file, so its LB differs) and one whose dm.xpt is truncated. Each delivery must come
@@ -116,7 +116,7 @@ def test_good_deliveries_hold_exactly_what_a_run_of_their_own_holds(
     assert record(backfill.lake, "raw_lb", NO_LBHE)["rows"]["out"] == LBCH_ROWS
 
 
-def test_one_spark_application_per_stage_for_every_delivery(backfill: Backfill) -> None:
+def test_one_spark_application_for_every_stage_and_delivery(backfill: Backfill) -> None:
     def committed(delivery: Delivery, name: str, stage: str) -> bool:
         if delivery != BROKEN:
             return True
@@ -135,7 +135,7 @@ def test_one_spark_application_per_stage_for_every_delivery(backfill: Backfill) 
         for d in (SAME, COPY, NO_LBHE)
     }
     assert all(len(ids) == 1 for ids in applications.values()), applications
-    assert len(set().union(*applications.values())) == 3
+    assert len(set().union(*applications.values())) == 1  # the run's one application
     # ... and still one atomic commit (its own snapshot) per delivery.
     snapshots = {record(backfill.lake, "curated_ae", d)["snapshot_id"] for d in DELIVERIES}
     assert len(snapshots) == 4
