@@ -6,22 +6,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any
 
 from clinical_platform import settings
-from clinical_platform.deployments import STAGING_URI_VAR, cluster_spec, region
-from clinical_platform.launchers.aws import AwsConfigError, S3Uri, aws_client, stage_file
-from clinical_platform.launchers.emr_cluster import (
-    BOOTSTRAP_FILE,
-    EmrClusterSpec,
-    bootstrap_uri_of,
-    create_cluster_command,
-    project_file,
-    render_command,
-    run_job_flow_request,
+from clinical_platform.deployments import (
+    SECURITY_CONFIGURATION_VAR,
+    STAGING_URI_VAR,
+    SUBNET_ID_VAR,
+    cluster_spec,
+    region,
 )
+
+if TYPE_CHECKING:
+    from clinical_platform.launchers.emr_cluster import EmrClusterSpec
 
 EXIT_FAILED = 1
 # Shown by --dry-run when no staging location is configured; never used to create anything.
@@ -46,22 +43,18 @@ def add_emr_commands(commands: Any) -> None:
         help=f"s3://bucket/prefix of staged code (default ${STAGING_URI_VAR})",
     )
     create.add_argument("--region", default=region())
-    defaults = cluster_spec()
-    create.add_argument("--name", default=defaults.name)
-    create.add_argument("--release-label", default=defaults.release_label)
-    create.add_argument("--instance-type", default=defaults.instance_type)
-    create.add_argument("--instance-count", type=int, default=defaults.instance_count)
+    # Defaults come from `cluster_spec()` when the command runs: importing the EMR code (and
+    # boto3 with dagster-aws, about 2 s) is for this command, not every command of the CLI.
+    create.add_argument("--name", help="default: the seed cluster's")
+    create.add_argument("--release-label", help="default: the seed cluster's")
+    create.add_argument("--instance-type", help="default: the seed cluster's")
+    create.add_argument("--instance-count", type=int, help="default: the seed cluster's")
     create.add_argument(
-        "--spot-task-count",
-        type=int,
-        default=defaults.task_instance_count,
-        help="extra task nodes on Spot (default none)",
+        "--spot-task-count", type=int, help="extra task nodes on Spot (default none)"
     )
-    create.add_argument(
-        "--log-uri", default=defaults.log_uri, help="default s3://<staging bucket>/emr-logs/"
-    )
-    create.add_argument("--subnet-id", default=defaults.subnet_id)
-    create.add_argument("--security-configuration", default=defaults.security_configuration)
+    create.add_argument("--log-uri", help="default s3://<staging bucket>/emr-logs/")
+    create.add_argument("--subnet-id", help=f"default ${SUBNET_ID_VAR}")
+    create.add_argument("--security-configuration", help=f"default ${SECURITY_CONFIGURATION_VAR}")
     create.add_argument(
         "--idle-timeout", type=int, default=None, help="auto-terminate after this many idle seconds"
     )
@@ -70,20 +63,34 @@ def add_emr_commands(commands: Any) -> None:
 
 
 def _spec(args: argparse.Namespace) -> EmrClusterSpec:
-    return EmrClusterSpec(
-        name=args.name,
-        release_label=args.release_label,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        task_instance_count=args.spot_task_count,
-        log_uri=args.log_uri,
-        subnet_id=args.subnet_id,
-        security_configuration=args.security_configuration,
-        idle_timeout_s=args.idle_timeout,
-    )
+    """The deployment's cluster spec with what the command line changed."""
+    given = {
+        "name": args.name,
+        "release_label": args.release_label,
+        "instance_type": args.instance_type,
+        "instance_count": args.instance_count,
+        "task_instance_count": args.spot_task_count,
+        "log_uri": args.log_uri,
+        "subnet_id": args.subnet_id,
+        "security_configuration": args.security_configuration,
+        "idle_timeout_s": args.idle_timeout,
+    }
+    return cluster_spec().model_copy(update={k: v for k, v in given.items() if v is not None})
 
 
 def cmd_create_cluster(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from clinical_platform.launchers.aws import AwsConfigError, S3Uri, aws_client, stage_file
+    from clinical_platform.launchers.emr_cluster import (
+        BOOTSTRAP_FILE,
+        bootstrap_uri_of,
+        create_cluster_command,
+        project_file,
+        render_command,
+        run_job_flow_request,
+    )
+
     try:
         if not args.staging_uri and not args.dry_run:
             raise AwsConfigError(
