@@ -107,7 +107,7 @@ def test_materializations_record_code_schema_and_spark_application(pilot_run: Pi
 
 
 def test_one_spark_application_for_every_stage(pilot_run: PilotRun) -> None:
-    """Each stage's materializations come from its own step, all from the run's one application."""
+    """Raw, curated and features of one delivery all come from the run's one application."""
     found = materializations(pilot_run.result)
     apps = {
         zone: {
