@@ -60,7 +60,9 @@ from spark_jobs.contracts.tables import spark_conf
 
 def cluster_defaults(app_args: list[str]) -> dict[str, str]:
     """What EMR's spark-defaults give every step: Iceberg, and the lake's catalog (here the
-    local SQLite catalog of the lake named by the job's --lake)."""
+    local SQLite catalog of the lake named by the job's --lake, or its first stage's)."""
+    if "--stage" in app_args:  # the pipeline: each stage's own command line, quoted
+        app_args = shlex.split(app_args[app_args.index("--stage") + 1])
     lake = app_args[app_args.index("--lake") + 1] if "--lake" in app_args else None
     return spark_conf(catalog_settings(LakeLayout(lake))) if lake else {}
 
