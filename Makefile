@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: help setup demo ui test test-fast lint format snapshot clean check-prerequisites
+.PHONY: help setup demo ui test test-fast lint format snapshot bench clean check-prerequisites
 
 help:
 	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
@@ -25,6 +25,7 @@ help:
 	@echo "make ui         Dagster UI on http://127.0.0.1:3000"
 	@echo "make lint       ruff and pyright"
 	@echo "make snapshot   store the definitions snapshot after an intended change"
+	@echo "make bench      every speed target of issue 17 in one table (about 30 min; docs/benchmarks.md)"
 	@echo "make setup      create $(VENV) from uv.lock (the other targets do this when needed)"
 
 check-prerequisites:
@@ -73,6 +74,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
+
+# The table is also written into docs/benchmarks.md; BENCH_ARGS=--quick for one pair each.
+bench: $(STAMP) $(JARS_STAMP)
+	$(VENV)/bin/python benchmarks/bench.py --output docs/benchmarks.md $(BENCH_ARGS)
 
 snapshot: $(STAMP)
 	UPDATE_SNAPSHOTS=1 $(VENV)/bin/pytest -q clinical_platform_tests/test_definitions.py -k snapshot
