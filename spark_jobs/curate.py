@@ -65,6 +65,7 @@ from spark_jobs.runtime.session import (
     build_session,
     for_each_delivery,
     run_job,
+    shuffles_sized_to,
 )
 from spark_jobs.storage.current import holder
 from spark_jobs.storage.filesystem import LakeStorage
@@ -304,7 +305,8 @@ class DatasetCuration:
             )
             self.report()
             return
-        self.curate(lineage)
+        with shuffles_sized_to(self.spark, int(lineage["rows"]["out"])):
+            self.curate(lineage)
 
     def curate(self, raw_lineage: Mapping[str, Any]) -> None:
         schema = [(c["name"], c["type"]) for c in raw_lineage["schema"]]
