@@ -188,7 +188,7 @@ def run_stage(
 ) -> Iterator[StepEvent]:
     """Run the stage's job (or report what this run's earlier application did for it); then
     refresh each delivery's audit dossier, which every materialization names, whether the step
-    succeeded or not.
+    succeeded or not (a step that replays leaves it to the step that ran the application).
 
     Checks launched without a delivery evaluate nothing and say why: failing the step would
     mark every check of a healthy asset failed.
@@ -198,6 +198,8 @@ def run_stage(
         return
     deliveries = landed_deliveries_of(context, lake)
     run = replay(context, stage.entry_point)
+    # A replayed stage's application ended before the first step refreshed the dossiers.
+    refresh = run is None and not checks_only(context)
     if run is None:
         run = launch(context, spark, lake, stage, deliveries, pseudonymization)
     dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
@@ -209,7 +211,7 @@ def run_stage(
     try:
         yield from stage_results(context, run)
     finally:
-        if not checks_only(context):
+        if refresh:
             for delivery in deliveries:
                 try:
                     write_dossier(lake.layout, delivery)
