@@ -231,5 +231,8 @@ def _git(*args: str) -> str:
         return "?"
 
 
+GIB = 1024**3
+
+
 def gib(size: int) -> str:
-    return f"{size / 1024**3:.2f} GiB"
+    return f"{size / GIB:.2f} GiB"
