@@ -33,6 +33,7 @@ from spark_jobs.contracts.outputs import (
 GATE_CHECKS = (RuleKind.FILES_READABLE.value, RuleKind.REQUIRED_COLUMNS.value)
 _RAW_KEYS = frozenset(o.asset_key for o in RAW_OUTPUTS)
 _FEATURE_KEYS = tuple(o.asset_key for o in FEATURE_OUTPUTS)
+_FEATURE_INPUTS = {o.asset_key: frozenset(o.inputs) for o in FEATURE_OUTPUTS}
 _CURATED_BY_KEY = {o.asset_key: o for o in CURATED_OUTPUTS}
 
 DAGSTER_YAML = """\
@@ -219,21 +220,25 @@ def materialize_delivery(
         f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
         for e in result.get_asset_check_evaluations()
     }
-    blocked: list[str] = []  # "VS of K was rejected (reason)", per curated dataset refused
+    blocked: dict[str, str] = {}  # curated asset -> "VS of K was rejected (reason)"
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
             continue
+        # A failing blocking check fails the delivery, even where the step went on with the
+        # assets that do not read the refused one.
+        outcome.success = False
         asset = evaluation.asset_key.to_user_string()
         reason = evaluation.metadata.get("reason")
         detail = f": {reason.value}" if reason is not None else ""
         outcome.problems.append(f"{asset} check {evaluation.check_name} failed{detail}")
-        if reason is None:
-            continue
-        if asset in _RAW_KEYS and evaluation.check_name == FILES_READABLE:
+        if asset in _RAW_KEYS and evaluation.check_name == FILES_READABLE and reason is not None:
             outcome.root_causes.append(str(reason.value))
-        elif asset in _CURATED_BY_KEY and evaluation.check_name in GATE_CHECKS:
+        elif asset in _CURATED_BY_KEY:
             dataset = _CURATED_BY_KEY[asset].name.upper()
-            blocked.append(f"{dataset} of {delivery.key} was rejected ({reason.value})")
+            if evaluation.check_name in GATE_CHECKS and reason is not None:
+                blocked[asset] = f"{dataset} of {delivery.key} was rejected ({reason.value})"
+            else:
+                blocked[asset] = f"{dataset} of {delivery.key} was not committed{detail}"
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
@@ -250,12 +255,18 @@ def materialize_delivery(
                 )
             outcome.problems.append(f"step {event.step_key}: {_without_class(first)}")
         elif event.is_step_skipped:
-            outcome.problems.append(f"step {event.step_key} skipped: an upstream step failed")
-    # Feature tables read every curated domain: one refused domain and they are not built.
+            why = (
+                "an asset it reads was not committed"
+                if result.success
+                else "an upstream step failed"
+            )
+            outcome.problems.append(f"step {event.step_key} skipped: {why}")
+    # A feature table is not built when a curated domain it reads was refused.
     wanted = [k.to_user_string() for k in selection] if selection else list(_FEATURE_KEYS)
     for key in wanted:
-        if key in _FEATURE_KEYS and key not in outcome.statuses and not result.success:
-            why = "; ".join(blocked) if blocked else "an upstream step failed"
+        if key in _FEATURE_KEYS and key not in outcome.statuses and not outcome.success:
+            reasons = [text for asset, text in blocked.items() if asset in _FEATURE_INPUTS[key]]
+            why = "; ".join(reasons) if reasons else "an upstream step failed"
             outcome.problems.append(f"{key} skipped: {why}")
     return outcome
 

@@ -9,9 +9,10 @@ features without a JVM start, a session and a catalog per stage.
 Each `--stage` is the command line of that stage's own entry point, run exactly as that job runs
 it, in order, in this one session. The first stage reports as its own job would; the later ones
 report as Pipes custom messages tagged with their stage (see `STAGE` in the protocol), which the
-Dagster step of each stage replays. A stage that fails stops the later ones; so does a failing
-blocking check of a single delivery (a batch's next stage refuses such a delivery on its own).
-Each stage ends with a message saying whether it succeeded, and why not.
+Dagster step of each stage replays. A stage that fails stops the later ones. A failing blocking
+check of a single delivery stops a later stage only when that stage reads the blocked asset
+(as Dagster skips only the assets downstream of it); a batch's next stage refuses such a
+delivery on its own. Each stage ends with a message saying whether it succeeded, and why not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_jobs import curate, features, ingest
+from spark_jobs.contracts.outputs import (
+    CURATED_OUTPUTS,
+    FEATURE_OUTPUTS,
+    RAW_OUTPUTS,
+    DatasetOutput,
+)
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.runtime.reporting import JobReporter
 from spark_jobs.runtime.session import JobError, run_job
@@ -45,6 +52,24 @@ class Stage:
     @property
     def single_delivery(self) -> bool:
         return len(self.args.batch) <= 1
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The assets this stage's job reads: the declared inputs of the outputs it writes."""
+        datasets = getattr(self.args, "datasets", None)  # features writes all of its outputs
+        return frozenset(
+            key
+            for output in OUTPUTS[self.name]
+            if datasets is None or output.name in datasets
+            for key in output.inputs
+        )
+
+
+OUTPUTS: dict[str, tuple[DatasetOutput, ...]] = {
+    EntryPoint.INGEST: RAW_OUTPUTS,
+    EntryPoint.CURATE: CURATED_OUTPUTS,
+    EntryPoint.FEATURES: FEATURE_OUTPUTS,
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> list[Stage]:
@@ -81,11 +106,19 @@ def stage_failure(name: str, error: Exception) -> str:
 
 
 def run_stages(stages: Sequence[Stage], reporter: JobReporter) -> None:
-    """Every stage in order; the first failure (or blocking check) stops the rest, and a failure
-    fails the application as it would have failed the stage's own job."""
+    """Every stage in order. The first failure stops the rest, and fails the application as it
+    would have failed the stage's own job; a blocking check of one delivery stops the stages
+    that read its asset (and the ones after them)."""
     stopped: str | None = None
     failed: str | None = None
     for index, stage in enumerate(stages):
+        blocked = [
+            f"{asset} {check}"
+            for asset, check in reporter.blocking_failures
+            if asset in stage.reads and stage.single_delivery
+        ]
+        if stopped is None and blocked:
+            stopped = f"blocking check {', '.join(blocked)} failed"
         if stopped is not None:
             reporter.stage_ended(stage.name, f"{stage.name}: not run: {stopped}")
             continue
@@ -97,8 +130,6 @@ def run_stages(stages: Sequence[Stage], reporter: JobReporter) -> None:
         reporter.stage_ended(stage.name, failed)
         if failed is not None:
             stopped = f"{stage.name} failed"
-        elif reporter.blocking_failures and stage.single_delivery:
-            stopped = f"blocking check {', '.join(reporter.blocking_failures)} failed"
     if failed is not None:
         raise JobError(failed)
 

@@ -1,4 +1,10 @@
-"""A stage run on several deliveries in one Spark application, told to Dagster per partition.
+"""What a stage's Spark application reported, told to Dagster: for one delivery with blocking
+checks that block only their own asset, and for several deliveries per partition.
+
+A blocking check that fails (a refused file, a failed reconciliation) means its asset was not
+committed. Yielded, Dagster would fail the whole multi-asset step and skip every asset of the
+later stages; so the evaluation is logged instead, and the asset yields no output, which makes
+Dagster skip exactly the assets that read it (`delivery_events`).
 
 With `BackfillPolicy.single_run()` a backfill hands each stage's step every delivery of its range
 (`context.partition_keys`); the job commits each delivery on its own and reports each one's
@@ -40,9 +46,42 @@ def stage_results(context: dg.AssetExecutionContext, run: SparkRun) -> Iterator[
     """What a stage's step yields: the job's results as reported for one delivery, and per
     partition for several."""
     if len(context.partition_keys) == 1:
-        yield from run.outputs()
+        yield from delivery_events(context, run)
     else:
         yield from partition_events(context, run)
+
+
+def delivery_events(context: dg.AssetExecutionContext, run: SparkRun) -> Iterator[StepEvent]:
+    """One delivery's results, with a blocking check that fails blocking only its own asset.
+
+    Dagster fails the whole step on a yielded failing blocking check, which would skip every
+    asset downstream of the stage (features for a refused SV it never reads). Such a result is
+    logged instead, and its asset, which the job did not commit, yields no output: Dagster then
+    skips exactly the assets that read it, and the step goes on with the others.
+    """
+    for result in run.outputs():
+        if isinstance(result, dg.AssetCheckResult) and blocks(context, result):
+            evaluation = check_evaluation(context, context.partition_key, result)
+            context.log.error(
+                f"{evaluation.asset_key.to_user_string()} not committed: blocking check "
+                f"{evaluation.check_name} failed; the assets that read it are skipped"
+            )
+            context.log_event(evaluation)  # pyright: ignore[reportArgumentType]
+            key = evaluation.asset_check_key
+            yield dg.Output(
+                None, output_name=context.assets_def.get_output_name_for_asset_check_key(key)
+            )
+        else:
+            yield result
+
+
+def blocks(context: dg.AssetExecutionContext, result: dg.AssetCheckResult) -> bool:
+    """Whether a check result is a failure that Dagster would block on."""
+    if result.passed or result.severity != dg.AssetCheckSeverity.ERROR:
+        return False
+    assert result.asset_key is not None and result.check_name is not None
+    key = dg.AssetCheckKey(result.asset_key, result.check_name)
+    return context.assets_def.get_spec_for_check_key(key).blocking
 
 
 def partition_events(context: dg.AssetExecutionContext, run: SparkRun) -> Iterator[StepEvent]:

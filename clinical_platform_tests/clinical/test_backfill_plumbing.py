@@ -49,8 +49,8 @@ FILES = ("dm.xpt", "vs.xpt")
 LAUNCHES: list[tuple[str, list[str]]] = []
 
 # The jobs' argument parsing, batching and reporting, with Spark's work replaced by a rule: a
-# delivery holds as many rows as the day of its date; BAD's DM is rejected, so its curated DM
-# is refused and its features fail.
+# delivery holds as many rows as the day of its date; BAD's DM (or the launcher's `bad_dataset`)
+# is rejected, so its curated domain is refused, and features fail when it is DM.
 JOB = """
 import sys
 from functools import partial
@@ -63,7 +63,7 @@ from spark_jobs.runtime.arguments import (
 from spark_jobs.runtime.reporting import CheckOutcome
 from spark_jobs.runtime.session import JobError, for_each_delivery, run_job
 
-entry, bad, crash = sys.argv[1], sys.argv[2], sys.argv[3]
+entry, bad, bad_dataset, crash = sys.argv[1:5]
 
 def parse(entry, argv):
     parser = delivery_parser(entry, "A scripted job.")
@@ -72,15 +72,17 @@ def parse(entry, argv):
     ns = parser.parse_args(argv)
     ns.batch = delivery_batch(parser, ns)
     ns.names = ("subject_profile",) if entry == "features" else dataset_names(parser, ns.datasets)
+    ns.datasets = ns.names  # what the pipeline reads a stage's inputs from
     return ns
 
 def report(entry, ns, reporter, key, name):
     zone = {"ingest": Zone.RAW, "curate": Zone.CURATED, "features": Zone.FEATURES}[entry]
     declared = output(zone, name)
-    broken = key == bad and name in ("dm", "subject_profile")
+    reads_bad = name == "subject_profile" and bad_dataset == "dm"
+    broken = key == bad and (name == bad_dataset or reads_bad)
     if broken and entry == "features":
         raise JobError(f"{declared.asset_key} {key}: skipped: DM of {key} was rejected")
-    reason = {"reason": "dm.xpt: truncated"} if broken else {}
+    reason = {"reason": f"{bad_dataset}.xpt: truncated"} if broken else {}
     readable = CheckOutcome(FILES_READABLE, not broken, blocking=broken, metadata=reason)
     if broken and entry == "curate":
         reporter.checks(declared.asset_key, [readable])
@@ -105,10 +107,10 @@ def body(entry, ns, reporter):
 # The real pipeline entry point, its stages' work scripted as above.
 pipeline.STAGES = {e: (partial(parse, e), partial(body, e)) for e in pipeline.STAGES}
 if entry == "pipeline":
-    stages = pipeline.parse_args(sys.argv[4:])
+    stages = pipeline.parse_args(sys.argv[5:])
     run_job(entry, lambda reporter: pipeline.run_stages(stages, reporter))
 else:
-    ns = parse(entry, sys.argv[4:])
+    ns = parse(entry, sys.argv[5:])
     run_job(entry, lambda reporter: body(entry, ns, reporter))
 """
 
@@ -130,6 +132,7 @@ class ScriptedLauncher(SparkLauncher):
     """Runs `JOB` instead of spark-submit, through a real Pipes session."""
 
     bad_delivery: str = BAD.key
+    bad_dataset: str = "dm"  # its file in the bad delivery is "truncated"
     crash_stage: str = "none"  # a stage whose work raises an unexpected error
 
     @property
@@ -144,7 +147,8 @@ class ScriptedLauncher(SparkLauncher):
         env: Mapping[str, str],
     ) -> SparkRun:
         LAUNCHES.append((job.entry_point, list(job.arguments)))
-        command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery, self.crash_stage]
+        command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery]
+        command += [self.bad_dataset, self.crash_stage]
         command += job.arguments
         with dg.open_pipes_session(
             context=context,
@@ -323,6 +327,16 @@ def step_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     return found
 
 
+def skipped_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [
+        record.dagster_event.step_key
+        for record in instance.all_logs(run_id)
+        if record.dagster_event is not None
+        and record.dagster_event.is_step_skipped
+        and record.dagster_event.step_key is not None
+    ]
+
+
 def test_a_later_stage_that_fails_fails_its_own_step_only(
     lake: LakeLayout, scripted: dg.Definitions
 ) -> None:
@@ -349,23 +363,78 @@ def test_a_later_stage_that_fails_fails_its_own_step_only(
     assert "features: not run: curate failed" in kept.read_text()
 
 
-def test_a_failing_blocking_check_stops_the_later_stages_of_one_delivery(
+def test_a_failing_blocking_check_stops_only_the_assets_that_read_it(
     lake: LakeLayout, scripted: dg.Definitions
 ) -> None:
     """BAD's DM is refused by curation's blocking check: the application does not featurize it,
-    and Dagster shows what it showed with one application per stage."""
+    the curated step goes on (it has nothing else here), and Dagster skips features, which
+    reads DM. The delivery is reported failed, with the refusal as the reason."""
     instance = dg.DagsterInstance.ephemeral()
     selection = select_assets(scripted, ["*_dm", "features_*"])
     outcome = materialize_delivery(scripted, BAD, instance, selection)
 
     assert [entry for entry, _ in LAUNCHES] == ["pipeline"]
+    assert not outcome.success
     assert outcome.statuses == {"raw_dm": "rejected"}
     assert outcome.checks["curated_dm:files_readable"] is False
-    assert "clinical_curated" in step_failures(instance, outcome.run_id)
+    assert step_failures(instance, outcome.run_id) == {}
+    assert skipped_steps(instance, outcome.run_id) == ["clinical_features"]
+    assert outcome.problems[-1] == (
+        "features_subject_profile skipped: DM of S01/2024-02-15 was rejected (dm.xpt: truncated)"
+    )
     kept = stash_path(outcome.run_id, "features").read_text()
     assert "not run: blocking check curated_dm files_readable failed" in kept
     assert stash_path(outcome.run_id, "curate").parent.parent == STASH_ROOT
     assert not stash_path(outcome.run_id, "curate").exists()  # read and removed by its step
+
+
+def test_a_refused_domain_that_features_do_not_read_stops_nothing_else(
+    tmp_path: Path, lake: LakeLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery whose SV is refused: curated DM and VS commit, features (which read DM and VS,
+    not SV) commit in the same application, and only curated SV is missing, with its failed
+    blocking check recorded for that delivery."""
+    monkeypatch.setenv("CLINICAL_PSEUDONYM_KEY", "test-key")
+    LAUNCHES.clear()
+    delivery = Delivery(STUDY, "2024-04-10")
+    folder = tmp_path / "sv_delivery"
+    folder.mkdir()
+    for name in (*FILES, "sv.xpt"):
+        (folder / name).write_bytes(f"{delivery.key} {name}".encode())
+    land_delivery(folder, delivery, lake)
+    defs = scripted_with(lake, ScriptedLauncher(bad_delivery=delivery.key, bad_dataset="sv"))
+    instance = dg.DagsterInstance.ephemeral()
+    selection = select_assets(defs, ["*_dm", "*_vs", "*_sv", "features_*"])
+    outcome = materialize_delivery(defs, delivery, instance, selection)
+
+    assert [entry for entry, _ in LAUNCHES] == ["pipeline"]
+    assert not outcome.success  # the delivery is not whole
+    assert outcome.rows == {
+        "raw_dm": 10,
+        "raw_vs": 10,
+        "raw_sv": 0,
+        "curated_dm": 10,
+        "curated_vs": 10,
+        "features_subject_profile": 10,
+    }
+    assert outcome.statuses["raw_sv"] == "rejected"
+    assert outcome.checks["curated_sv:files_readable"] is False
+    assert step_failures(instance, outcome.run_id) == {}
+    assert skipped_steps(instance, outcome.run_id) == []
+    assert outcome.problems == [
+        "raw_sv check files_readable failed: sv.xpt: truncated",
+        "curated_sv check files_readable failed: sv.xpt: truncated",
+    ]
+    # The refusal stays visible on the delivery's partition, as a failed blocking check.
+    [evaluation] = [
+        e
+        for record in instance.all_logs(outcome.run_id)
+        if record.dagster_event is not None
+        and isinstance(e := record.dagster_event.event_specific_data, dg.AssetCheckEvaluation)
+        and e.asset_check_key == dg.AssetCheckKey(dg.AssetKey("curated_sv"), "files_readable")
+    ]
+    assert evaluation.partition == delivery.key
+    assert not evaluation.passed and evaluation.blocking
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 pytestmark = pytest.mark.slow
 
 DELIVERY = Delivery("SYNTH01", "2024-02-01")
+NEXT = Delivery("SYNTH01", "2024-03-01")
 GOOD = ("dm", "lb", "ds", "sv")
 BAD = {"ae": "truncated", "ex": "empty file (0 bytes)", "vs": "looks like a PNG image"}
 
@@ -73,8 +74,47 @@ def test_good_domains_are_raw_and_curated(bad_run) -> None:
         assert metadata_value(found[f"raw_{domain}"], "status") == "accepted"
         assert metadata_value(found[f"curated_{domain}"], "status") == "accepted"
         assert metadata_value(found[f"curated_{domain}"], "dagster/row_count") > 0
-    assert not result.success  # blocking checks failed for the bad domains
+    # The bad domains' blocking checks failed: their curated assets yield nothing, so Dagster
+    # skips features (which read AE, EX and VS); no step fails, the good domains commit.
+    assert [e.step_key for e in result.all_events if e.is_step_failure] == []
+    assert [e.step_key for e in result.all_events if e.is_step_skipped] == ["clinical_features"]
     assert "features_subject_profile" not in found
+
+
+@pytest.fixture(scope="module")
+def sv_refused(bad_run, tmp_path_factory: pytest.TempPathFactory):
+    """The next delivery: AE, EX and VS again, good this time, and a truncated SV, which the
+    feature table does not read (DM, LB and DS come from the first delivery)."""
+    lake, _, instance, _ = bad_run
+    generated = tmp_path_factory.mktemp("next") / "generated"
+    generate_sdtm(generated, 20, study=DELIVERY.study)
+    folder = generated.parent / "delivery"
+    folder.mkdir()
+    for name in ("ae.xpt", "ex.xpt", "vs.xpt"):
+        shutil.copy(generated / name, folder / name)
+    sv = (generated / "sv.xpt").read_bytes()
+    (folder / "sv.xpt").write_bytes(sv[: len(sv) // 2 + 7])
+    land(folder, NEXT, lake)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLINICAL_PSEUDONYM_KEY", "test-key")
+        yield lake, materialize(lake, NEXT, instance=instance)
+    shutil.rmtree(generated.parent, ignore_errors=True)
+
+
+def test_a_refused_domain_stops_only_what_reads_it(sv_refused, spark) -> None:
+    """A bad SV file: curated SV is refused by its blocking check, and the rest of the delivery
+    commits, features included, in the one run."""
+    lake, result = sv_refused
+    found = materializations(result)
+    assert "curated_sv" not in found
+    refused = checks(result)[("curated_sv", "files_readable")]
+    assert not refused.passed and refused.blocking
+    assert "truncated" in metadata_value(refused, "reason")
+    for domain in ("ae", "ex", "vs"):
+        assert metadata_value(found[f"curated_{domain}"], "status") == "accepted"
+    assert metadata_value(found["features_subject_profile"], "dagster/row_count") == 20
+    assert read_table(spark, lake, "features", "subject_profile", NEXT).count() == 20
+    assert [e.step_key for e in result.all_events if e.is_step_failure or e.is_step_skipped] == []
 
 
 def test_each_bad_file_is_rejected_with_its_reason(bad_run) -> None:

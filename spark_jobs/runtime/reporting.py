@@ -152,8 +152,8 @@ class JobReporter:
         )
         self._partition: str | None = None
         self._stage: str | None = None
-        # "asset check" of every failing check reported that Dagster declares blocking.
-        self.blocking_failures: list[str] = []
+        # (asset, check) of every failing check reported that Dagster declares blocking.
+        self.blocking_failures: list[tuple[str, str]] = []
 
     @contextmanager
     def for_stage(self, stage: str | None) -> Iterator[None]:
@@ -258,7 +258,7 @@ class JobReporter:
             return
         severity = "ERROR" if blocking_severity else "WARN"
         if not passed and blocks_downstream(asset_key, check_name):
-            self.blocking_failures.append(f"{asset_key} {check_name}")
+            self.blocking_failures.append((asset_key, check_name))
         if self._tagged:
             params = {"asset_key": asset_key, "check_name": check_name, "passed": passed}
             params |= {"severity": severity, "metadata": metadata}
