@@ -15,6 +15,7 @@ the test skips, or fails when `CI` is set.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -74,6 +75,11 @@ class Screenshots:
     def take(self, page: Page, name: str) -> None:
         self.taken += 1
         page.screenshot(path=self.folder / f"{self.taken:02d}-{name}.png")
+
+    def record(self, name: str, measured: object) -> None:
+        """A measurement taken on the page, beside the screenshots (appended per call)."""
+        with (self.folder / f"{name}.jsonl").open("a") as out:
+            out.write(json.dumps(measured) + "\n")
 
 
 def in_ci() -> bool:
@@ -267,14 +273,40 @@ def open_asset_graph(page: Page) -> None:
     expect(visible(page.locator('[data-tooltip="raw"]'))).to_be_visible()
 
 
-def choose_partitions(page: Page, dialog: Locator, deliveries: Sequence[Delivery]) -> None:
+# What a partition chip shows of its key: Dagster 1.13 draws each chip at most 120 px wide
+# (TagSelector's default tag), the key cut in the middle to fit, the whole key in its title.
+MEASURE_CHIP = """el => {
+    const key = el.getAttribute('title');
+    const context = document.createElement('canvas').getContext('2d');
+    context.font = getComputedStyle(el).font;
+    const width = el.getBoundingClientRect().width;
+    const perCharacter = context.measureText(key).width / key.length;
+    // The first line is what is drawn; a hidden copy of the whole key follows it.
+    return {key: key, shown: el.innerText.split('\\n')[0], width_px: Math.round(width),
+            key_px: Math.round(context.measureText(key).width),
+            characters_that_fit: Math.floor(width / perCharacter)};
+}"""
+
+
+def choose_partitions(
+    page: Page, dialog: Locator, deliveries: Sequence[Delivery], shots: Screenshots
+) -> None:
     dialog.get_by_text("Select a partition or create one").click()
     for delivery in deliveries:
         visible(page.get_by_text(delivery.key, exact=True)).click()
     page.keyboard.press("Escape")
-    # Each chosen key is a chip; the chip's text may be cut short, its title is the whole key.
+    # Each chosen key is a chip: measured, and its title is the whole key (shown on hover).
+    chips = []
     for delivery in deliveries:
-        expect(visible(dialog.locator(f'[title="{delivery.key}"]'))).to_be_visible()
+        chip = visible(dialog.locator(f'[title="{delivery.key}"]'))
+        expect(chip).to_be_visible()
+        chips.append(chip.evaluate(MEASURE_CHIP))
+    shots.record("partition-chips", chips)
+    for chip in chips:
+        head, cut, tail = str(chip["shown"]).partition("…")
+        whole = not cut and chip["shown"] == chip["key"]
+        assert whole or (chip["key"].startswith(head) and chip["key"].endswith(tail)), chip
+        assert whole == (chip["key_px"] <= chip["width_px"]), chip
 
 
 def materialize_raw(page: Page, deliveries: Sequence[Delivery], shots: Screenshots) -> str:
@@ -283,7 +315,7 @@ def materialize_raw(page: Page, deliveries: Sequence[Delivery], shots: Screensho
     visible(page.locator('[data-tooltip="raw"]')).click(button="right")
     visible(page.get_by_role("menuitem", name="Materialize assets")).click()
     dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
-    choose_partitions(page, dialog, deliveries)
+    choose_partitions(page, dialog, deliveries, shots)
     if len(deliveries) == 1:
         shots.take(page, "materialize-dialog")
         dialog.get_by_role("button", name="Launch 1 run").click()
