@@ -21,6 +21,11 @@ from clinical_platform.demo import run_demo
 from clinical_platform.emr_cli import add_emr_commands
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
+from clinical_platform.lineage.columns import (
+    ColumnLineageError,
+    render_column_lineage,
+    trace_column,
+)
 from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform.runs import (
     BackfillOutcome,
@@ -216,7 +221,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
+    if args.asset and not args.column:
+        raise CommandError("dossier --asset names the asset of --column; give --column too")
     text = render_dossier(layout, delivery)
+    if args.column:
+        try:
+            hop = trace_column(layout, delivery, args.column, args.asset)
+        except ColumnLineageError as error:
+            raise CommandError(f"dossier --column: {error}") from None
+        text += "\n".join(render_column_lineage(hop)) + "\n"
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -322,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     dossier.add_argument("--delivery", required=True)
     dossier.add_argument("--lake")
     dossier.add_argument("--out", help="write to this file instead of stdout")
+    dossier.add_argument(
+        "--column",
+        help="also walk this column back to the variables of the landed files (e.g. sysbp_change)",
+    )
+    dossier.add_argument(
+        "--asset", help="the asset whose --column is meant (default: the first that has it)"
+    )
     dossier.set_defaults(handler=cmd_dossier)
 
     sql = commands.add_parser("sql", help="run Spark SQL against the lake's tables")

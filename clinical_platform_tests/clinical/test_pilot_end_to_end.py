@@ -10,6 +10,7 @@ import pytest
 
 from clinical_platform import cli
 from clinical_platform.definitions import build_definitions
+from clinical_platform.lineage.columns import landed_variables, trace_column
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import (
     checks,
@@ -21,6 +22,7 @@ from clinical_platform_tests.helpers import (
     read_table,
     table_exists,
 )
+from spark_jobs.contracts.layout import LakeLayout
 from spark_jobs.contracts.outputs import CLINICAL_OUTPUTS, schema_differences
 
 pytestmark = pytest.mark.slow
@@ -261,3 +263,50 @@ def test_each_commit_names_its_run_delivery_and_code(pilot_run: PilotRun) -> Non
     assert summary["clinical.delivery"] == pilot_run.delivery.key
     assert summary["clinical.code-version"] == record["code_version"]
     assert summary["clinical.contract-version"] == table.properties["clinical.contract-version"]
+
+
+def test_a_feature_column_walks_back_to_the_variables_of_vs_xpt(
+    pilot_run: PilotRun, pilot_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sysbp_change comes from four VS variables: in Dagster's column lineage (definition and
+    materialization metadata, both from the contract) and in the dossier's walk, which ends at
+    the variables of vs.xpt with its published sha256."""
+    profile = materializations(pilot_run.result)["features_subject_profile"]
+    deps = metadata_value(profile, "dagster/column_lineage").deps_by_column["sysbp_change"]
+    vs = ["VISITNUM", "VSBLFL", "VSSTRESN", "VSTESTCD"]
+    assert sorted((d.asset_key.to_user_string(), d.column_name) for d in deps) == [
+        ("curated_vs", v) for v in vs
+    ]
+    curated = metadata_value(
+        materializations(pilot_run.result)["curated_vs"], "dagster/column_lineage"
+    )
+    assert [d.column_name for d in curated.deps_by_column["VSSTRESN"]] == ["VSSTRESN"]
+
+    hop = trace_column(LakeLayout(str(pilot_run.lake)), pilot_run.delivery, "sysbp_change")
+    assert (hop.asset, hop.committed) == ("features_subject_profile", True)
+    assert sorted((h.asset, h.column, h.partition) for h in hop.upstream) == [
+        ("curated_vs", v, pilot_run.delivery.key) for v in vs
+    ]
+    assert sorted((h.asset, h.column) for u in hop.upstream for h in u.upstream) == [
+        ("raw_vs", v) for v in vs
+    ]
+    published = readme_checksums(pilot_dir)["vs.xpt"]
+    assert [(v, f["name"], f["sha256"]) for v, f in landed_variables(hop)] == [
+        (v, "vs.xpt", published) for v in vs
+    ]
+
+    capsys.readouterr()
+    key = pilot_run.delivery
+    arguments = ["--study", key.study, "--delivery", key.delivery, "--lake", str(pilot_run.lake)]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["dossier", *arguments, "--column", "sysbp_change"])
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "## Column lineage of features_subject_profile.sysbp_change" in out
+    assert "From 4 variable(s) as landed: vs.xpt:VISITNUM, vs.xpt:VSBLFL" in out
+    with pytest.raises(SystemExit) as exited:
+        cli.main(
+            ["dossier", *arguments, "--column", "sysbp", "--asset", "features_subject_profile"]
+        )
+    assert exited.value.code == 1
+    assert "features_subject_profile has no column 'sysbp'" in capsys.readouterr().err
