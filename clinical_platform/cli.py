@@ -27,6 +27,7 @@ from clinical_platform.lineage.columns import (
     trace_column,
 )
 from clinical_platform.lineage.dossier import render_dossier
+from clinical_platform.lineage.verify import verify_delivery
 from clinical_platform.runs import (
     BackfillOutcome,
     MaterializeOutcome,
@@ -239,6 +240,20 @@ def cmd_dossier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    delivery = _delivery(args.study, args.delivery)
+    try:
+        found = verify_delivery(_layout(args.lake), delivery, args.asset)
+    except ValueError as error:
+        raise CommandError(f"verify: {error}") from None
+    for problem in found.problems:
+        print(problem)
+    if not found.holds:
+        raise CommandError(found.summary)
+    print(found.summary)
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     arguments = ["--sql", args.query, "--format", args.format, "--max-rows", str(args.max_rows)]
     if args.as_of:
@@ -343,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--asset", help="the asset whose --column is meant (default: the first that has it)"
     )
     dossier.set_defaults(handler=cmd_dossier)
+
+    verify = commands.add_parser(
+        "verify",
+        help="prove a delivery's landing files, data files and lineage records unchanged",
+    )
+    verify.add_argument("--study", required=True)
+    verify.add_argument("--delivery", required=True)
+    verify.add_argument("--asset", help="only this asset and what it was computed from")
+    verify.add_argument("--lake")
+    verify.set_defaults(handler=cmd_verify)
 
     sql = commands.add_parser("sql", help="run Spark SQL against the lake's tables")
     sql.add_argument("query", help='e.g. "select * from curated.clinical_vs limit 5"')

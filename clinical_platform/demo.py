@@ -104,5 +104,9 @@ def run_demo(subjects: int, delivery_folder: str | None) -> int:
         f"                 or: clinical-platform dossier --study {delivery.study} "
         f"--delivery {delivery.delivery}"
     )
+    print(
+        f"  Verify:        clinical-platform verify --study {delivery.study} "
+        f"--delivery {delivery.delivery}"
+    )
     print("  Dagster UI:    make ui, then open http://127.0.0.1:3000")
     return 0 if outcome.success else 1

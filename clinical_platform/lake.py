@@ -227,7 +227,7 @@ def landed_deliveries(layout: LakeLayout, study: str) -> list[Delivery]:
         return [d for d in candidates if Path(local_path(layout.manifest(d))).is_file()]
     with_manifest = [
         key.removesuffix(manifest_suffix)
-        for key in _s3_keys_under(study_folder)
+        for key in s3_keys_under(study_folder)
         if key.endswith(manifest_suffix)
     ]
     return _deliveries_named(study, with_manifest)
@@ -243,7 +243,7 @@ def _deliveries_named(study: str, names: Iterable[str]) -> list[Delivery]:
     return sorted(deliveries, key=lambda d: delivery_order(d.delivery))
 
 
-def _s3_keys_under(prefix_uri: str) -> list[str]:
+def s3_keys_under(prefix_uri: str) -> list[str]:
     """Every key under an S3 prefix, relative to it: one paginated ListObjectsV2."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError

@@ -207,6 +207,8 @@ class IngestRun:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     # Every file of the delivery with what became of it (`account_for_files`).
     files: dict[str, Any] = field(default_factory=dict)
+    # sha256 of the delivery manifest read: the first link of every record's chain.
+    manifest_sha256: str | None = None
     detected_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
@@ -275,6 +277,8 @@ def ingest_delivery(run: IngestRun) -> None:
         raise JobError(f"{landing}: landing folder is missing or empty")
     sorted_files = classify_landing(listing)
     manifest = read_manifest(run.storage, job.layout.manifest(job.delivery))
+    if manifest is not None:
+        run.manifest_sha256 = run.storage.sha256(job.layout.manifest(job.delivery))
     by_dataset = inspect_delivery(run, sorted_files.data_files, listing, manifest)
     run.files = account_for_files(sorted_files, by_dataset, args.datasets, manifest)
     report_accounting(run)
@@ -500,6 +504,7 @@ def commit_without_rows(
         data_hash=None,
         schema=[],
         delivery_files=run.files,
+        manifest_sha256=run.manifest_sha256,
     )
     run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.warning(f"{raw.asset_key} {run.key}: {status}: {reason}")
@@ -593,6 +598,7 @@ def commit_raw(
         schema=[{"name": n, "type": t} for n, t, _ in schema],
         checks=[o.as_record() for o in outcomes],
         delivery_files=run.files,
+        manifest_sha256=run.manifest_sha256,
     )
     run.tables.record(Committed(raw, job.delivery, snapshot, lineage))
     run.reporter.info(

@@ -6,6 +6,7 @@ records and the rejected files), so it can be produced without the Dagster datab
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from clinical_platform.lake import (
     rejected_files,
     same_data_elsewhere,
 )
+from clinical_platform.lineage.verify import verify_delivery
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import asset_outputs
 
@@ -72,6 +74,21 @@ def same_data_section(
     return lines
 
 
+def verification_section(layout: LakeLayout, delivery: Delivery) -> list[str]:
+    """What `clinical-platform verify` says now: every file and record unchanged, or what is
+    not (one line each)."""
+    lines = ["", "## Verification", ""]
+    try:
+        found = verify_delivery(layout, delivery)
+    except Exception as error:  # noqa: BLE001 - the dossier says it, and goes on
+        return [*lines, f"**Not verified**: {error}"]
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if found.holds:
+        return [*lines, f"{found.summary} (at {stamp})."]
+    lines.append(f"**{found.summary}** (at {stamp}):")
+    return [*lines, "", *[f"- {problem}" for problem in found.problems]]
+
+
 def _short(value: Any, width: int = 12) -> str:
     text = "" if value is None else str(value)
     return text[:width]
@@ -108,6 +125,7 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
         lines.append("None.")
 
     records = partition_records(layout, delivery)
+    lines += verification_section(layout, delivery)
     lines += files_section(records)
     lines += [
         "",

@@ -6,6 +6,7 @@ in a temporary folder); nothing else in the test process uses that catalog name.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,7 +125,13 @@ def test_lineage_records_name_their_snapshot(spark: SparkSession, lake: LakeLayo
     (digest,) = tables.record(Committed(DM, FIRST, snapshot, record))
     assert len(digest) == 64
     fresh = LakeTables(spark, lake, "reader")
-    assert fresh.committed_record(DM, FIRST) == record
+    read = fresh.committed_record(DM, FIRST)
+    assert read is not None and read["record_sha256"] == digest
+    # The record as committed: what the job said, and the sha256 of each data file it added.
+    [data_file] = read["data_files"]
+    data = Path(data_file["path"].removeprefix("file:")).read_bytes()
+    assert (data_file["size"], data_file["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert {k: v for k, v in read.items() if k not in ("data_files", "record_sha256")} == record
     assert [r["partition"] for r in fresh.records(DM, "S01")] == [FIRST.key]
     assert fresh.verified_count(DM, FIRST) == (1, [])
 

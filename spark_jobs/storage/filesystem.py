@@ -55,11 +55,24 @@ class LakeStorage:
         ]
         return sorted(statuses, key=lambda s: s.name)
 
-    def read_json(self, uri: str) -> Any:
+    def read_bytes(self, uri: str) -> bytes:
         fs, path = self._path(uri)
         stream = fs.open(path)
         try:
-            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
-        return json.loads(data.decode("utf-8"))
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_bytes(uri).decode("utf-8"))
+
+    def sha256(self, uri: str) -> str:
+        """The file's sha256, computed in the JVM as it streams (no bytes cross to Python)."""
+        fs, path = self._path(uri)
+        digest = self._jvm.java.security.MessageDigest.getInstance("SHA-256")
+        stream = self._jvm.java.security.DigestInputStream(fs.open(path), digest)
+        try:
+            self._jvm.org.apache.commons.io.IOUtils.consume(stream)
+        finally:
+            stream.close()
+        return bytes(digest.digest()).hex()

@@ -84,4 +84,6 @@ def input_reference(
         "snapshot_id": lineage.get("snapshot_id"),
         "content_hash": lineage.get("content_hash"),
         "run_id": lineage.get("run_id"),
+        # The chain: the sha256 of the record read, so editing it breaks this one.
+        "record_sha256": lineage.get("record_sha256"),
     }

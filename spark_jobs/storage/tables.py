@@ -262,6 +262,23 @@ class LakeTables:
         ).collect()
         return [(str(r["file_path"]), int(r["record_count"])) for r in rows]
 
+    def file_digests(self, output: DatasetOutput, delivery: Delivery) -> list[dict[str, Any]]:
+        """Path, size and sha256 of every data file of the partition's current version."""
+        rows = self.spark.sql(
+            f"SELECT file_path, file_size_in_bytes FROM {qualified(output.table)}.files "
+            f"WHERE partition.{PARTITION_COLUMNS[0]} = {_sql_text(delivery.study)} "
+            f"AND partition.{PARTITION_COLUMNS[1]} = {_sql_text(delivery.delivery)}"
+        ).collect()
+        storage = LakeStorage(self.spark)
+        return [
+            {
+                "path": str(r["file_path"]),
+                "size": int(r["file_size_in_bytes"]),
+                "sha256": storage.sha256(str(r["file_path"])),
+            }
+            for r in sorted(rows, key=lambda r: str(r["file_path"]))
+        ]
+
     def verified_count(self, output: DatasetOutput, delivery: Delivery) -> tuple[int, list[str]]:
         """Rows of the published partition, and its data files that are gone from storage.
 
@@ -282,12 +299,17 @@ class LakeTables:
     # ---- lineage ------------------------------------------------------------------------------
 
     def record(self, *records: Committed) -> list[str]:
-        """Append the lineage records of committed partitions in one commit; their sha256s."""
+        """Append the lineage records of committed partitions in one commit; their sha256s.
+
+        Each record lists the partition's data files with their sha256, so `verify` can prove
+        later that nobody changed them (Iceberg keeps sizes and statistics, not hashes).
+        """
         self._ensure_lineage_table()
         committed_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
         rows, digests = [], []
         for done in records:
-            text = json.dumps(done.record, sort_keys=True, default=str)
+            record = {**done.record, "data_files": self.file_digests(done.output, done.delivery)}
+            text = json.dumps(record, sort_keys=True, default=str)
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             study, delivery = done.delivery.study, done.delivery.delivery
             rows.append(
@@ -296,7 +318,8 @@ class LakeTables:
             )  # fmt: skip
             digests.append(digest)
             if study in self._studies:
-                self._records.setdefault((done.output.table, study), []).append(json.loads(text))
+                kept = {**json.loads(text), "record_sha256": digest}
+                self._records.setdefault((done.output.table, study), []).append(kept)
         schema = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
         self.spark.createDataFrame(rows, schema).writeTo(qualified(LINEAGE_TABLE)).append()
         return digests
@@ -332,12 +355,13 @@ class LakeTables:
         rows = (
             self.spark.table(qualified(LINEAGE_TABLE))
             .where(F.col("study") == study)
-            .select("table_name", "record", "committed_at")
+            .select("table_name", "record", "record_sha256", "committed_at")
             .collect()
         )
         for row in sorted(rows, key=lambda r: r["committed_at"]):
             key = (row["table_name"], study)
-            self._records.setdefault(key, []).append(json.loads(row["record"]))
+            record = {**json.loads(row["record"]), "record_sha256": row["record_sha256"]}
+            self._records.setdefault(key, []).append(record)
 
     def committed_record(self, output: DatasetOutput, delivery: Delivery) -> dict[str, Any] | None:
         """The lineage record of the delivery's partition as last committed, if any."""

@@ -1,0 +1,261 @@
+"""Prove a delivery unchanged since it was committed: landing files, data files and records.
+
+Every lineage record lists the sha256 of its partition's data files, and is chained: raw names
+the sha256 of the delivery manifest, every other record the sha256 of each record it read.
+Verifying re-hashes what the lake holds now and compares:
+
+- each landed file against the manifest (size and sha256), and the landing folder against the
+  manifest's list (missing and extra files);
+- each record against its own recorded sha256 (an edited record);
+- each data file a record lists against its sha256 (modified or missing), and the partition's
+  current files in the table against the record (an extra file committed without a record);
+- each link of the chain: the manifest raw read, and each input record another record read
+  (a record that exists in no version of that partition is a broken chain).
+
+Nothing here starts Spark: records and table metadata are read through pyiceberg, files from
+the local disk or S3. Iceberg's metadata holds file sizes and statistics, not content hashes,
+so the hashes come from the records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clinical_platform.catalog import catalog_settings, lineage_records, open_catalog
+from clinical_platform.lake import read_manifest
+from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, DatasetOutput, asset_outputs
+from spark_jobs.contracts.tables import PARTITION_COLUMNS
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Verification:
+    """What verifying a delivery found: one line per problem, and what was checked."""
+
+    delivery: Delivery
+    problems: list[str] = field(default_factory=list)
+    landing_files: int = 0
+    records: int = 0
+    data_files: int = 0
+
+    @property
+    def holds(self) -> bool:
+        return not self.problems
+
+    @property
+    def summary(self) -> str:
+        checked = (
+            f"{self.landing_files} landing file(s), {self.records} record(s) and "
+            f"{self.data_files} data file(s)"
+        )
+        if self.holds:
+            return f"{self.delivery.key}: verified {checked}: all unchanged, chain intact"
+        return f"{self.delivery.key}: {len(self.problems)} problem(s) in {checked}"
+
+
+def digest_of(uri: str) -> tuple[int, str] | None:
+    """Size and sha256 of a local or S3 file, read in chunks; None when it does not exist."""
+    size, digest = 0, hashlib.sha256()
+    try:
+        for chunk in _chunks(uri):
+            size += len(chunk)
+            digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    return size, digest.hexdigest()
+
+
+def _chunks(uri: str) -> Iterator[bytes]:
+    if "://" not in uri or uri.startswith("file:"):
+        with Path(local_path(uri) if uri.startswith("file:") else uri).open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+        return
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(uri) from None
+        raise
+    yield from body.iter_chunks(_CHUNK)
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """The sha256 a record was committed with: of its JSON text, keys sorted."""
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_delivery(
+    layout: LakeLayout, delivery: Delivery, asset: str | None = None
+) -> Verification:
+    """Verify the delivery's landing files and every committed partition of it (or of `asset`
+    and what it was computed from)."""
+    found = Verification(delivery)
+    manifest_sha = _verify_landing(layout, delivery, found)
+    catalog = open_catalog(catalog_settings(layout))
+    history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def records_of(table: str, partition: str) -> list[dict[str, Any]]:
+        if (table, partition) not in history:
+            history[table, partition] = lineage_records(
+                catalog, table, Delivery.from_key(partition)
+            )
+        return history[table, partition]
+
+    for output in _outputs_to_verify(asset):
+        versions = records_of(output.table, delivery.key)
+        if not versions:
+            continue
+        found.records += 1
+        _verify_record(catalog, output, versions[-1], manifest_sha, records_of, found)
+    return found
+
+
+def _outputs_to_verify(asset: str | None) -> list[DatasetOutput]:
+    """Every asset (and quarantine) of the clinical family, or `asset` and its inputs."""
+    outputs = list(asset_outputs())
+    if asset is None:
+        return [*outputs, *QUARANTINE_OUTPUTS]
+    by_key = {o.asset_key: o for o in outputs}
+    if asset not in by_key:
+        raise ValueError(f"no asset {asset!r}; assets are {', '.join(by_key)}")
+    chosen: list[DatasetOutput] = []
+    pending = [asset]
+    while pending:
+        key = pending.pop()
+        if key in by_key and by_key[key] not in chosen:
+            chosen.append(by_key[key])
+            pending += by_key[key].inputs
+    return [o for o in outputs if o in chosen]
+
+
+def _verify_landing(layout: LakeLayout, delivery: Delivery, found: Verification) -> str | None:
+    """Landed files against the manifest; the manifest's own sha256 (None without one)."""
+    landing = layout.landing(delivery)
+    manifest_uri = layout.manifest(delivery)
+    manifest = read_manifest(layout, delivery)
+    if manifest is None:
+        found.problems.append(f"{manifest_uri}: missing (no delivery manifest)")
+        return None
+    listed = {f["name"]: f for f in manifest.get("files", [])}
+    for name, entry in listed.items():
+        uri = f"{landing}/{name}"
+        found.landing_files += 1
+        now = digest_of(uri)
+        if now is None:
+            found.problems.append(f"{uri}: missing (the manifest lists it)")
+        elif now != (entry["size"], entry["sha256"]):
+            found.problems.append(
+                f"{uri}: modified ({now[0]} bytes, sha256 {now[1][:16]}…; the manifest says "
+                f"{entry['size']} bytes, {entry['sha256'][:16]}…)"
+            )
+    for name in _landing_names(layout, delivery):
+        if name not in listed and name != MANIFEST_NAME:
+            found.problems.append(f"{landing}/{name}: extra file (not in the manifest)")
+    manifest_digest = digest_of(manifest_uri)
+    return manifest_digest[1] if manifest_digest else None
+
+
+def _landing_names(layout: LakeLayout, delivery: Delivery) -> list[str]:
+    landing = layout.landing(delivery)
+    if landing.startswith("file:"):
+        folder = Path(local_path(landing))
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    from clinical_platform.lake import s3_keys_under
+
+    return sorted(s3_keys_under(landing.rstrip("/") + "/"))
+
+
+def _verify_record(
+    catalog: Any,
+    output: DatasetOutput,
+    record: dict[str, Any],
+    manifest_sha: str | None,
+    records_of: Any,
+    found: Verification,
+) -> None:
+    where = f"{output.asset_key} {record.get('partition')}"
+    if record_digest(record) != record.get("record_sha256"):
+        found.problems.append(
+            f"lineage record of {where} ({output.table} in system.lineage): modified (its "
+            f"sha256 is {record_digest(record)[:16]}…, committed as "
+            f"{str(record.get('record_sha256'))[:16]}…)"
+        )
+    files = record.get("data_files")
+    if files is None:
+        found.problems.append(
+            f"lineage record of {where}: lists no data files (committed before records were "
+            "verifiable); materialize the partition again"
+        )
+        files = []
+    for entry in files:
+        found.data_files += 1
+        now = digest_of(entry["path"])
+        if now is None:
+            found.problems.append(f"{entry['path']}: missing (a data file of {where})")
+        elif now != (entry["size"], entry["sha256"]):
+            found.problems.append(
+                f"{entry['path']}: modified (a data file of {where}; sha256 {now[1][:16]}…, "
+                f"committed as {entry['sha256'][:16]}…)"
+            )
+    if files or record.get("data_files") is not None:
+        recorded = {e["path"] for e in files}
+        for path in _current_files(catalog, output, Delivery.from_key(record["partition"])):
+            if path not in recorded:
+                found.problems.append(f"{path}: extra file in the committed partition {where}")
+    _verify_chain(output, record, manifest_sha, records_of, found, where)
+
+
+def _current_files(catalog: Any, output: DatasetOutput, delivery: Delivery) -> list[str]:
+    """The data files the table reads for the partition now (its current snapshot)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        table = catalog.load_table(output.table)
+    except NoSuchTableError:
+        return []
+    study, day = PARTITION_COLUMNS
+    condition = f"{study} = '{delivery.study}' AND {day} = '{delivery.delivery}'"
+    return sorted({task.file.file_path for task in table.scan(row_filter=condition).plan_files()})
+
+
+def _verify_chain(
+    output: DatasetOutput,
+    record: Mapping[str, Any],
+    manifest_sha: str | None,
+    records_of: Any,
+    found: Verification,
+    where: str,
+) -> None:
+    if "manifest_sha256" in record and record["manifest_sha256"] != manifest_sha:
+        found.problems.append(
+            f"{where}: broken chain: it read a delivery manifest with sha256 "
+            f"{str(record['manifest_sha256'])[:16]}…, landing's is {str(manifest_sha)[:16]}…"
+        )
+    for upstream in record.get("inputs", []):
+        expected = upstream.get("record_sha256")
+        if expected is None:
+            continue  # read before records were chained
+        table = upstream.get("table") or ""
+        versions: Sequence[Mapping[str, Any]] = records_of(table, upstream["partition"])
+        if not any(
+            v.get("record_sha256") == expected and record_digest(v) == expected for v in versions
+        ):
+            found.problems.append(
+                f"{where}: broken chain: it read the {upstream.get('asset')} record "
+                f"{expected[:16]}… of {upstream['partition']}, which no record in {table} "
+                "holds unchanged"
+            )
