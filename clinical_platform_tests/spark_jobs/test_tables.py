@@ -17,7 +17,14 @@ from clinical_platform.catalog import catalog_settings
 from spark_jobs.contracts.layout import Delivery, LakeLayout, Zone
 from spark_jobs.contracts.outputs import output
 from spark_jobs.contracts.tables import CATALOG, spark_conf
-from spark_jobs.storage.tables import Committed, LakeTables, companion, delivered, table_shaped
+from spark_jobs.storage.tables import (
+    COMMIT_ATTEMPTS,
+    Committed,
+    LakeTables,
+    companion,
+    delivered,
+    table_shaped,
+)
 
 DM = output(Zone.RAW, "dm")
 FIRST = Delivery("S01", "2024-01-15")
@@ -148,3 +155,39 @@ def test_a_missing_data_file_is_counted_out_and_named(
     Path(victim.removeprefix("file:")).unlink()
     rows, missing = tables.verified_count(DM, delivery)
     assert missing == [victim] and rows == 2 - files[0][1]
+
+
+class CommitRacing:
+    """What `LakeTables._commit` sees when another application keeps committing to the table:
+    Iceberg's own retries give up twice, then the statement goes through."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.statements: list[str] = []
+
+    def sql(self, statement: str) -> str:
+        self.statements.append(statement)
+        if statement.startswith("ALTER") and self.failures:
+            self.failures -= 1
+            raise RuntimeError(
+                "org.apache.iceberg.exceptions.CommitFailedException: Table metadata refresh is "
+                "required"
+            )
+        return "done"
+
+
+def test_a_commit_that_another_application_raced_is_refreshed_and_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("spark_jobs.storage.tables.time.sleep", lambda _: None)
+    tables = LakeTables.__new__(LakeTables)
+    racing = CommitRacing(failures=2)
+    tables.spark = racing  # pyright: ignore[reportAttributeAccessIssue]
+    statement = "ALTER TABLE t CREATE BRANCH b"
+    assert tables._commit("t", statement) == "done"  # pyright: ignore[reportPrivateUsage]
+    assert racing.statements == [statement, "REFRESH TABLE t"] * 2 + [statement]
+    racing = CommitRacing(failures=COMMIT_ATTEMPTS)
+    tables.spark = racing  # pyright: ignore[reportAttributeAccessIssue]
+    with pytest.raises(RuntimeError, match="CommitFailedException"):
+        tables._commit("t", statement)  # pyright: ignore[reportPrivateUsage]
+    assert racing.statements.count(statement) == COMMIT_ATTEMPTS

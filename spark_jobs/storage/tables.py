@@ -16,11 +16,12 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts.layout import Delivery, LakeLayout
@@ -155,7 +156,7 @@ class LakeTables:
         require_declared_schema(df, output)
         table = qualified(output.table)
         branch = stage_branch(delivery.study, delivery.delivery, self.run_id)
-        self.spark.sql(f"ALTER TABLE {table} CREATE BRANCH {branch}")
+        self._commit(table, f"ALTER TABLE {table} CREATE BRANCH {branch}")
         observation = Observation(f"{output.asset_key}_written")
         data = data_columns(df.columns)
         observed = df.observe(
@@ -176,6 +177,24 @@ class LakeTables:
         # delivery change no row hash (Spark's hashes skip nulls), and must not change it.
         data_digest = content_hash(rows, metrics.pop("_data_hash_sum"), "data")
         return Staged(output, delivery, branch, rows, digest, data_digest, metrics)
+
+    def _commit(self, table: str, statement: str) -> DataFrame:
+        """Run a statement that commits the table's metadata (a branch made, moved, dropped).
+
+        Another application may commit to the same table meanwhile (a backfill and a single
+        run of other deliveries). Iceberg retries these commits without re-reading the table
+        ("Table metadata refresh is required"), so the table is refreshed and the statement
+        tried again; each application only ever touches its own deliveries' branches.
+        """
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                return self.spark.sql(statement)
+            except Exception as error:
+                if "CommitFailedException" not in str(error) or attempt + 1 == COMMIT_ATTEMPTS:
+                    raise
+                self.spark.sql(f"REFRESH TABLE {table}")
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _row_hash(self, df: DataFrame) -> Column:
         """A row's fingerprint: run ids left out, landing URIs taken relative to the lake, so
@@ -207,8 +226,9 @@ class LakeTables:
         if target in ("*", staged.output.table):
             os._exit(137)  # the test hook: as if killed between writing and committing
         try:
-            moved = self.spark.sql(
-                f"CALL {qualified('system')}.fast_forward('{table}', 'main', '{staged.branch}')"
+            moved = self._commit(
+                table,
+                f"CALL {qualified('system')}.fast_forward('{table}', 'main', '{staged.branch}')",
             ).first()
             snapshot = int(moved["updated_ref"]) if moved is not None else None
         except Exception as error:
@@ -216,7 +236,7 @@ class LakeTables:
                 raise
             self._copy_onto_main(staged)
             snapshot = None
-        self.spark.sql(f"ALTER TABLE {table} DROP BRANCH IF EXISTS {staged.branch}")
+        self._commit(table, f"ALTER TABLE {table} DROP BRANCH IF EXISTS {staged.branch}")
         return snapshot if snapshot is not None else self.current_snapshot(staged.output)
 
     def _copy_onto_main(self, staged: Staged) -> None:
@@ -242,7 +262,9 @@ class LakeTables:
         return self.current_snapshot(target)
 
     def discard(self, staged: Staged) -> None:
-        self.spark.sql(f"ALTER TABLE {staged.table} DROP BRANCH IF EXISTS {staged.branch}")
+        self._commit(
+            staged.table, f"ALTER TABLE {staged.table} DROP BRANCH IF EXISTS {staged.branch}"
+        )
 
     def current_snapshot(self, output: DatasetOutput) -> int:
         table = qualified(output.table)
@@ -253,22 +275,22 @@ class LakeTables:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def data_files(self, output: DatasetOutput, delivery: Delivery) -> list[tuple[str, int]]:
-        """(path, record count) of every data file of the partition in the current version."""
-        rows = self.spark.sql(
-            f"SELECT file_path, record_count FROM {qualified(output.table)}.files "
+    def _files(self, output: DatasetOutput, delivery: Delivery, fields: str) -> list[Row]:
+        """Rows of the table's `files` metadata for the partition's current version."""
+        return self.spark.sql(
+            f"SELECT {fields} FROM {qualified(output.table)}.files "
             f"WHERE partition.{PARTITION_COLUMNS[0]} = {_sql_text(delivery.study)} "
             f"AND partition.{PARTITION_COLUMNS[1]} = {_sql_text(delivery.delivery)}"
         ).collect()
+
+    def data_files(self, output: DatasetOutput, delivery: Delivery) -> list[tuple[str, int]]:
+        """(path, record count) of every data file of the partition in the current version."""
+        rows = self._files(output, delivery, "file_path, record_count")
         return [(str(r["file_path"]), int(r["record_count"])) for r in rows]
 
     def file_digests(self, output: DatasetOutput, delivery: Delivery) -> list[dict[str, Any]]:
         """Path, size and sha256 of every data file of the partition's current version."""
-        rows = self.spark.sql(
-            f"SELECT file_path, file_size_in_bytes FROM {qualified(output.table)}.files "
-            f"WHERE partition.{PARTITION_COLUMNS[0]} = {_sql_text(delivery.study)} "
-            f"AND partition.{PARTITION_COLUMNS[1]} = {_sql_text(delivery.delivery)}"
-        ).collect()
+        rows = self._files(output, delivery, "file_path, file_size_in_bytes")
         storage = LakeStorage(self.spark)
         return [
             {
@@ -367,6 +389,9 @@ class LakeTables:
         """The lineage record of the delivery's partition as last committed, if any."""
         found = [r for r in self.records(output, delivery.study) if r["partition"] == delivery.key]
         return found[-1] if found else None
+
+
+COMMIT_ATTEMPTS = 5
 
 
 def _hash_of(columns: Sequence[str]) -> Column:
