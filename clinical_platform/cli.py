@@ -7,6 +7,7 @@ non-zero exit status; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -26,7 +27,8 @@ from clinical_platform.lineage.columns import (
     render_column_lineage,
     trace_column,
 )
-from clinical_platform.lineage.dossier import render_dossier
+from clinical_platform.lineage.dossier import asset_dossier, render_dossier
+from clinical_platform.lineage.html import render_html
 from clinical_platform.lineage.verify import verify_delivery
 from clinical_platform.runs import (
     BackfillOutcome,
@@ -48,7 +50,7 @@ from spark_jobs.contracts.layout import (
     PartitionKeyError,
     local_path,
 )
-from spark_jobs.contracts.outputs import CURATED_OUTPUTS, RAW_OUTPUTS
+from spark_jobs.contracts.outputs import CURATED_OUTPUTS, FEATURE_OUTPUTS, RAW_OUTPUTS
 from spark_jobs.contracts.protocol import EntryPoint
 
 EXIT_FAILED = 1
@@ -222,10 +224,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
-    if args.asset and not args.column:
-        raise CommandError("dossier --asset names the asset of --column; give --column too")
-    text = render_dossier(layout, delivery)
-    if args.column:
+    if args.format != "md":
+        if args.column:
+            raise CommandError(f"dossier --column is part of the md dossier, not {args.format}")
+        try:
+            found = asset_dossier(layout, delivery, args.asset or FEATURE_OUTPUTS[-1].asset_key)
+        except ValueError as error:
+            raise CommandError(f"dossier: {error}") from None
+        if args.format == "json":
+            text = json.dumps(found, indent=2, default=str) + "\n"
+        else:
+            text = render_html(found)
+    else:
+        text = render_dossier(layout, delivery)
+    if args.column and args.format == "md":
         try:
             hop = trace_column(layout, delivery, args.column, args.asset)
         except ColumnLineageError as error:
@@ -355,7 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also walk this column back to the variables of the landed files (e.g. sysbp_change)",
     )
     dossier.add_argument(
-        "--asset", help="the asset whose --column is meant (default: the first that has it)"
+        "--asset",
+        help="the asset of a JSON dossier (default: the feature table) or of --column "
+        "(default: the first that has it)",
+    )
+    dossier.add_argument(
+        "--format",
+        choices=("md", "json", "html"),
+        default="md",
+        help="md: the delivery's dossier; json: one asset's, with every partition and landed "
+        "file it was computed from, its checks and the verify result; html: the same as one "
+        "self-contained page with the lineage graph",
     )
     dossier.set_defaults(handler=cmd_dossier)
 

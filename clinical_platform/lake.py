@@ -298,7 +298,9 @@ def _upload(entries: list[Path], manifest: str, delivery: Delivery, layout: Lake
             with entry.open("rb") as body:
                 s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
         bucket, key = _bucket_key(layout.manifest(delivery))
-        s3.put_object(Bucket=bucket, Key=key, Body=manifest.encode("utf-8"))
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=manifest.encode("utf-8"), ChecksumAlgorithm="SHA256"
+        )
     except (BotoCoreError, ClientError) as error:
         raise LandingError(f"{landing}: upload failed ({error})") from None
 

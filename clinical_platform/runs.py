@@ -19,6 +19,7 @@ import dagster as dg
 from clinical_platform import settings
 from clinical_platform.clinical.checks import CHECKS_JOB_NAME, checks_job
 from clinical_platform.lake import landed_deliveries, read_manifest
+from clinical_platform.launchers.base import ENTRY_TAG
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts import RuleKind, carried_datasets
 from spark_jobs.contracts.layout import Delivery, LakeLayout
@@ -197,7 +198,7 @@ def materialize_delivery(
         job = dg.Definitions.merge(merged, dg.Definitions(jobs=[checks_job()])).resolve_job_def(
             CHECKS_JOB_NAME
         )
-    tags = {"clinical/entry": "cli"}
+    tags = {ENTRY_TAG: "cli"}
     if checks_only:
         # Dagster 1.13 cannot validate a partition for a job of checks alone; the partition tag
         # is what a partitioned run carries, and what the steps read their delivery from.
@@ -392,7 +393,7 @@ def backfill_deliveries(
             instance=instance,
             asset_selection=chosen,
             raise_on_error=False,
-            tags={"clinical/entry": "cli"}
+            tags={ENTRY_TAG: "cli"}
             | ({} if one else {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}),
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )

@@ -21,6 +21,7 @@ from clinical_platform.lake import (
     landed_deliveries,
     read_manifest,
 )
+from clinical_platform.lineage.verify import verify_landing
 from clinical_platform_tests.conftest import LAKE_BUCKET
 from clinical_platform_tests.helpers import run_command
 from clinical_platform_tests.launchers.emulator import AwsEmulator
@@ -528,3 +529,29 @@ def test_land_command_uploads_to_an_s3_lake(
     assert run_command(["land", str(source), *where])[1].startswith(
         f"{DELIVERY.key}: already landed (same files)"
     )
+
+
+def test_s3_landing_verifies_from_the_checksums_s3_keeps(
+    tmp_path: Path, s3_layout: LakeLayout, s3_calls: list[str]
+) -> None:
+    """`land` uploads with SHA-256 checksums, so verifying a landed S3 delivery reads no
+    file (HeadObject only); an object replaced without one is re-read and found modified, and
+    an object the manifest does not list is an extra file."""
+    land_delivery(delivery_folder(tmp_path), DELIVERY, s3_layout)
+    s3_calls.clear()
+    clean = verify_landing(s3_layout, DELIVERY)
+    assert (clean.holds, clean.landing_files) == (True, len(FILES))
+    # The manifest is read (GetObject); each landed file and the manifest answer HeadObject.
+    assert s3_calls.count("GetObject") == 1
+    assert s3_calls.count("HeadObject") == len(FILES) + 1
+    landing = s3_layout.landing(DELIVERY)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=LAKE_BUCKET, Key=bucket_key(f"{landing}/dm.csv")[1], Body=b"changed")
+    s3.put_object(Bucket=LAKE_BUCKET, Key=bucket_key(f"{landing}/extra.csv")[1], Body=b"x")
+    found = verify_landing(s3_layout, DELIVERY)
+    assert found.problems == [
+        f"{landing}/dm.csv: modified (listed in the manifest; 7 bytes, sha256 "
+        f"{hashlib.sha256(b'changed').hexdigest()[:16]}…; the manifest says "
+        f"{len(FILES['dm.csv'])} bytes, {hashlib.sha256(FILES['dm.csv']).hexdigest()[:16]}…)",
+        f"{landing}/extra.csv: extra file (not in the manifest)",
+    ]

@@ -9,7 +9,7 @@ which job to run on which partitions.
 """
 
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ from clinical_platform.lake import ClinicalLake, read_manifest
 from clinical_platform.launchers.base import (
     DeliveryFailure,
     DeliveryResult,
+    Reported,
     SecretUnavailable,
     SparkJob,
     SparkLauncher,
@@ -29,9 +30,11 @@ from clinical_platform.launchers.base import (
     with_metadata,
 )
 from clinical_platform.launchers.batch import StepEvent, stage_results
-from clinical_platform.launchers.bundle import code_version
+from clinical_platform.launchers.bundle import stage_code_version
 from clinical_platform.launchers.stages import replay, split
 from clinical_platform.lineage.dossier import write_dossier
+from clinical_platform.lineage.openlineage import StepLineage
+from clinical_platform.lineage.openlineage import configured as lineage_configured
 from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
 from spark_jobs.contracts.layout import Delivery, PartitionKeyError, Zone
@@ -56,6 +59,13 @@ def column_schema(output: DatasetOutput) -> dg.TableSchema:
     )
 
 
+STAGE_OF_ZONE = {
+    Zone.RAW: EntryPoint.INGEST,
+    Zone.CURATED: EntryPoint.CURATE,
+    Zone.FEATURES: EntryPoint.FEATURES,
+}
+
+
 def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
     """The Dagster face of a declared output: key, group, schema, deps, owners, kinds."""
     tags = {"family": output.family, "zone": output.zone.value}
@@ -71,7 +81,9 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
         kinds=KINDS,
         owners=OWNERS,
         tags=tags,
-        code_version=code_version(),
+        # Per stage: a change to one job's code makes only its assets (and what reads them)
+        # stale, not every partition of the lake.
+        code_version=stage_code_version(STAGE_OF_ZONE[output.zone]),
         partitions_def=CLINICAL_DELIVERIES,
         metadata={"dagster/column_schema": column_schema(output)},
         skippable=True,
@@ -197,16 +209,20 @@ def run_stage(
         context.log.warning(CHECKS_WITHOUT_DELIVERY)
         return
     deliveries = landed_deliveries_of(context, lake)
+    events = open_lineage(context, lake, deliveries)
+    if events is not None:
+        send(context, events.start)
     run = replay(context, stage.entry_point)
     # A replayed stage's application ended before the first step refreshed the dossiers.
     refresh = run is None and not checks_only(context)
     if run is None:
         run = launch(context, spark, lake, stage, deliveries, pseudonymization)
-    dossiers = {d.key: lake.layout.dossier(d) for d in deliveries}
     single = deliveries[0].key  # a one-delivery job's results name no partition
+    if events is not None:
+        done = committed(run, single)
+        send(context, lambda: events.finish(done, run.failure))
     run.results = [
-        with_metadata(r, {"dossier": dossiers[r.partition if isinstance(r, Batched) else single]})
-        for r in run.results
+        with_metadata(r, dossier_metadata(lake, partition_of(r, single), r)) for r in run.results
     ]
     try:
         yield from stage_results(context, run)
@@ -217,6 +233,52 @@ def run_stage(
                     write_dossier(lake.layout, delivery)
                 except Exception as error:  # noqa: BLE001 - a dossier never fails the data
                     context.log.warning(f"{delivery.key}: dossier not refreshed ({error})")
+
+
+def partition_of(result: Reported, single: str) -> str:
+    return result.partition if isinstance(result, Batched) else single
+
+
+def dossier_metadata(lake: ClinicalLake, partition: str, result: Reported) -> dict[str, str]:
+    """Where the delivery's dossier is, and the command that prints this asset's."""
+    delivery = Delivery.from_key(partition)
+    metadata = {"dossier": lake.layout.dossier(delivery)}
+    found = result.result if isinstance(result, DeliveryResult) else result
+    if isinstance(found, dg.MaterializeResult) and found.asset_key is not None:
+        metadata["dossier_command"] = (
+            f"clinical-platform dossier --study {delivery.study} --delivery "
+            f"{delivery.delivery} --asset {found.asset_key.to_user_string()} --format html "
+            "--out dossier.html"
+        )
+    return metadata
+
+
+def open_lineage(
+    context: dg.AssetExecutionContext, lake: ClinicalLake, deliveries: Sequence[Delivery]
+) -> StepLineage | None:
+    """The step's OpenLineage runs, when OpenLineage is configured (and the step writes)."""
+    if checks_only(context) or not lineage_configured():
+        return None
+    assets = [k.to_user_string() for k in context.selected_asset_keys]
+    return StepLineage(context.run.run_id, lake.layout.root, assets, [d.key for d in deliveries])
+
+
+def send(context: dg.AssetExecutionContext, emit: Callable[[], None]) -> None:
+    """Send lineage events; one that cannot be sent is logged, never fails the step."""
+    try:
+        emit()
+    except Exception as error:  # noqa: BLE001 - lineage export never fails the data
+        context.log.warning(f"OpenLineage events not sent: {error}")
+
+
+def committed(run: SparkRun, single: str) -> list[tuple[str, str]]:
+    """(asset, delivery) of every partition the job committed (one delivery's name none)."""
+    found: list[tuple[str, str]] = []
+    for reported in run.results:
+        result = reported.result if isinstance(reported, DeliveryResult) else reported
+        if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
+            found.append((result.asset_key.to_user_string(), partition_of(reported, single)))
+    return found
 
 
 def launch(

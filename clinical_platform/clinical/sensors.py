@@ -31,6 +31,7 @@ from clinical_platform.landing_zone import (
     landing_zone,
     manifest_key,
 )
+from clinical_platform.launchers.base import ENTRY_TAG
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from clinical_platform.runs import assets_of_files
 from spark_jobs.contracts import DATA_EXTENSIONS, skip_reason
@@ -40,7 +41,6 @@ from spark_jobs.contracts.outputs import RAW_OUTPUTS, asset_outputs
 SENSOR_NAME = "clinical_landing_sensor"
 DELIVERY_TAG = "clinical/delivery"
 MANIFEST_TAG = "clinical/manifest_sha256"
-ENTRY_TAG = "clinical/entry"
 CLINICAL_KEYS = [dg.AssetKey(o.asset_key) for o in asset_outputs()]
 RAW_KEYS = frozenset(dg.AssetKey(o.asset_key) for o in RAW_OUTPUTS)
 

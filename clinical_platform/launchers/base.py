@@ -7,6 +7,7 @@ never knows where Spark ran.
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 from abc import ABC, abstractmethod
@@ -29,6 +30,7 @@ from spark_jobs.contracts.protocol import (
     GIT_SHA_ENV,
     LAUNCHER_ENV,
     STAGE,
+    STARTED_BY_ENV,
 )
 
 Result = dg.MaterializeResult | dg.AssetCheckResult
@@ -175,11 +177,13 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
             "code_version": bundle.sha256,
             "git_sha": git_revision(),
             "launcher": self.description,
+            "started_by": started_by(context.run.tags),
         }
         env = {
             CODE_VERSION_ENV: bundle.sha256,
             GIT_SHA_ENV: provenance["git_sha"],
             LAUNCHER_ENV: self.description,
+            STARTED_BY_ENV: provenance["started_by"],
             **secrets,
         }
         checks = selected_checks(context) if job.checks is None else [list(c) for c in job.checks]
@@ -188,6 +192,29 @@ class SparkLauncher(dg.ConfigurableResource, ABC):
         run.provenance = {**provenance, **run.details}
         run.results = [with_metadata(r, run.provenance) for r in run.results]
         return run
+
+
+# How the platform tags the runs it starts itself: "cli" (materialize, backfill, demo) or
+# "sensor" (the landing sensor).
+ENTRY_TAG = "clinical/entry"
+
+
+def started_by(tags: Mapping[str, str]) -> str:
+    """Who started a run, from its tags, for every lineage record it writes: the user where
+    Dagster knows one (Dagster+), the sensor or schedule, the OS user of a command-line run;
+    Dagster OSS records no user for a launch from the UI."""
+    for tag, kind in (
+        ("dagster/user", "user"),
+        ("dagster/sensor_name", "sensor"),
+        ("dagster/schedule_name", "schedule"),
+    ):
+        if tags.get(tag):
+            return f"{kind}:{'_'.join(tags[tag].split())}"
+    if tags.get(ENTRY_TAG) == "cli":
+        return f"cli:{'_'.join(getpass.getuser().split())}"
+    if tags.get("dagster/backfill"):
+        return f"backfill:{tags['dagster/backfill']}"
+    return "dagster:no-user-recorded"
 
 
 def reported_results(session: dg.PipesSession) -> list[Reported]:

@@ -7,6 +7,7 @@ uploaded twice.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import shutil
@@ -97,5 +98,50 @@ def build_bundle() -> CodeBundle:
 
 
 def code_version() -> str:
-    """The code version of every Spark-backed asset: the bundle hash, short form."""
+    """The version of the whole bundle, short form (each record keeps the full hash)."""
     return build_bundle().version
+
+
+def stage_code_version(entry_point: str, package_dir: Path = PACKAGE_DIR) -> str:
+    """The Dagster code version of one stage's assets: a hash of the `spark_jobs` modules its
+    entry point imports, directly or not. A change to features.py then makes only the feature
+    partitions stale in the UI; a change to a module every stage imports, all of them."""
+    digest = hashlib.sha256()
+    for path in sorted(imported_modules(package_dir / f"{entry_point}.py", package_dir)):
+        digest.update(path.relative_to(package_dir).as_posix().encode("utf-8") + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def imported_modules(script: Path, package_dir: Path = PACKAGE_DIR) -> set[Path]:
+    """`script` and every module of the package it imports, with their packages' __init__."""
+    found: set[Path] = set()
+    pending = [script]
+    while pending:
+        path = pending.pop()
+        if path in found:
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                pending += _module_files(name, package_dir)
+    return found
+
+
+def _module_files(name: str, package_dir: Path) -> list[Path]:
+    """The files importing `name` runs inside the package (none outside it)."""
+    parts = name.split(".")
+    if parts[0] != package_dir.name:
+        return []
+    files: list[Path] = []
+    for depth in range(1, len(parts) + 1):
+        base = package_dir.joinpath(*parts[1:depth])
+        for candidate in (base / "__init__.py", base.with_suffix(".py")):
+            if candidate.is_file() and candidate != package_dir.with_suffix(".py"):
+                files.append(candidate)
+    return files

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from clinical_platform.catalog import catalog_settings, latest_record, open_catalog
 from clinical_platform.lake import (
     delivery_records,
     read_manifest,
@@ -19,7 +20,7 @@ from clinical_platform.lake import (
 )
 from clinical_platform.lineage.verify import verify_delivery
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
-from spark_jobs.contracts.outputs import asset_outputs
+from spark_jobs.contracts.outputs import Zone, asset_outputs
 
 
 def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
@@ -150,8 +151,9 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
             "",
             f"### {r['asset']}",
             "",
-            f"- produced at {r.get('produced_at')} by `{r.get('launcher')}`, git "
-            f"`{r.get('git_sha')}`",
+            f"- produced at {r.get('produced_at')} by `{r.get('launcher')}` (Spark "
+            f"application `{r.get('spark_application_id')}`, run `{r.get('run_id')}`), "
+            f"started by `{r.get('started_by', 'not recorded')}`, git `{r.get('git_sha')}`",
             f"- table `{r.get('table')}` snapshot `{r.get('snapshot_id')}`; this record's sha256 "
             f"`{r.get('record_sha256')}`",
         ]
@@ -181,6 +183,84 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
                 if said:
                     lines.append(f"  - {c['check']}: {said}")
     return "\n".join(lines) + "\n"
+
+
+# What the JSON dossier keeps of each record, besides its checks.
+RECORD_FIELDS = (
+    "partition",
+    "status",
+    "reason",
+    "rows",
+    "content_hash",
+    "data_hash",
+    "snapshot_id",
+    "code_version",
+    "git_sha",
+    "launcher",
+    "spark_application_id",
+    "run_id",
+    "started_by",
+    "produced_at",
+    "record_sha256",
+)
+
+
+def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[str, Any]:
+    """The dossier of one asset's partition as data: every partition it was computed from
+    (walking the inputs each record names, earlier deliveries included), the landed files it
+    was computed from and those it was not, every check result, and the verify result."""
+    by_key = {o.asset_key: o for o in asset_outputs()}
+    if asset not in by_key:
+        raise ValueError(f"no asset {asset!r}; assets are {', '.join(by_key)}")
+    catalog = open_catalog(catalog_settings(layout))
+    hops: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    pending = [(asset, delivery.key)]
+    while pending:
+        key, partition = pending.pop(0)
+        if (key, partition) in seen or key not in by_key:
+            continue
+        seen.add((key, partition))
+        record = latest_record(catalog, by_key[key].table, Delivery.from_key(partition))
+        if record is None:
+            hops.append({"asset": key, "partition": partition, "status": "not committed"})
+            continue
+        hop = {"asset": key, **{f: record[f] for f in RECORD_FIELDS if f in record}}
+        hop["checks"] = record.get("checks", [])
+        inputs = record.get("inputs", [])
+        hop["inputs"] = [f"{i.get('asset')} {i.get('partition')}" for i in inputs]
+        hops.append(hop)
+        pending += [(i.get("asset"), i.get("partition")) for i in inputs]
+        if by_key[key].zone is Zone.RAW:
+            hop["sources"] = [s for s in record.get("sources", []) if s.get("accepted", True)]
+    used = {(h["partition"], s["name"]): s["sha256"] for h in hops for s in h.get("sources", [])}
+    manifest = read_manifest(layout, delivery) or {"files": []}
+    landed = [
+        {
+            "name": f["name"],
+            "size": f["size"],
+            "sha256": f["sha256"],
+            "computed_from": (delivery.key, f["name"]) in used,
+        }
+        for f in manifest["files"]
+    ]
+    found = verify_delivery(layout, delivery, asset)
+    return {
+        "delivery": delivery.key,
+        "asset": asset,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "computed_from": [
+            {"partition": partition, "file": name, "sha256": digest}
+            for (partition, name), digest in sorted(used.items())
+        ],
+        "landed_files": landed,
+        "assets": hops,
+        "verification": {
+            "holds": found.holds,
+            "summary": found.summary,
+            "problems": found.problems,
+        },
+    }
 
 
 def write_dossier(layout: LakeLayout, delivery: Delivery) -> str:

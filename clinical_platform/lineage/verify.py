@@ -19,6 +19,7 @@ so the hashes come from the records.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,7 +62,13 @@ class Verification:
 
 
 def digest_of(uri: str) -> tuple[int, str] | None:
-    """Size and sha256 of a local or S3 file, read in chunks; None when it does not exist."""
+    """Size and sha256 of a local or S3 file; None when it does not exist. An S3 object that
+    was stored with a whole-object SHA-256 checksum (as `land` uploads) is not read: S3
+    checked that checksum against the bytes it received."""
+    if "://" in uri and not uri.startswith("file:"):
+        stored = _s3_checksum(uri)
+        if stored is not None:
+            return stored
     size, digest = 0, hashlib.sha256()
     try:
         for chunk in _chunks(uri):
@@ -70,6 +77,22 @@ def digest_of(uri: str) -> tuple[int, str] | None:
     except FileNotFoundError:
         return None
     return size, digest.hexdigest()
+
+
+def _s3_checksum(uri: str) -> tuple[int, str] | None:
+    """(size, sha256) from the object's stored SHA-256 checksum, None where it has none."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    try:
+        head = boto3.client("s3").head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError:
+        return None  # missing or unreadable: reading it says which
+    checksum = head.get("ChecksumSHA256")
+    if not checksum or "-" in checksum or head.get("ChecksumType") == "COMPOSITE":
+        return None  # none, or one of a multipart upload's parts: not the file's sha256
+    return int(head["ContentLength"]), base64.b64decode(checksum).hex()
 
 
 def _chunks(uri: str) -> Iterator[bytes]:
@@ -142,6 +165,13 @@ def _outputs_to_verify(asset: str | None) -> list[DatasetOutput]:
     return [o for o in outputs if o in chosen]
 
 
+def verify_landing(layout: LakeLayout, delivery: Delivery) -> Verification:
+    """The landed files alone against the delivery's manifest."""
+    found = Verification(delivery)
+    _verify_landing(layout, delivery, found)
+    return found
+
+
 def _verify_landing(layout: LakeLayout, delivery: Delivery, found: Verification) -> str | None:
     """Landed files against the manifest; the manifest's own sha256 (None without one)."""
     landing = layout.landing(delivery)
@@ -152,21 +182,30 @@ def _verify_landing(layout: LakeLayout, delivery: Delivery, found: Verification)
         return None
     listed = {f["name"]: f for f in manifest.get("files", [])}
     for name, entry in listed.items():
-        uri = f"{landing}/{name}"
         found.landing_files += 1
-        now = digest_of(uri)
-        if now is None:
-            found.problems.append(f"{uri}: missing (the manifest lists it)")
-        elif now != (entry["size"], entry["sha256"]):
-            found.problems.append(
-                f"{uri}: modified ({now[0]} bytes, sha256 {now[1][:16]}…; the manifest says "
-                f"{entry['size']} bytes, {entry['sha256'][:16]}…)"
-            )
+        problem = _changed(
+            f"{landing}/{name}", entry, "listed in the manifest", "the manifest says"
+        )
+        if problem:
+            found.problems.append(problem)
     for name in _landing_names(layout, delivery):
         if name not in listed and name != MANIFEST_NAME:
             found.problems.append(f"{landing}/{name}: extra file (not in the manifest)")
     manifest_digest = digest_of(manifest_uri)
     return manifest_digest[1] if manifest_digest else None
+
+
+def _changed(uri: str, recorded: Mapping[str, Any], what: str, said: str) -> str | None:
+    """One line when the file is missing, or its size or sha256 is not what was recorded."""
+    now = digest_of(uri)
+    if now is None:
+        return f"{uri}: missing ({what})"
+    if now == (recorded["size"], recorded["sha256"]):
+        return None
+    return (
+        f"{uri}: modified ({what}; {now[0]} bytes, sha256 {now[1][:16]}…; {said} "
+        f"{recorded['size']} bytes, {str(recorded['sha256'])[:16]}…)"
+    )
 
 
 def _landing_names(layout: LakeLayout, delivery: Delivery) -> list[str]:
@@ -203,14 +242,9 @@ def _verify_record(
         files = []
     for entry in files:
         found.data_files += 1
-        now = digest_of(entry["path"])
-        if now is None:
-            found.problems.append(f"{entry['path']}: missing (a data file of {where})")
-        elif now != (entry["size"], entry["sha256"]):
-            found.problems.append(
-                f"{entry['path']}: modified (a data file of {where}; sha256 {now[1][:16]}…, "
-                f"committed as {entry['sha256'][:16]}…)"
-            )
+        problem = _changed(entry["path"], entry, f"a data file of {where}", "committed as")
+        if problem:
+            found.problems.append(problem)
     if files or record.get("data_files") is not None:
         recorded = {e["path"] for e in files}
         for path in _current_files(catalog, output, Delivery.from_key(record["partition"])):

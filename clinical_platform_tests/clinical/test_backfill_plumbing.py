@@ -10,6 +10,7 @@ selection. `test_backfill.py` runs the real jobs on the CDISC pilot.
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -19,6 +20,10 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.temporal_context import TemporalContext
+from dagster._time import get_current_datetime
 
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.lake import ClinicalLake, land_delivery
@@ -47,6 +52,7 @@ GOOD = [Delivery(STUDY, "2024-01-15"), Delivery(STUDY, "2024-03-20")]
 BAD = Delivery(STUDY, "2024-02-15")  # its dm.xpt is "truncated"
 FILES = ("dm.xpt", "vs.xpt")
 LAUNCHES: list[tuple[str, list[str]]] = []
+FRESH = StaleStatus.FRESH
 
 # The jobs' argument parsing, batching and reporting, with Spark's work replaced by a rule: a
 # delivery holds as many rows as the day of its date; BAD's DM (or the launcher's `bad_dataset`)
@@ -63,7 +69,7 @@ from spark_jobs.runtime.arguments import (
 from spark_jobs.runtime.reporting import CheckOutcome
 from spark_jobs.runtime.session import JobError, for_each_delivery, run_job
 
-entry, bad, bad_dataset, crash = sys.argv[1:5]
+entry, bad, bad_dataset, crash, extra = sys.argv[1:6]
 
 def parse(entry, argv):
     parser = delivery_parser(entry, "A scripted job.")
@@ -87,7 +93,7 @@ def report(entry, ns, reporter, key, name):
     if broken and entry == "curate":
         reporter.checks(declared.asset_key, [readable])
         return
-    rows = 0 if broken else int(key[-2:])
+    rows = 0 if broken else int(key[-2:]) + int(extra)
     metadata = {"status": "rejected" if broken else "accepted", "dagster/row_count": rows}
     if not ns.checks_only:  # re-evaluating checks writes and materializes nothing
         reporter.materialization(declared.asset_key, metadata, data_version=f"{key}:{rows}")
@@ -107,10 +113,10 @@ def body(entry, ns, reporter):
 # The real pipeline entry point, its stages' work scripted as above.
 pipeline.STAGES = {e: (partial(parse, e), partial(body, e)) for e in pipeline.STAGES}
 if entry == "pipeline":
-    stages = pipeline.parse_args(sys.argv[5:])
+    stages = pipeline.parse_args(sys.argv[6:])
     run_job(entry, lambda reporter: pipeline.run_stages(stages, reporter))
 else:
-    ns = parse(entry, sys.argv[5:])
+    ns = parse(entry, sys.argv[6:])
     run_job(entry, lambda reporter: body(entry, ns, reporter))
 """
 
@@ -133,6 +139,7 @@ class ScriptedLauncher(SparkLauncher):
 
     bad_delivery: str = BAD.key
     bad_dataset: str = "dm"  # its file in the bad delivery is "truncated"
+    extra_rows: int = 0  # more rows than the rule gives: different data, another data version
     crash_stage: str = "none"  # a stage whose work raises an unexpected error
 
     @property
@@ -148,7 +155,7 @@ class ScriptedLauncher(SparkLauncher):
     ) -> SparkRun:
         LAUNCHES.append((job.entry_point, list(job.arguments)))
         command = [sys.executable, "-c", JOB, job.entry_point, self.bad_delivery]
-        command += [self.bad_dataset, self.crash_stage]
+        command += [self.bad_dataset, self.crash_stage, str(self.extra_rows)]
         command += job.arguments
         with dg.open_pipes_session(
             context=context,
@@ -458,3 +465,99 @@ def test_backfill_refusals_are_one_line(
     assert code == 1 and not out, (out, err)
     assert err.startswith("clinical-platform: ") and err.count("\n") == 1, err
     assert fragment in err, err
+
+
+def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    """Through the resolver behind the UI's staleness (the GraphQL `staleStatus` field): a
+    change to the features job's code makes only the feature partitions stale; new data in
+    one delivery's raw DM makes only that delivery's downstream partitions stale, hop by hop."""
+    instance = dg.DagsterInstance.ephemeral()
+    keys = ["raw_dm", "curated_dm", "features_subject_profile"]
+    for delivery in GOOD:
+        selection = select_assets(scripted, ["*_dm", "features_*"])
+        assert materialize_delivery(scripted, delivery, instance, selection).success
+
+    def stale(defs: dg.Definitions) -> dict[str, list[str]]:
+        graph = defs.resolve_asset_graph()
+        # As the webserver's workspace context builds it for the `staleStatus` field.
+        view = AssetGraphView(
+            temporal_context=TemporalContext(
+                effective_dt=get_current_datetime(), last_event_id=None
+            ),
+            instance=instance,
+            asset_graph=graph,
+        )
+        resolver = CachingStaleStatusResolver(instance, asset_graph=graph, loading_context=view)
+        return {
+            d.key: [k for k in keys if resolver.get_status(dg.AssetKey(k), d.key) != FRESH]
+            for d in GOOD
+        }
+
+    assert stale(scripted) == {GOOD[0].key: [], GOOD[1].key: []}
+    # Each stage's code version is its own job's modules: this is what editing features.py does.
+    edited = dg.map_asset_specs(
+        lambda spec: (
+            spec.replace_attributes(code_version="edited")
+            if spec.key == dg.AssetKey("features_subject_profile")
+            else spec
+        ),
+        CLINICAL_ASSETS,
+    )
+    with_edit = dg.Definitions(assets=edited, resources=scripted.resources)
+    only_features = ["features_subject_profile"]
+    assert stale(with_edit) == {GOOD[0].key: only_features, GOOD[1].key: only_features}
+
+    # GOOD[0]'s DM is ingested again and comes out different (a corrected landing file).
+    changed = scripted_with(lake, ScriptedLauncher(extra_rows=5))
+    outcome = materialize_delivery(changed, GOOD[0], instance, [dg.AssetKey("raw_dm")])
+    assert outcome.rows == {"raw_dm": int(GOOD[0].delivery[-2:]) + 5}
+    # Dagster marks the partition that read the old data; once it is rebuilt, the next one.
+    assert stale(scripted) == {GOOD[0].key: ["curated_dm"], GOOD[1].key: []}
+    materialize_delivery(changed, GOOD[0], instance, [dg.AssetKey("curated_dm")])
+    assert stale(scripted) == {GOOD[0].key: ["features_subject_profile"], GOOD[1].key: []}
+
+
+def test_openlineage_gets_a_start_and_an_end_per_asset_and_delivery(
+    lake: LakeLayout, scripted: dg.Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a file transport configured, each asset and delivery of a step is one OpenLineage
+    run: START, then COMPLETE with the table, its schema and column lineage, or FAIL with
+    why. A step Dagster skipped (BAD's features) sends nothing."""
+    events_file = tmp_path / "openlineage.jsonl"
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "file")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", str(events_file))
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
+    instance = dg.DagsterInstance.ephemeral()
+    selection = select_assets(scripted, ["*_dm", "features_*"])
+    for delivery in (GOOD[0], BAD):
+        materialize_delivery(scripted, delivery, instance, selection)
+
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["job"]["name"], []).append(event["eventType"])
+        assert event["job"]["namespace"] == "clinical-platform"
+    good, bad = GOOD[0].key, BAD.key
+    assert runs == {
+        f"raw_dm/{good}": ["START", "COMPLETE"],
+        f"curated_dm/{good}": ["START", "COMPLETE"],
+        f"features_subject_profile/{good}": ["START", "COMPLETE"],
+        f"raw_dm/{bad}": ["START", "COMPLETE"],  # committed, empty, as rejected
+        f"curated_dm/{bad}": ["START", "FAIL"],
+    }
+    assert len({e["run"]["runId"] for e in events}) == len(runs)
+    [profile] = [
+        e
+        for e in events
+        if e["job"]["name"].startswith("features") and e["eventType"] == "COMPLETE"
+    ]
+    [output] = profile["outputs"]
+    assert (output["namespace"], output["name"]) == (lake.root, "features.clinical_subject_profile")
+    sources = output["facets"]["columnLineage"]["fields"]["sysbp_change"]["inputFields"]
+    assert sorted(f["field"] for f in sources) == ["VISITNUM", "VSBLFL", "VSSTRESN", "VSTESTCD"]
+    assert {f["name"] for f in sources} == {"curated.clinical_vs"}
+    assert "curated.clinical_dm" in [i["name"] for i in profile["inputs"]]
+    [failed] = [e for e in events if e["eventType"] == "FAIL"]
+    assert "did not commit" in failed["run"]["facets"]["errorMessage"]["message"]

@@ -50,9 +50,12 @@ def test_each_run_refreshes_and_names_the_delivery_dossier(
     assert outcome.success
     dossier = Path(local_path(lake.dossier(GOOD[0])))
     assert dossier.read_text().startswith(f"# Audit dossier — {GOOD[0].key}")
-    assert metadata_of(
-        partition_materialization(instance, "raw_dm", GOOD[0]), "dossier"
-    ) == lake.dossier(GOOD[0])
+    raw_dm = partition_materialization(instance, "raw_dm", GOOD[0])
+    assert metadata_of(raw_dm, "dossier") == lake.dossier(GOOD[0])
+    assert metadata_of(raw_dm, "dossier_command") == (
+        f"clinical-platform dossier --study {GOOD[0].study} --delivery {GOOD[0].delivery} "
+        "--asset raw_dm --format html --out dossier.html"
+    )
 
 
 def test_a_bad_or_unlanded_partition_fails_at_once_in_one_line(

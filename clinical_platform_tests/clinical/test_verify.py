@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import pyarrow as pa
 import pytest
 
 from clinical_platform import cli
+from clinical_platform.catalog import lineage_records
 from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform.lineage.verify import record_digest, verify_delivery
+from clinical_platform_tests.clinical.test_pilot_end_to_end import readme_checksums
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import lake_catalog, lineage
 from spark_jobs.contracts.layout import LakeLayout, local_path
@@ -67,13 +70,21 @@ def test_the_untouched_pilot_verifies_clean_and_its_records_are_chained(
     features = lineage(pilot_run.lake, "features", "subject_profile", pilot_run.delivery)
     manifest = Path(local_path(LakeLayout(str(pilot_run.lake)).manifest(pilot_run.delivery)))
     assert raw["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
-    assert curated["inputs"][0]["record_sha256"] == raw["record_sha256"] == record_digest(raw)
+    assert raw["record_sha256"] == record_digest(raw)
+    # Each record names the sha256 of a record (this version or an earlier one) of its input.
+    catalog = lake_catalog(pilot_run.lake)
+    raw_versions = lineage_records(catalog, "raw.clinical_vs", pilot_run.delivery)
+    curated_versions = lineage_records(catalog, "curated.clinical_vs", pilot_run.delivery)
+    assert curated["inputs"][0]["record_sha256"] in {r["record_sha256"] for r in raw_versions}
     by_asset = {i["asset"]: i["record_sha256"] for i in features["inputs"]}
-    assert by_asset["curated_vs"] == curated["record_sha256"]
+    assert by_asset["curated_vs"] in {r["record_sha256"] for r in curated_versions}
     for entry in curated["data_files"]:
         data = Path(local_path(entry["path"])).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
     assert sum(1 for _ in curated["data_files"]) >= 1
+    # Who, when, where: a run with no user or sensor tag (Dagster OSS records no user).
+    assert curated["started_by"] == "dagster:no-user-recorded"
+    assert curated["spark_application_id"].startswith("local-") and curated["produced_at"]
 
 
 def test_a_flipped_byte_in_a_landed_file_is_named(
@@ -86,8 +97,8 @@ def test_a_flipped_byte_in_a_landed_file_is_named(
         dossier = render_dossier(layout, pilot_run.delivery)
     assert code == 1
     [line] = out.splitlines()
-    assert line.endswith("/vs.xpt: modified (7355760 bytes, sha256 " + line.split("sha256 ")[1])
-    assert "the manifest says 7355760 bytes, ce2c17eeb807e2a3…" in line
+    assert "/vs.xpt: modified (listed in the manifest; 7355760 bytes, sha256 " in line
+    assert line.endswith("; the manifest says 7355760 bytes, ce2c17eeb807e2a3…)")
     assert err.startswith("clinical-platform: CDISCPILOT01/2024-01-15: 1 problem(s)")
     assert "**CDISCPILOT01/2024-01-15: 1 problem(s)" in dossier and f"- {line}" in dossier
     assert run_verify(pilot_run, capsys)[0] == 0  # put back: clean again
@@ -102,18 +113,19 @@ def test_a_flipped_byte_in_a_committed_data_file_is_named(
         code, out, _ = run_verify(pilot_run, capsys, "--asset", "curated_vs")
         found = verify_delivery(LakeLayout(str(pilot_run.lake)), pilot_run.delivery)
     assert code == 1
-    assert out.splitlines() == [
-        f"{path}: modified (a data file of curated_vs CDISCPILOT01/2024-01-15; sha256 "
-        + out.split("; sha256 ")[1].strip()
-    ]
+    [line] = out.splitlines()
+    assert line.startswith(f"{path}: modified (a data file of curated_vs CDISCPILOT01/2024-01-15; ")
+    size, digest = curated["data_files"][0]["size"], curated["data_files"][0]["sha256"]
+    assert line.endswith(f"; committed as {size} bytes, {digest[:16]}…)")
     assert found.problems == out.splitlines()
 
 
 def test_a_flipped_byte_in_a_lineage_record_is_named(
     pilot_run: PilotRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The curated VS record rewritten in place with one byte of its text changed (its row
-    count), as an edit of the lineage table would leave it; the catalog is put back after."""
+    """The curated VS records rewritten in place with one byte of their text changed (the
+    row count), as an edit of the lineage table would leave them; the catalog is put back
+    after. Every version is edited, the one features read among them."""
     layout = LakeLayout(str(pilot_run.lake))
     catalog_file = Path(local_path(layout.catalog_db))
     saved = catalog_file.read_bytes()
@@ -122,8 +134,9 @@ def test_a_flipped_byte_in_a_lineage_record_is_named(
         "table_name = 'curated.clinical_vs' AND study = 'CDISCPILOT01' AND delivery = '2024-01-15'"
     )
     rows = table.scan(row_filter=condition).to_arrow().to_pylist()
-    assert len(rows) == 1 and '"out": 29643' in rows[0]["record"]
-    rows[0]["record"] = rows[0]["record"].replace('"out": 29643', '"out": 29642')
+    assert rows and all('"out": 29643' in row["record"] for row in rows)
+    for row in rows:
+        row["record"] = row["record"].replace('"out": 29643', '"out": 29642')
     try:
         table.overwrite(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()), condition)
         code, out, _ = run_verify(pilot_run, capsys)
@@ -143,3 +156,38 @@ def test_a_flipped_byte_in_a_lineage_record_is_named(
         for line in out.splitlines()
     ), out
     assert run_verify(pilot_run, capsys)[0] == 0
+
+
+def test_the_json_dossier_of_the_features_names_every_file_and_partition_behind_them(
+    pilot_run: PilotRun, pilot_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SDTM files the feature table was computed from (SV is landed but not read by it,
+    define.xml is not ingested), every intermediate partition with its code version and
+    checks, and the verify result."""
+    key = pilot_run.delivery
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        where = ["--study", key.study, "--delivery", key.delivery, "--lake", str(pilot_run.lake)]
+        cli.main(["dossier", *where, "--format", "json"])
+    assert exited.value.code == 0
+    dossier = json.loads(capsys.readouterr().out)
+    published = readme_checksums(pilot_dir)
+    read = ["ae.xpt", "dm.xpt", "ds.xpt", "ex.xpt", "lbch.xpt", "lbhe.xpt", "vs.xpt"]
+    assert {f["file"]: f["sha256"] for f in dossier["computed_from"]} == {
+        name: published[name] for name in read
+    }
+    landed = {f["name"]: f["computed_from"] for f in dossier["landed_files"]}
+    assert sorted(n for n, used in landed.items() if not used) == [
+        "README.md",
+        "define.xml",
+        "sv.xpt",
+    ]
+    domains = ["dm", "ae", "vs", "lb", "ex", "ds"]
+    assert sorted(a["asset"] for a in dossier["assets"]) == sorted(
+        ["features_subject_profile"] + [f"{z}_{d}" for z in ("raw", "curated") for d in domains]
+    )
+    for hop in dossier["assets"]:
+        assert hop["partition"] == key.key and hop["status"] == "accepted", hop["asset"]
+        assert len(hop["code_version"]) == 64 and hop["checks"], hop["asset"]
+        assert all(check["passed"] for check in hop["checks"]), hop["asset"]
+    assert dossier["verification"]["holds"] is True

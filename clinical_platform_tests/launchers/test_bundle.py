@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from clinical_platform.launchers import bundle
-from clinical_platform.launchers.bundle import ENTRY_POINTS, PACKAGE_DIR, build_bundle, code_version
+from clinical_platform.launchers.bundle import (
+    ENTRY_POINTS,
+    PACKAGE_DIR,
+    build_bundle,
+    code_version,
+    imported_modules,
+    stage_code_version,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +180,26 @@ def test_concurrent_writers_of_one_bundle_both_succeed(
     assert target == other_run["target"] == tmp_path / code.sha256
     assert (target / "spark_jobs.zip").read_bytes() == code.archive
     assert sorted(p.name for p in tmp_path.iterdir()) == [code.sha256]
+
+
+def test_each_stage_has_the_code_version_of_the_modules_its_job_imports(tmp_path: Path) -> None:
+    """Editing features.py changes only the features stage's version (so only feature
+    partitions turn stale in the UI); editing a module every job imports changes them all."""
+    package = tmp_path / "spark_jobs"
+    shutil.copytree(PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    stages = ("ingest", "curate", "features")
+
+    def versions() -> dict[str, str]:
+        return {s: stage_code_version(s, package) for s in stages}
+
+    before = versions()
+    assert before == {s: stage_code_version(s) for s in stages} and len(set(before.values())) == 3
+    assert package / "subject_profile.py" in imported_modules(package / "features.py", package)
+    assert package / "subject_profile.py" not in imported_modules(package / "ingest.py", package)
+    with (package / "features.py").open("a") as script:
+        script.write("\n# an edit\n")
+    edited = versions()
+    assert [s for s in stages if edited[s] != before[s]] == ["features"]
+    with (package / "contracts" / "outputs.py").open("a") as shared:
+        shared.write("\n# an edit\n")
+    assert all(versions()[s] != edited[s] for s in stages)

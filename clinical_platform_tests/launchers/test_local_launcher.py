@@ -6,6 +6,7 @@ starts at all and whether a user sees a useful one-line reason when it fails.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import subprocess
@@ -19,12 +20,14 @@ import pytest
 
 from clinical_platform.launchers import base
 from clinical_platform.launchers.base import (
+    ENTRY_TAG,
     SecretUnavailable,
     SparkJob,
     explain_failure,
     git_revision,
     job_failure_reason,
     last_error_line,
+    started_by,
 )
 from clinical_platform.launchers.local import (
     DEFAULT_CONF,
@@ -353,3 +356,22 @@ def test_a_line_cut_off_for_good_is_still_handed_over(tmp_path: Path) -> None:
         '{"method": "opened"}\n',
         '{"method": "rep',
     ]
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({"dagster/user": "ana@example.org"}, "user:ana@example.org"),
+        (
+            {"dagster/sensor_name": "clinical_landing_sensor", ENTRY_TAG: "sensor"},
+            "sensor:clinical_landing_sensor",
+        ),
+        ({"dagster/schedule_name": "daily"}, "schedule:daily"),
+        ({ENTRY_TAG: "cli"}, f"cli:{getpass.getuser()}"),
+        ({"dagster/backfill": "abcd1234"}, "backfill:abcd1234"),
+        ({}, "dagster:no-user-recorded"),
+    ],
+)
+def test_each_record_says_who_started_the_run(tags: dict[str, str], expected: str) -> None:
+    """From the run's tags, without spaces (the value travels in spark-submit parameters)."""
+    assert started_by(tags) == expected

@@ -29,19 +29,22 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, Route, expect, sync_playwright
 
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
 from clinical_platform.clinical.sensors import DELIVERY_TAG, ENTRY_TAG, SENSOR_NAME
 from clinical_platform.generators.sdtm import generate_sdtm
+from clinical_platform.lineage.dossier import asset_dossier
+from clinical_platform.lineage.html import render_html
 from clinical_platform.runs import register_delivery
-from clinical_platform_tests.conftest import PROJECT_ROOT, TEST_PSEUDONYM_KEY
+from clinical_platform_tests.conftest import PROJECT_ROOT, TEST_PSEUDONYM_KEY, PilotRun
 from clinical_platform_tests.helpers import land, lineage
-from spark_jobs.contracts.layout import Delivery
+from spark_jobs.contracts.layout import Delivery, LakeLayout
 from spark_jobs.contracts.outputs import RAW_OUTPUTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -52,6 +55,7 @@ ARTIFACTS = PROJECT_ROOT / ".artifacts"
 SINGLE = Delivery("SYNTH01", "2024-03-01")
 BACKFILLED = (Delivery("SYNTH01", "2024-03-02"), Delivery("SYNTH01", "2024-03-03"))
 SENSED = Delivery("SYNTH01", "2024-03-04")  # dropped into landing; the sensor runs it
+PROFILE = "features_subject_profile"
 # One subject per delivery keeps Spark's time low. Different seeds make different files, which
 # `land` requires of two deliveries.
 SEEDS = {SINGLE: 20240115, BACKFILLED[0]: 2, BACKFILLED[1]: 4, SENSED: 6}
@@ -412,3 +416,41 @@ def test_sensor_materialize_backfill_checks_and_lineage_by_clicking(
     open_asset_tab(page, "raw_dm", "Partitions")
     expect(visible(page.get_by_text("Materialized (4)", exact=True))).to_be_visible()
     screenshots.take(page, "raw-dm-partitions")
+
+
+def test_the_html_dossier_opens_offline_and_draws_the_lineage_graph(
+    page: Page, pilot_run: PilotRun, screenshots: Screenshots
+) -> None:
+    """One self-contained file: opened from disk with every network request refused, it
+    draws the graph from the landed files to the feature table and says the pilot verifies."""
+    found = asset_dossier(LakeLayout(str(pilot_run.lake)), pilot_run.delivery, PROFILE)
+    html = render_html(found)
+    assert "<script" not in html and " src=" not in html and "<link" not in html
+    dossier = screenshots.folder / "dossier.html"
+    dossier.write_text(html)
+    requested: list[str] = []
+
+    def refuse(route: Route) -> None:
+        requested.append(route.request.url)
+        route.abort()
+
+    page.route(re.compile(r"^(?!file:).*"), refuse)
+    page.goto(dossier.as_uri())
+    graph = page.locator('svg[aria-label="lineage graph"]')
+    expect(graph).to_be_visible()
+    for label in ("vs.xpt", "lbhe.xpt", "raw_lb", "curated_vs", PROFILE):
+        expect(graph.locator("text", has_text=re.compile(f"^{label}$"))).to_have_count(1)
+    expect(graph.locator("line")).to_have_count(len(graph_edges(found)))
+    expect(page.get_by_text("all unchanged, chain intact")).to_be_visible()
+    screenshots.take(page, "html-dossier")  # the top: verdict and graph
+    page.screenshot(path=screenshots.folder / "html-dossier-whole.png", full_page=True)
+    assert requested == []
+
+
+def graph_edges(found: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each input and each source file of every partition in the dossier: one arrow each."""
+    return [
+        (upstream, hop["asset"])
+        for hop in found["assets"]
+        for upstream in [*hop.get("inputs", []), *[s["name"] for s in hop.get("sources", [])]]
+    ]

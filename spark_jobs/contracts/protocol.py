@@ -22,6 +22,9 @@ FAILURE_PREFIX = "SPARK_JOB_FAILURE: "
 CODE_VERSION_ENV = "CLINICAL_CODE_VERSION"
 GIT_SHA_ENV = "CLINICAL_GIT_SHA"
 LAUNCHER_ENV = "CLINICAL_LAUNCHER"
+# Who started the run: "user:NAME", "sensor:NAME", "schedule:NAME", "cli:OS_USER", ... (no
+# spaces: on EMR Serverless it travels inside one whitespace-split parameter string).
+STARTED_BY_ENV = "CLINICAL_STARTED_BY"
 # A secret reaches an EMR driver as `<NAME>_SECRET_ID`, a Secrets Manager id it resolves itself.
 SECRET_ID_SUFFIX = "_SECRET_ID"
 # The environment variable holding the pseudonym key, unless a deployment names another.

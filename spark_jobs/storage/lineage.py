@@ -7,6 +7,7 @@ committed partition gets a lineage record (sources, inputs, code, rows, checks, 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import os
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from pyspark.sql import DataFrame
 
 from spark_jobs.contracts.layout import Delivery
 from spark_jobs.contracts.outputs import DatasetOutput, schema_differences
-from spark_jobs.contracts.protocol import GIT_SHA_ENV, LAUNCHER_ENV
+from spark_jobs.contracts.protocol import GIT_SHA_ENV, LAUNCHER_ENV, STARTED_BY_ENV
 from spark_jobs.runtime.session import JobError, code_version
 
 
@@ -44,6 +45,13 @@ def content_hash(rows: int, hash_sum: Any, schema: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def _os_user() -> str:
+    try:
+        return "_".join(getpass.getuser().split())
+    except (KeyError, OSError):  # no name for the uid (some containers)
+        return f"uid-{os.getuid()}"
+
+
 def lineage_record(
     *,
     output: DatasetOutput,
@@ -64,6 +72,7 @@ def lineage_record(
         "code_version": code_version(),
         "git_sha": os.environ.get(GIT_SHA_ENV, "unknown"),
         "launcher": os.environ.get(LAUNCHER_ENV, "spark-submit"),
+        "started_by": os.environ.get(STARTED_BY_ENV) or f"spark-submit:{_os_user()}",
         "produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "column_lineage": {
             column: [f"{ref.asset_key}.{ref.column}" for ref in refs]
