@@ -64,7 +64,11 @@ def spark() -> Iterator[object]:
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.adaptive.enabled", "false")
-        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
+        # C1 only, which starts fast; its code cache holds all the suite's generated classes.
+        .config(
+            "spark.driver.extraJavaOptions",
+            "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
+        )
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -57,6 +57,7 @@ from clinical_platform.launchers.emr_cluster import (
     project_file,
     run_job_flow_request,
 )
+from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
 
 STEP_DONE = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 CLUSTER_ENDED = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -176,6 +177,10 @@ class EmrStepLauncher(SparkLauncher):
                 f" {code.archive}"
             )
             with self._cluster(context, aws, staging, job) as cluster:
+                # Each attempt's step logs land under the cluster's steps/ folder.
+                if cluster.log_uri is not None:
+                    steps = cluster.log_uri.join(cluster.cluster_id, "steps")
+                    driver_env[LOG_LOCATION_ENV] = f"{steps}/"
                 attempt = self._run_with_retries(
                     context, aws, staging, cluster, job, code, extras, driver_env
                 )

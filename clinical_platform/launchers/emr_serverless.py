@@ -38,6 +38,7 @@ from clinical_platform.launchers.base import (
     reported_results,
 )
 from clinical_platform.launchers.bundle import build_bundle
+from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
 
 JOB_DONE = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 _DRIVER_ENV = "spark.emr-serverless.driverEnv."
@@ -131,6 +132,7 @@ class EmrServerlessLauncher(SparkLauncher):
             return SparkRun(results=[], failure=str(error))
         driver_env = dict(env)
         driver_env["AWS_DEFAULT_REGION"] = self.region
+        driver_env[LOG_LOCATION_ENV] = f"{log_root}/"
         s3 = aws_client("s3", self.region, self.endpoint_url)
         serverless = aws_client("emr-serverless", self.region, self.endpoint_url)
         try:

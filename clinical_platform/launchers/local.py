@@ -32,6 +32,7 @@ from clinical_platform.launchers.base import (
 )
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
 from spark_jobs.contracts.layout import LakeLayout, local_path
+from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
 from spark_jobs.contracts.tables import spark_conf
 
 
@@ -236,7 +237,7 @@ class LocalSparkLauncher(SparkLauncher):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             command = self.command(job, code_dir)
-            process_env = self.environment(env)
+            process_env = self.environment({**env, LOG_LOCATION_ENV: str(log_path)})
         except SparkSubmitError as error:
             return SparkRun(results=[], failure=str(error))
         context.log.info(f"Starting {job.entry_point} on {self.master}; Spark log: {log_path}")

@@ -153,7 +153,8 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
             "",
             f"- produced at {r.get('produced_at')} by `{r.get('launcher')}` (Spark "
             f"application `{r.get('spark_application_id')}`, run `{r.get('run_id')}`), "
-            f"started by `{r.get('started_by', 'not recorded')}`, git `{r.get('git_sha')}`",
+            f"started by `{r.get('started_by', 'not recorded')}`, git `{r.get('git_sha')}`, "
+            f"logs `{r.get('log_location') or 'not recorded'}`",
             f"- table `{r.get('table')}` snapshot `{r.get('snapshot_id')}`; this record's sha256 "
             f"`{r.get('record_sha256')}`",
         ]
@@ -200,6 +201,7 @@ RECORD_FIELDS = (
     "spark_application_id",
     "run_id",
     "started_by",
+    "log_location",
     "produced_at",
     "record_sha256",
 )

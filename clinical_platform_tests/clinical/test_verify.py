@@ -112,12 +112,14 @@ def test_a_flipped_byte_in_a_committed_data_file_is_named(
     with flipped(Path(local_path(path))):
         code, out, _ = run_verify(pilot_run, capsys, "--asset", "curated_vs")
         found = verify_delivery(LakeLayout(str(pilot_run.lake)), pilot_run.delivery)
+        dossier = render_dossier(LakeLayout(str(pilot_run.lake)), pilot_run.delivery)
     assert code == 1
     [line] = out.splitlines()
     assert line.startswith(f"{path}: modified (a data file of curated_vs CDISCPILOT01/2024-01-15; ")
     size, digest = curated["data_files"][0]["size"], curated["data_files"][0]["sha256"]
     assert line.endswith(f"; committed as {size} bytes, {digest[:16]}…)")
     assert found.problems == out.splitlines()
+    assert f"- {line}" in dossier
 
 
 def test_a_flipped_byte_in_a_lineage_record_is_named(
@@ -140,6 +142,7 @@ def test_a_flipped_byte_in_a_lineage_record_is_named(
     try:
         table.overwrite(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()), condition)
         code, out, _ = run_verify(pilot_run, capsys)
+        dossier = render_dossier(layout, pilot_run.delivery)
     finally:
         catalog_file.write_bytes(saved)
     assert code == 1
@@ -147,6 +150,7 @@ def test_a_flipped_byte_in_a_lineage_record_is_named(
         "lineage record of curated_vs CDISCPILOT01/2024-01-15 (curated.clinical_vs in "
         "system.lineage): modified"
     )
+    assert f"- {out.splitlines()[0]}" in dossier
     # Features read the record as it was committed: their link to it is broken too.
     assert any(
         line.startswith(

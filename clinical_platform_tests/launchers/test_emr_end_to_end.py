@@ -117,6 +117,11 @@ def test_pilot_through_emr_matches_the_local_launcher(
     aws.client("s3").create_bucket(
         Bucket=LAKE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
+    # The local pilot's records, read before this test points the catalog elsewhere.
+    local_records = {}
+    for name in materializations(pilot_run.result):
+        zone, dataset = name.split("_", 1)
+        local_records[name] = lineage(pilot_run.lake, zone, dataset, pilot_run.delivery)
     monkeypatch.setenv("CLINICAL_CATALOG_DB", str(tmp_path / "catalog.sqlite"))
     lake = f"s3://{LAKE_BUCKET}/pilot"
     land_delivery(pilot_dir, pilot_run.delivery, LakeLayout(lake))
@@ -134,11 +139,14 @@ def test_pilot_through_emr_matches_the_local_launcher(
     for name in sorted(emr_runs):
         zone, dataset = name.split("_", 1)
         emr_lineage = lineage(lake, zone, dataset, pilot_run.delivery)
-        local_lineage = lineage(pilot_run.lake, zone, dataset, pilot_run.delivery)
+        local_lineage = local_records[name]
         assert emr_lineage["rows"] == local_lineage["rows"], name
         assert value(emr_runs[name], "content_hash") == emr_lineage["content_hash"], name
         # Landing URIs are hashed relative to their lake: same data, same hash, any lake.
         assert emr_lineage["content_hash"] == local_lineage["content_hash"], name
+        # Where: the cluster's step logs (the step id is in the materialization).
+        assert emr_lineage["log_location"] == f"{LOG_URI}{cluster_id}/steps/", name
+        assert local_lineage["log_location"].endswith(".log"), name
     assert value(emr_runs["curated_vs"], "path").startswith(f"{lake}/curated/clinical/vs/data/")
     # Three stages, one step on the cluster (the pipeline), recorded on every materialization.
     steps = [played for played in player.played if played.cluster_id == cluster_id]

@@ -103,6 +103,7 @@ def test_serverless_job_run_materializes_and_explains_failures(
     assert raw_dm.metadata["dagster/row_count"].value == 20
     assert [p.state for p in player.played] == ["SUCCESS", "FAILED"]
     assert player.played[0].driver_env["CLINICAL_LAUNCHER"] == f"emr-serverless:{application_id}"
+    assert player.played[0].driver_env["CLINICAL_LOG_LOCATION"].startswith("s3://")
     assert not failed.success
     failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None and failure.description is not None

@@ -25,6 +25,8 @@ LAUNCHER_ENV = "CLINICAL_LAUNCHER"
 # Who started the run: "user:NAME", "sensor:NAME", "schedule:NAME", "cli:OS_USER", ... (no
 # spaces: on EMR Serverless it travels inside one whitespace-split parameter string).
 STARTED_BY_ENV = "CLINICAL_STARTED_BY"
+# Where the application's logs go: the Spark log file locally, the cluster's step logs on EMR.
+LOG_LOCATION_ENV = "CLINICAL_LOG_LOCATION"
 # A secret reaches an EMR driver as `<NAME>_SECRET_ID`, a Secrets Manager id it resolves itself.
 SECRET_ID_SUFFIX = "_SECRET_ID"
 # The environment variable holding the pseudonym key, unless a deployment names another.

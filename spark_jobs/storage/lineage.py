@@ -17,7 +17,12 @@ from pyspark.sql import DataFrame
 
 from spark_jobs.contracts.layout import Delivery
 from spark_jobs.contracts.outputs import DatasetOutput, schema_differences
-from spark_jobs.contracts.protocol import GIT_SHA_ENV, LAUNCHER_ENV, STARTED_BY_ENV
+from spark_jobs.contracts.protocol import (
+    GIT_SHA_ENV,
+    LAUNCHER_ENV,
+    LOG_LOCATION_ENV,
+    STARTED_BY_ENV,
+)
 from spark_jobs.runtime.session import JobError, code_version
 
 
@@ -73,6 +78,7 @@ def lineage_record(
         "git_sha": os.environ.get(GIT_SHA_ENV, "unknown"),
         "launcher": os.environ.get(LAUNCHER_ENV, "spark-submit"),
         "started_by": os.environ.get(STARTED_BY_ENV) or f"spark-submit:{_os_user()}",
+        "log_location": os.environ.get(LOG_LOCATION_ENV),
         "produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "column_lineage": {
             column: [f"{ref.asset_key}.{ref.column}" for ref in refs]
