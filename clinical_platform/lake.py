@@ -248,7 +248,7 @@ def s3_keys_under(prefix_uri: str) -> list[str]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, prefix = _bucket_key(prefix_uri)
+    bucket, prefix = bucket_key(prefix_uri)
     pages = (
         boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     )
@@ -294,10 +294,10 @@ def _upload(entries: list[Path], manifest: str, delivery: Delivery, layout: Lake
     landing = layout.landing(delivery)
     try:
         for entry in entries:
-            bucket, key = _bucket_key(f"{landing}/{entry.name}")
+            bucket, key = bucket_key(f"{landing}/{entry.name}")
             with entry.open("rb") as body:
                 s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
-        bucket, key = _bucket_key(layout.manifest(delivery))
+        bucket, key = bucket_key(layout.manifest(delivery))
         s3.put_object(
             Bucket=bucket, Key=key, Body=manifest.encode("utf-8"), ChecksumAlgorithm="SHA256"
         )
@@ -305,7 +305,8 @@ def _upload(entries: list[Path], manifest: str, delivery: Delivery, layout: Lake
         raise LandingError(f"{landing}: upload failed ({error})") from None
 
 
-def _bucket_key(uri: str) -> tuple[str, str]:
+def bucket_key(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// (or s3a://) URI, without importing boto3."""
     bucket, _, key = uri.split("://", 1)[1].partition("/")
     return bucket, key
 
@@ -318,7 +319,7 @@ def read_manifest(layout: LakeLayout, delivery: Delivery) -> dict[str, Any] | No
     import boto3
     from botocore.exceptions import ClientError
 
-    bucket, key = _bucket_key(uri)
+    bucket, key = bucket_key(uri)
     try:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clinical_platform.catalog import catalog_settings, lineage_records, open_catalog
-from clinical_platform.lake import read_manifest
+from clinical_platform.lake import bucket_key, read_manifest
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, DatasetOutput, asset_outputs
+from spark_jobs.contracts.protocol import record_sha256
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
 
 _CHUNK = 1 << 20
@@ -84,7 +84,7 @@ def _s3_checksum(uri: str) -> tuple[int, str] | None:
     import boto3
     from botocore.exceptions import ClientError
 
-    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    bucket, key = bucket_key(uri)
     try:
         head = boto3.client("s3").head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError:
@@ -104,7 +104,7 @@ def _chunks(uri: str) -> Iterator[bytes]:
     import boto3
     from botocore.exceptions import ClientError
 
-    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    bucket, key = bucket_key(uri)
     try:
         body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as error:
@@ -115,10 +115,8 @@ def _chunks(uri: str) -> Iterator[bytes]:
 
 
 def record_digest(record: Mapping[str, Any]) -> str:
-    """The sha256 a record was committed with: of its JSON text, keys sorted."""
-    body = {k: v for k, v in record.items() if k != "record_sha256"}
-    text = json.dumps(body, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The sha256 of a record as read back, without the sha256 it was stored beside."""
+    return record_sha256({k: v for k, v in record.items() if k != "record_sha256"})
 
 
 def verify_delivery(

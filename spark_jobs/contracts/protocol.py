@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class EntryPoint(StrEnum):
@@ -46,3 +50,13 @@ BATCH_FAILURE = "failure"
 # stage ends with {STAGE: "curate", STAGE_END: True, BATCH_FAILURE: "<one line>" or None}.
 STAGE = "stage"
 STAGE_END = "stage_end"
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+    """A lineage record as `system.lineage` stores it: JSON with sorted keys."""
+    return json.dumps(record, sort_keys=True, default=str)
+
+
+def record_sha256(record: Mapping[str, Any]) -> str:
+    """The sha256 a lineage record is committed with, and that `verify` recomputes."""
+    return hashlib.sha256(record_text(record).encode("utf-8")).hexdigest()

@@ -12,7 +12,6 @@ id, delivery, code version and contract version.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from spark_jobs.contracts.outputs import (
     OutputColumn,
     data_columns,
 )
+from spark_jobs.contracts.protocol import record_sha256, record_text
 from spark_jobs.contracts.tables import (
     CODE_VERSION_PROPERTY,
     CONTRACT_VERSION_PROPERTY,
@@ -331,8 +331,7 @@ class LakeTables:
         rows, digests = [], []
         for done in records:
             record = {**done.record, "data_files": self.file_digests(done.output, done.delivery)}
-            text = json.dumps(record, sort_keys=True, default=str)
-            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            text, digest = record_text(record), record_sha256(record)
             study, delivery = done.delivery.study, done.delivery.delivery
             rows.append(
                 (done.output.table, study, delivery, self.run_id, done.snapshot_id, digest, text,
