@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from clinical_platform.launchers.local import DEFAULT_DRIVER_JAVA_OPTIONS
 from clinical_platform_tests.launchers.emulator import (
     FAKE_AWS_ENV,
     REAL_AWS_ENV,
@@ -64,11 +65,8 @@ def spark() -> Iterator[object]:
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.adaptive.enabled", "false")
-        # C1 only, which starts fast; its code cache holds all the suite's generated classes.
-        .config(
-            "spark.driver.extraJavaOptions",
-            "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
-        )
+        # The launcher's JIT settings: C1 only, with a code cache for all generated classes.
+        .config("spark.driver.extraJavaOptions", DEFAULT_DRIVER_JAVA_OPTIONS)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
