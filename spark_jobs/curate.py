@@ -63,6 +63,7 @@ from spark_jobs.runtime.reporting import (
 from spark_jobs.runtime.session import (
     application_name,
     build_session,
+    for_each_dataset,
     for_each_delivery,
     run_job,
     shuffles_sized_to,
@@ -615,9 +616,12 @@ def curate_delivery(
 ) -> None:
     context = dm_reference(spark, tables, args)
     datasets = carried_in_batch(spark, args, reporter) if len(args.batch) > 1 else args.datasets
-    for name in datasets:
+
+    def curate_dataset(name: str) -> None:
         contract = contract_for(name, args.job.delivery.study)
         DatasetCuration(spark, args, reporter, contract, tables, context).run()
+
+    for_each_dataset(spark, datasets, curate_dataset)
 
 
 def carried_in_batch(

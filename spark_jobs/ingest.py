@@ -63,6 +63,7 @@ from spark_jobs.runtime.session import (
     JobError,
     application_name,
     build_session,
+    for_each_dataset,
     for_each_delivery,
     run_job,
 )
@@ -282,8 +283,9 @@ def ingest_delivery(run: IngestRun) -> None:
     by_dataset = inspect_delivery(run, sorted_files.data_files, listing, manifest)
     run.files = account_for_files(sorted_files, by_dataset, args.datasets, manifest)
     report_accounting(run)
-    for dataset in args.datasets:
-        ingest_dataset(run, dataset, by_dataset.get(dataset, []))
+    for_each_dataset(
+        run.spark, args.datasets, lambda name: ingest_dataset(run, name, by_dataset.get(name, []))
+    )
     run.record_rejections()
 
 

@@ -6,10 +6,12 @@ never depends on an orchestrator to run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -134,6 +136,17 @@ def pipes_message(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _serialized(method: Callable[..., None]) -> Callable[..., None]:
+    """One report at a time: a delivery's datasets run in threads that share the reporter."""
+
+    @functools.wraps(method)
+    def serialized(self: JobReporter, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            method(self, *args, **kwargs)
+
+    return serialized
+
+
 class JobReporter:
     """Materializations, check results and log lines of one job run.
 
@@ -152,6 +165,7 @@ class JobReporter:
         )
         self._partition: str | None = None
         self._stage: str | None = None
+        self._lock = threading.RLock()
         # (asset, check) of every failing check reported that Dagster declares blocking.
         self.blocking_failures: list[tuple[str, str]] = []
 
@@ -165,6 +179,7 @@ class JobReporter:
         finally:
             self._stage = None
 
+    @_serialized
     def stage_ended(self, stage: str, failure: str | None) -> None:
         """Stage `stage` of a pipeline is over: succeeded, or failed (or was not run) and why."""
         payload = {STAGE: stage, STAGE_END: True, BATCH_FAILURE: failure}
@@ -192,6 +207,7 @@ class JobReporter:
     def _tagged(self) -> bool:
         return self._partition is not None or self._stage is not None
 
+    @_serialized
     def _send_batch(self, payload: Mapping[str, Any]) -> None:
         """One result of the current delivery of a batch or of a later pipeline stage, tagged
         with its partition and stage."""
@@ -208,21 +224,25 @@ class JobReporter:
     def extras(self) -> Mapping[str, Any]:
         return self._pipes.extras if self._pipes is not None else {}
 
+    @_serialized
     def info(self, message: str) -> None:
         LOG.info(message)
         if self._pipes is not None:
             self._pipes.log.info(message)
 
+    @_serialized
     def warning(self, message: str) -> None:
         LOG.warning(message)
         if self._pipes is not None:
             self._pipes.log.warning(message)
 
+    @_serialized
     def error(self, message: str) -> None:
         LOG.error(message)
         if self._pipes is not None:
             self._pipes.log.error(message)
 
+    @_serialized
     def materialization(
         self, asset_key: str, metadata: Mapping[str, Any], data_version: str | None = None
     ) -> None:
@@ -244,6 +264,7 @@ class JobReporter:
         """Whether Dagster asked for this check (all checks when run by hand)."""
         return self._selected_checks is None or (asset_key, check_name) in self._selected_checks
 
+    @_serialized
     def check(
         self,
         asset_key: str,

@@ -6,8 +6,10 @@ import logging
 import math
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -54,17 +56,81 @@ SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 ROWS_PER_SHUFFLE_PARTITION = 50_000
 
 
+class _ShuffleSizes:
+    """The shuffle partitions each dataset running now asked for (datasets run concurrently
+    in one session, whose setting they share: it is the largest of their wishes)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wanted: list[int] = []
+        self.configured = "200"
+
+
+_SHUFFLES = _ShuffleSizes()
+
+
 @contextmanager
 def shuffles_sized_to(spark: SparkSession, rows: int) -> Iterator[None]:
     """Shuffle partitions in proportion to the rows, up to the configured number: eight tasks
     and eight small files for a 600-row domain cost about half a second more than one."""
-    configured = spark.conf.get(SHUFFLE_PARTITIONS) or "200"
-    wanted = max(1, min(int(configured), math.ceil(rows / ROWS_PER_SHUFFLE_PARTITION)))
-    spark.conf.set(SHUFFLE_PARTITIONS, str(wanted))
+    with _SHUFFLES.lock:
+        if not _SHUFFLES.wanted:
+            _SHUFFLES.configured = spark.conf.get(SHUFFLE_PARTITIONS) or "200"
+        wanted = math.ceil(rows / ROWS_PER_SHUFFLE_PARTITION)
+        wanted = max(1, min(int(_SHUFFLES.configured), wanted))
+        _SHUFFLES.wanted.append(wanted)
+        spark.conf.set(SHUFFLE_PARTITIONS, str(max(_SHUFFLES.wanted)))
     try:
         yield
     finally:
-        spark.conf.set(SHUFFLE_PARTITIONS, configured)
+        with _SHUFFLES.lock:
+            _SHUFFLES.wanted.remove(wanted)
+            now = str(max(_SHUFFLES.wanted)) if _SHUFFLES.wanted else _SHUFFLES.configured
+            spark.conf.set(SHUFFLE_PARTITIONS, now)
+
+
+# Set on the job to say how many datasets of a delivery run at once (default: the cores of
+# the application, at most MAX_DATASET_WORKERS).
+DATASET_WORKERS_CONF = "spark.clinical.datasetWorkers"
+MAX_DATASET_WORKERS = 4
+
+
+def dataset_workers(spark: SparkSession) -> int:
+    configured = spark.conf.get(DATASET_WORKERS_CONF, None)
+    if configured:
+        return max(1, int(configured))
+    return max(1, min(MAX_DATASET_WORKERS, spark.sparkContext.defaultParallelism))
+
+
+def for_each_dataset(
+    spark: SparkSession, names: Sequence[str], body: Callable[[str], None]
+) -> None:
+    """Run `body` for each of a delivery's datasets, several at once.
+
+    A small domain's work is mostly the driver planning, generating code and committing, on
+    one core; two domains at once keep both cores of a small machine busy (curating the
+    120-subject demo went from 33 s to 22 s on 2 cores). Datasets are independent: each writes
+    its own tables and commits alone. Every dataset runs even when one fails; then the first
+    failure, in the datasets' order, is raised.
+    """
+    workers = min(len(names), dataset_workers(spark))
+    if workers <= 1:
+        errors = [_failure_of(body, name) for name in names]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dataset") as pool:
+            futures = [pool.submit(_failure_of, body, name) for name in names]
+        errors = [future.result() for future in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def _failure_of(body: Callable[[str], None], name: str) -> BaseException | None:
+    try:
+        body(name)
+    except Exception as error:  # noqa: BLE001 - raised by for_each_dataset once all are done
+        return error
+    return None
 
 
 def application_name(stage: str, batch: Sequence[DeliveryArgs]) -> str:

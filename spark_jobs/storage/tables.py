@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class LakeTables:
         self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._studies: set[str] = set()
         self._lineage_ready = False
+        # A delivery's datasets run in threads of one session: creating namespaces and the
+        # lineage table, and filling the records cache, happen once, under this lock.
+        self._lock = threading.RLock()
 
     # ---- tables ---------------------------------------------------------------------------
 
@@ -118,7 +122,8 @@ class LakeTables:
         table = qualified(output.table)
         created = not self.exists(output)
         if created:
-            self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(output.zone.value)}")
+            with self._lock:
+                self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(output.zone.value)}")
             columns = ", ".join(_column_ddl(c) for c in output.columns)
             properties = {
                 "format-version": "2",
@@ -338,16 +343,22 @@ class LakeTables:
                  committed_at)
             )  # fmt: skip
             digests.append(digest)
-            if study in self._studies:
-                kept = {**json.loads(text), "record_sha256": digest}
-                self._records.setdefault((done.output.table, study), []).append(kept)
         schema = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
         self.spark.createDataFrame(rows, schema).writeTo(qualified(LINEAGE_TABLE)).append()
+        with self._lock:
+            for table, study, *_, digest, text, _at in rows:
+                if study in self._studies:
+                    kept = {**json.loads(text), "record_sha256": digest}
+                    self._records.setdefault((table, study), []).append(kept)
         return digests
 
     def _ensure_lineage_table(self) -> None:
-        if self._lineage_ready:
-            return
+        with self._lock:
+            if not self._lineage_ready:
+                self._create_lineage_table()
+                self._lineage_ready = True
+
+    def _create_lineage_table(self) -> None:
         self.spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {qualified(SYSTEM_NAMESPACE)}")
         columns = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
         self.spark.sql(
@@ -356,12 +367,12 @@ class LakeTables:
             f"LOCATION {_sql_text(self.layout.system_table('lineage'))} "
             "TBLPROPERTIES ('format-version'='2')"
         )
-        self._lineage_ready = True
 
     def records(self, output: DatasetOutput, study: str) -> list[dict[str, Any]]:
         """The latest lineage record of each committed delivery of a study, oldest first."""
-        if study not in self._studies:
-            self._read_records(study)
+        with self._lock:
+            if study not in self._studies:
+                self._read_records(study)
         latest: dict[str, Any] = {}
         for record in self._records.get((output.table, study), []):
             latest[record["partition"]] = record
