@@ -64,6 +64,9 @@ STAGE_OF_ZONE = {
     Zone.CURATED: EntryPoint.CURATE,
     Zone.FEATURES: EntryPoint.FEATURES,
 }
+# Per stage: a change to one job's code makes only its assets (and what reads them) stale,
+# not every partition of the lake. Computed once (walking the imports takes ~0.2 s a stage).
+STAGE_CODE_VERSIONS = {zone: stage_code_version(stage) for zone, stage in STAGE_OF_ZONE.items()}
 
 
 def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
@@ -81,9 +84,7 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
         kinds=KINDS,
         owners=OWNERS,
         tags=tags,
-        # Per stage: a change to one job's code makes only its assets (and what reads them)
-        # stale, not every partition of the lake.
-        code_version=stage_code_version(STAGE_OF_ZONE[output.zone]),
+        code_version=STAGE_CODE_VERSIONS[output.zone],
         partitions_def=CLINICAL_DELIVERIES,
         metadata={"dagster/column_schema": column_schema(output)},
         skippable=True,
