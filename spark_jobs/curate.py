@@ -501,18 +501,20 @@ class DatasetCuration:
             schema=[{"name": n, "type": t} for n, t, _ in self.written_schema()],
             **common,
         )
-        committed.append(Committed(self.curated, job.delivery, snapshot, curated_record))
-        self.tables.record(*committed)
-        self.refresh_current(curated_record)
+        sealed = self.tables.seal(Committed(self.curated, job.delivery, snapshot, curated_record))
+        current = self.refresh_current({**curated_record, "record_sha256": sealed.digest})
+        # One append for the delivery's records of curated, quarantine and current data.
+        self.tables.record(*committed, sealed, *current)
         self.report_materialization(rows, staged_c, snapshot, common["inputs"])
 
-    def refresh_current(self, curated_record: Mapping[str, Any]) -> None:
+    def refresh_current(self, curated_record: Mapping[str, Any]) -> list[Committed]:
         """When this delivery is the study's latest to carry the dataset, its rows become the
-        study's current data (`curated.<family>_<dataset>_current`), in one commit."""
+        study's current data (`curated.<family>_<dataset>_current`), in one commit; its
+        lineage record to append."""
         delivery = self.args.job.delivery
         latest = holder(self.tables, self.contract.name, delivery.study)
         if latest is None or latest.delivery != delivery:
-            return  # a later delivery carried the dataset: it holds the current data
+            return []  # a later delivery carried the dataset: it holds the current data
         current = output(Zone.CURATED, f"{self.contract.name}{CURRENT_SUFFIX}")
         snapshot = self.tables.replace_study(current, self.curated, delivery)
         record = lineage_record(
@@ -527,11 +529,11 @@ class DatasetCuration:
             content_hash=curated_record.get("content_hash"),
             data_hash=curated_record.get("data_hash"),
         )
-        self.tables.record(Committed(current, delivery, snapshot, record))
         self.reporter.info(
             f"{current.table}: study {delivery.study} now holds delivery {delivery.delivery} "
             f"(snapshot {snapshot})"
         )
+        return [Committed(current, delivery, snapshot, record)]
 
     def written_schema(self) -> list[tuple[str, str, str | None]]:
         return [(c.name, c.type, c.description or None) for c in self.curated.columns]

@@ -106,6 +106,11 @@ def test_current_tables_never_double_count(redeliveries: Redeliveries) -> None:
         "where study = 'CDISCPILOT01' group by delivery",
     )
     assert lb == ["delivery,n", f"2024-02-01,{first}"]
+    # The current data's record is chained to the curated record it copied.
+    current = lineage(lake, "curated", "lb_current", LB_ONLY)
+    curated = lineage(lake, "curated", "lb", LB_ONLY)
+    assert [i["record_sha256"] for i in current["inputs"]] == [curated["record_sha256"]]
+    assert current["snapshot_id"] != curated["snapshot_id"]
     dm = sql(
         lake,
         "select delivery, count(*) as n, count(distinct USUBJID) as subjects "

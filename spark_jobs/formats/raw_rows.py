@@ -8,6 +8,7 @@ types the files had: the raw zone is a faithful copy.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -83,7 +84,10 @@ def union_columns(files: Sequence[FileInspection], raw: DatasetOutput) -> list[S
     return [SourceColumn(name, merged[name], labels[name]) for name in order]
 
 
+@functools.cache
 def spark_type(name: str) -> T.DataType:
+    """The Spark type of a type name; parsed once per name (each parse is a trip to the JVM,
+    and a domain's schema names the same few types for hundreds of columns)."""
     return T._parse_datatype_string(name)  # pyright: ignore[reportPrivateUsage]
 
 

@@ -64,6 +64,15 @@ class Committed:
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """A committed partition's lineage record as text, with its sha256, not yet appended."""
+
+    done: Committed
+    text: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Staged:
     """Rows written to a branch of a table, counted and hashed, not yet visible."""
 
@@ -325,32 +334,32 @@ class LakeTables:
 
     # ---- lineage ------------------------------------------------------------------------------
 
-    def record(self, *records: Committed) -> list[str]:
-        """Append the lineage records of committed partitions in one commit; their sha256s.
+    def seal(self, done: Committed) -> Sealed:
+        """The record of a committed partition as it will be kept: with its data files' sha256
+        (so `verify` can prove later that nobody changed them; Iceberg keeps sizes and
+        statistics, not hashes), and its own sha256, which records computed from it quote."""
+        record = {**done.record, "data_files": self.file_digests(done.output, done.delivery)}
+        return Sealed(done, record_text(record), record_sha256(record))
 
-        Each record lists the partition's data files with their sha256, so `verify` can prove
-        later that nobody changed them (Iceberg keeps sizes and statistics, not hashes).
-        """
+    def record(self, *records: Committed | Sealed) -> list[str]:
+        """Append the lineage records of committed partitions in one commit; their sha256s."""
         self._ensure_lineage_table()
         committed_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-        rows, digests = [], []
-        for done in records:
-            record = {**done.record, "data_files": self.file_digests(done.output, done.delivery)}
-            text, digest = record_text(record), record_sha256(record)
-            study, delivery = done.delivery.study, done.delivery.delivery
-            rows.append(
-                (done.output.table, study, delivery, self.run_id, done.snapshot_id, digest, text,
-                 committed_at)
-            )  # fmt: skip
-            digests.append(digest)
+        sealed = [r if isinstance(r, Sealed) else self.seal(r) for r in records]
+        rows = [
+            (s.done.output.table, s.done.delivery.study, s.done.delivery.delivery, self.run_id,
+             s.done.snapshot_id, s.digest, s.text, committed_at)
+            for s in sealed
+        ]  # fmt: skip
         schema = ", ".join(f"{name} {type_}" for name, type_ in LINEAGE_COLUMNS)
         self.spark.createDataFrame(rows, schema).writeTo(qualified(LINEAGE_TABLE)).append()
         with self._lock:
-            for table, study, *_, digest, text, _at in rows:
+            for s in sealed:
+                study = s.done.delivery.study
                 if study in self._studies:
-                    kept = {**json.loads(text), "record_sha256": digest}
-                    self._records.setdefault((table, study), []).append(kept)
-        return digests
+                    kept = {**json.loads(s.text), "record_sha256": s.digest}
+                    self._records.setdefault((s.done.output.table, study), []).append(kept)
+        return [s.digest for s in sealed]
 
     def _ensure_lineage_table(self) -> None:
         with self._lock:
