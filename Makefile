@@ -23,7 +23,7 @@ help:
 	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
 	@echo "make test       run the whole test suite (make test-fast skips the slow end-to-end tests)"
 	@echo "make ui         Dagster UI on http://127.0.0.1:3000"
-	@echo "make lint       ruff and pyright"
+	@echo "make lint       ruff, pyright and cfn-lint of the CloudFormation template"
 	@echo "make snapshot   store the definitions snapshot after an intended change"
 	@echo "make bench      every speed target of issue 17 in one table (about 30 min; docs/benchmarks.md)"
 	@echo "make setup      create $(VENV) from uv.lock (the other targets do this when needed)"
@@ -74,6 +74,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pyright
+	$(VENV)/bin/cfn-lint --regions eu-central-1 -- infra/cloudformation/platform.yaml
 
 # The table is also written into docs/benchmarks.md; BENCH_ARGS=--quick for one pair each.
 bench: $(STAMP) $(JARS_STAMP)
