@@ -15,7 +15,7 @@ inputs were refused fails alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import FEATURIZED_RUN_ID, DatasetOutput, output
 from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV, SECRET_ID_SUFFIX, EntryPoint
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
+from spark_jobs.quality import identifiers
 from spark_jobs.runtime.arguments import DeliveryArgs, delivery_batch, delivery_parser
 from spark_jobs.runtime.reporting import (
     CheckOutcome,
@@ -98,8 +99,36 @@ def pseudonym_key(key_env: str) -> str:
 # ---- pure steps ---------------------------------------------------------------------------
 
 
-def no_identifiers(leaked: list[str]) -> CheckOutcome:
-    return _check(FeatureCheck.NO_IDENTIFIERS, not leaked, identifying_columns=leaked)
+def no_identifiers(
+    leaked: Sequence[str], by_value: Mapping[str, str] | None = None
+) -> CheckOutcome:
+    """No identifying column by name or type (`leaked`), and none whose values identify
+    someone (`by_value`: column -> kind; None when the values were not looked at)."""
+    found = dict(by_value or {})
+    metadata: dict[str, Any] = {"identifying_columns": sorted({*leaked, *found})}
+    if by_value is not None:
+        metadata["identifying_values"] = found
+    return _check(FeatureCheck.NO_IDENTIFIERS, not leaked and not found, **metadata)
+
+
+def subject_ids(dm: DataFrame) -> DataFrame:
+    """The study's USUBJID and SUBJID values (one column `id`): no feature value may be one."""
+    present = [c for c in ("USUBJID", "SUBJID") if c in dm.columns]
+    frames = [dm.select(F.col(c).cast("string").alias("id")) for c in present]
+    ids = frames[0]
+    for frame in frames[1:]:
+        ids = ids.unionByName(frame)
+    return ids.where(F.col("id").isNotNull())
+
+
+def text_columns(feature: DatasetOutput) -> list[str]:
+    """The feature table's declared text columns, whose values the PHI check reads (not the
+    partition columns: a delivery key is a date by design)."""
+    return [
+        c.name
+        for c in feature.columns
+        if c.type == "string" and not c.name.startswith("_") and c.name not in PARTITION_COLUMNS
+    ]
 
 
 def one_row_per_subject(rows: int, dm_rows: int, distinct: int, no_pseudonym: int) -> CheckOutcome:
@@ -172,11 +201,12 @@ def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> Non
     if tables.committed_record(PROFILE, job.delivery) is None:
         raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
     stored = tables.read(PROFILE, job.delivery)
-    _, dm = read_curated(tables, job, "dm")
+    dm_frame, dm = read_curated(tables, job, "dm")
     rows = stored.count()
     distinct = stored.select(PSEUDONYM).distinct().count()
+    by_value = identifiers.identifying_values(stored, text_columns(PROFILE), subject_ids(dm_frame))
     outcomes = [
-        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS))),
+        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
         one_row_per_subject(rows, int(dm["rows"] or 0), distinct, 0),
     ]
     reporter.checks(PROFILE.asset_key, outcomes)
@@ -224,7 +254,7 @@ def featurize_delivery(
         F.lit(job.delivery.study).alias(study),
         F.lit(job.delivery.delivery).alias(delivery),
     )
-    write_profile(spark, tables, job, reporter, profile, inputs)
+    write_profile(spark, tables, job, reporter, profile, inputs, subject_ids(frames["dm"]))
 
 
 def write_profile(
@@ -234,8 +264,10 @@ def write_profile(
     reporter: JobReporter,
     profile: DataFrame,
     inputs: list[dict[str, Any]],
+    ids: DataFrame,
 ) -> None:
-    """Stage, prove one row per subject, then publish, record and report."""
+    """Stage, prove no identifying value and one row per subject, then publish, record and
+    report; a failing check discards the staged rows."""
     tables.ensure(PROFILE)
     missing_pseudonym = F.sum(F.when(F.col(PSEUDONYM).isNull(), 1).otherwise(0))
     staged = tables.stage(
@@ -244,16 +276,25 @@ def write_profile(
     dm_rows = int(inputs[0]["rows"] or 0)
     # One row per subject: the staged partition is small, so reading it back costs little.
     written = spark.read.option("branch", staged.branch).table(staged.table)
-    distinct = written.where(partition_of(job)).select(PSEUDONYM).distinct().count()
+    written = written.where(partition_of(job))
+    distinct = written.select(PSEUDONYM).distinct().count()
+    by_value = identifiers.identifying_values(written, text_columns(PROFILE), ids)
     outcomes = [
-        no_identifiers([]),
+        no_identifiers([], by_value),
         one_row_per_subject(staged.rows, dm_rows, distinct, int(staged.extra["no_pseudonym"] or 0)),
     ]
+    refused = []
+    if by_value:
+        kinds = ", ".join(f"{name} ({kind})" for name, kind in by_value.items())
+        refused.append(f"values that identify someone in {kinds}")
     if not outcomes[1].passed:
+        refused.append(
+            f"{staged.rows} rows for {dm_rows} DM subjects ({distinct} distinct pseudonyms)"
+        )
+    if refused:
         tables.discard(staged)
         reporter.error(
-            f"{PROFILE.asset_key} {job.delivery.key}: {staged.rows} rows for {dm_rows} DM "
-            f"subjects ({distinct} distinct pseudonyms); nothing committed"
+            f"{PROFILE.asset_key} {job.delivery.key}: {'; '.join(refused)}; nothing committed"
         )
         reporter.checks(PROFILE.asset_key, outcomes)
         return

@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 
 from spark_jobs.contracts import SUBJECT_PROFILE
 from spark_jobs.contracts.features import IDENTIFYING_COLUMNS, VITAL_TESTS
+from spark_jobs.quality import identifiers
 
 AGE_CAP = 90  # HIPAA Safe Harbor: ages over 89 are reported as one category
 ABNORMAL_INDICATORS = ("LOW", "HIGH", "ABNORMAL", "LOW LOW", "HIGH HIGH")
@@ -188,11 +189,14 @@ def subject_profile(curated: dict[str, DataFrame], pseudonym: Any) -> DataFrame:
 
 
 def identifying_columns(df: DataFrame) -> list[str]:
-    """Columns that must never reach a feature table: identifiers, dates and timestamps."""
+    """Columns that must never reach a feature table, by name or type: identifiers (SDTM's and
+    any name that says name, e-mail, phone, birth date, address...), dates and timestamps."""
+    named = identifiers.by_name(df.columns)
     found = [
         f.name
         for f in df.schema.fields
         if f.name.upper() in IDENTIFYING_COLUMNS
+        or f.name in named
         or isinstance(f.dataType, (T.DateType, T.TimestampType, T.TimestampNTZType))
         or f.name.upper().endswith(("DTC", "_DATE", "DTM"))
     ]

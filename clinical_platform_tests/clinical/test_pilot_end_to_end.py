@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pyspark.sql import functions as F
 
 from clinical_platform import cli
 from clinical_platform.definitions import build_definitions
+from clinical_platform.launchers.local import LocalSparkLauncher
 from clinical_platform.lineage.columns import landed_variables, trace_column
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import (
@@ -22,8 +25,12 @@ from clinical_platform_tests.helpers import (
     read_table,
     table_exists,
 )
-from spark_jobs.contracts.layout import LakeLayout
+from spark_jobs import features
+from spark_jobs.contracts.layout import Delivery, LakeLayout
 from spark_jobs.contracts.outputs import CLINICAL_OUTPUTS, schema_differences
+from spark_jobs.runtime.arguments import DeliveryArgs
+from spark_jobs.runtime.reporting import JobReporter
+from spark_jobs.storage.tables import LakeTables
 
 pytestmark = pytest.mark.slow
 
@@ -310,3 +317,54 @@ def test_a_feature_column_walks_back_to_the_variables_of_vs_xpt(
         )
     assert exited.value.code == 1
     assert "features_subject_profile has no column 'sysbp'" in capsys.readouterr().err
+
+
+class RecordingReporter(JobReporter):
+    """The job's reporter without Dagster, keeping every check it reports."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.reported: dict[str, tuple[bool, dict[str, Any]]] = {}
+
+    def check(self, asset_key: str, check_name: str, passed: bool, **kwargs: Any) -> None:
+        self.reported[check_name] = (passed, dict(kwargs["metadata"]))
+
+
+def test_identifying_values_in_features_are_refused_and_not_committed(
+    pilot_run: PilotRun, spark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The features job on the pilot's current data, its profile made to carry e-mail
+    addresses and one USUBJID: the blocking PHI check fails, and nothing is committed."""
+    session = spark.newSession()  # its own catalog: the pilot run's lake
+    for key, value in LocalSparkLauncher(lake_uri=str(pilot_run.lake)).catalog_conf().items():
+        if key.startswith("spark.sql.catalog."):  # the extensions are the shared session's
+            session.conf.set(key, value)
+    built_profile = features.subject_profile
+
+    def leaky(*args: Any) -> Any:
+        clean = built_profile(*args)
+        e_mail = F.concat(F.substring("subject_pseudonym", 1, 8), F.lit("@example.org"))
+        return clean.withColumn("disposition_reason", e_mail).withColumn(
+            "race", F.when(F.col("sex") == "F", F.lit("01-701-1015")).otherwise(F.col("race"))
+        )
+
+    monkeypatch.setattr(features, "subject_profile", leaky)
+    later = Delivery(pilot_run.delivery.study, "2024-01-16")  # reads the pilot's current data
+    job = DeliveryArgs(LakeLayout(str(pilot_run.lake)), later, "phi-test", checks_only=False)
+    reporter = RecordingReporter()
+    features.featurize_delivery(
+        session, LakeTables(session, job.layout, job.run_id), job, "phi-key", reporter
+    )
+    passed, metadata = reporter.reported["no_identifiers"]
+    assert not passed
+    assert metadata["identifying_values"]["raw_value"] == {  # as Pipes carries it
+        "disposition_reason": "e-mail address",
+        "race": "subject identifier (USUBJID or SUBJID)",
+    }
+    table = f"clinical.{features.PROFILE.table}"
+    assert session.table(table).where(f"delivery = '{later.delivery}'").count() == 0
+    assert session.sql(f"SELECT name FROM {table}.refs WHERE type = 'BRANCH'").collect() == [
+        ("main",)
+    ]
+    with pytest.raises(AssertionError, match="no lineage record"):
+        lineage(pilot_run.lake, "features", "subject_profile", later)

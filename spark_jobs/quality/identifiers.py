@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 # Upper-cased column names (separators removed) that name a direct identifier, by kind.
@@ -82,3 +82,67 @@ def by_value(text_columns: Sequence[str], metrics: Mapping[str, Any]) -> dict[st
                 found[name] = kind
                 break
     return found
+
+
+# ---- at the exit: values of a feature table -----------------------------------------------
+
+# What a feature value must never look like. Features hold codes, counts and study days; a
+# column most of whose values look like one of these is a leak, whatever its name.
+# Dates first: a phone number's pattern also matches 2013-07-01.
+FEATURE_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (
+        "calendar date",
+        r"^([0-9]{4}-[0-9]{2}(-[0-9]{2})?|[0-9]{1,2}[/.][0-9]{1,2}[/.][0-9]{2,4}"
+        r"|[0-9]{2}[A-Za-z]{3}[0-9]{4})([T ].*)?$",
+    ),
+    *VALUE_PATTERNS,
+    ("free text", r"^\S+(\s+\S+){7,}$"),  # eight words or more: a narrative, not a code
+)
+SUBJECT_ID = "subject identifier (USUBJID or SUBJID)"
+_ID_HIT = "_subject_id"
+
+
+def identifying_values(
+    frame: DataFrame, columns: Sequence[str], subject_ids: DataFrame | None
+) -> dict[str, str]:
+    """Text columns of `frame` whose values identify someone, with the kind: any value equal
+    to one of the study's subject ids (`subject_ids`, one column `id`), or at least VALUE_SHARE
+    of the values looking like e-mail addresses, phone numbers, names, dates or free text.
+
+    One aggregation over the frame (every column's cells side by side), so a feature table is
+    read once whatever its width.
+    """
+    if not columns:
+        return {}
+    cells = frame.select(
+        F.explode(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(name).alias("column"),
+                        F.trim(F.col(f"`{name}`").cast("string")).alias("value"),
+                    )
+                    for name in columns
+                ]
+            )
+        ).alias("cell")
+    ).select("cell.*")
+    cells = cells.where(F.col("value").isNotNull() & (F.col("value") != ""))
+    counts = [
+        F.sum(F.when(F.col("value").rlike(regex), 1).otherwise(0)).alias(_plain(kind))
+        for kind, regex in FEATURE_VALUE_PATTERNS
+    ]
+    if subject_ids is not None:
+        ids = subject_ids.select(F.trim(F.col("id")).alias("value")).distinct()
+        cells = cells.join(ids.withColumn(_ID_HIT, F.lit(1)), "value", "left")
+        counts.append(F.sum(F.coalesce(F.col(_ID_HIT), F.lit(0))).alias(_ID_HIT))
+    found: dict[str, str] = {}
+    for row in cells.groupBy("column").agg(F.count(F.lit(1)).alias("_values"), *counts).collect():
+        if subject_ids is not None and row[_ID_HIT]:
+            found[row["column"]] = SUBJECT_ID
+            continue
+        for kind, _ in FEATURE_VALUE_PATTERNS:
+            if int(row[_plain(kind)]) / int(row["_values"]) >= VALUE_SHARE:
+                found[row["column"]] = kind
+                break
+    return dict(sorted(found.items()))
