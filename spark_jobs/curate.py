@@ -43,7 +43,12 @@ from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
 from spark_jobs.quality.conform import raw_name
 from spark_jobs.quality.evaluate import evaluate, key_text, rejected_condition, row_rules
-from spark_jobs.quality.metrics import examples_column, examples_of, rule_metrics
+from spark_jobs.quality.metrics import (
+    examples_column,
+    examples_of,
+    masked_details,
+    rule_metrics,
+)
 from spark_jobs.quality.rule_sql import EvaluationContext
 from spark_jobs.runtime.arguments import (
     DeliveryArgs,
@@ -168,8 +173,10 @@ def rule_checks(contract: DatasetContract, summary: Mapping[str, Any]) -> list[C
                 failing == 0 or rule.effect is Effect.FLAG,
                 failing_rows=failing,
                 failing_fraction=round(failing / rows, 6) if rows else 0.0,
-                examples=[e["key"] for e in sample],
-                example_details=[d for e in sample for d in e["details"]][:EXAMPLES],
+                # Rows by file and number, details without subject ids: what reaches Dagster's
+                # event log names no patient (the quarantine table has the keys).
+                examples=[e["row"] for e in sample],
+                example_details=[d for e in sample for d in masked_details(e)][:EXAMPLES],
             )
         )
     return outcomes

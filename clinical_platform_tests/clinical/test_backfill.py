@@ -11,6 +11,7 @@ only add minutes to the suite.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._serdes import serialize_value
 
 from clinical_platform.lake import land_delivery, rejected_files
 from clinical_platform.runs import local_instance
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY, PilotRun
 from clinical_platform_tests.helpers import (
+    lake_catalog,
     lineage,
     metadata_of,
     partition_materialization,
@@ -181,3 +184,17 @@ def test_each_partition_has_its_own_materialization_and_checks(backfill: Backfil
         COPY.key: "SUCCEEDED",
         NO_LBHE.key: "SUCCEEDED",
     }
+
+
+def test_no_subject_id_reaches_dagsters_event_log(backfill: Backfill) -> None:
+    """Materializations, check results (their examples too) and log lines of the whole run
+    name rows and counts, never a subject: none of the pilot's 306 USUBJIDs is in them."""
+    dm = lake_catalog(backfill.lake).load_table("raw.clinical_dm").scan().to_arrow()
+    subjects = {s.strip() for s in dm.column("USUBJID").to_pylist() if s and s.strip()}
+    assert len(subjects) == 306
+    instance = backfill.instance
+    entries = [e for run in instance.get_runs() for e in instance.all_logs(run.run_id)]
+    text = "\n".join(serialize_value(entry) for entry in entries)
+    assert len(entries) > 500
+    assert re.search(r"lb(ch|he)\.xpt row \d+", text), "check examples name rows"
+    assert sorted(s for s in subjects if s in text) == []

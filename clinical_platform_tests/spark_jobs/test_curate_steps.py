@@ -13,7 +13,7 @@ from spark_jobs.contracts import contract_for
 from spark_jobs.contracts.layout import Delivery, Zone
 from spark_jobs.contracts.outputs import output
 from spark_jobs.quality.evaluate import evaluate
-from spark_jobs.quality.metrics import rule_metrics
+from spark_jobs.quality.metrics import masked_details, rule_metrics
 from spark_jobs.quality.rule_sql import EvaluationContext
 
 SV = contract_for("sv", "S01")
@@ -161,10 +161,26 @@ def test_rule_checks_from_the_metrics_of_the_pass(evaluated) -> None:
         {"effect": "collapse", "collapsed_rows": 1, "rows_kept": 3},
     )
     iso = outcomes["iso8601"]
+    # Examples name the row by file and number, never by its subject (S01-001/2.0).
     assert (iso.passed, iso.metadata["failing_rows"], iso.metadata["examples"]) == (
         False,
         1,
-        ["S01-001/2.0"],
+        ["u row 2"],
     )
+    assert "S01-001" not in str(dict(iso.metadata))
     assert iso.metadata["failing_fraction"] == round(1 / 3, 6)
     assert outcomes["castable"].passed and outcomes["castable"].metadata["failing_rows"] == 0
+
+
+def test_reported_details_name_no_subject() -> None:
+    example = {
+        "details": [
+            "natural_key: natural key 01-701-1015/3 is shared by 2 differing rows",
+            "subject_in_dm: USUBJID='01-701-1015 ' is not in DM of this delivery",
+        ],
+        "subjects": ["01-701-1015 ", None],
+    }
+    assert masked_details(example) == [
+        "natural_key: natural key <subject>/3 is shared by 2 differing rows",
+        "subject_in_dm: USUBJID='<subject>' is not in DM of this delivery",
+    ]

@@ -14,7 +14,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts import DatasetContract
-from spark_jobs.contracts.outputs import DUPLICATES_COLLAPSED
+from spark_jobs.contracts.outputs import DUPLICATES_COLLAPSED, SOURCE_ROW, SOURCE_URI
 from spark_jobs.quality.evaluate import (
     detail_column,
     fail_column,
@@ -73,11 +73,45 @@ def rule_metrics(
     for rule in row_rules(contract):
         failing = F.col(fail_column(rule.name))
         metrics.append(F.coalesce(F.sum(failing.cast("long")), F.lit(0)).alias(rule.name))
-        example = F.struct(key.alias("key"), F.col(detail_column(rule.name)).alias("details"))
+        example = F.struct(
+            key.alias("key"),
+            F.col(detail_column(rule.name)).alias("details"),
+            row_reference().alias("row"),
+            subject_values(contract).alias("subjects"),
+        )
         # Rows whose ordering is null are no candidates, so only failing rows are.
         found = smallest(example, F.when(failing, key), examples, bounded=bounded)
         metrics.append((F.to_json(found) if as_json else found).alias(examples_column(rule.name)))
     return metrics
+
+
+# Columns whose values say who a subject is: kept in curated and quarantine (identifiable
+# zones), never in what is reported to Dagster (check examples name rows, not subjects).
+SUBJECT_COLUMNS = ("USUBJID", "SUBJID")
+SUBJECT_MASK = "<subject>"
+
+
+def row_reference() -> Column:
+    """Where a row came from, as text without any of its values: `ae.xpt row 12`."""
+    file_name = F.regexp_extract(F.col(SOURCE_URI), r"[^/]*$", 0)
+    return F.concat(file_name, F.lit(" row "), F.col(SOURCE_ROW).cast("string"))
+
+
+def subject_values(contract: DatasetContract) -> Column:
+    """The row's subject identifiers (USUBJID, SUBJID where the dataset has them)."""
+    present = [c for c in SUBJECT_COLUMNS if c in contract.column_names]
+    return F.array(*[F.col(c).cast("string") for c in present])
+
+
+def masked_details(example: dict[str, Any]) -> list[str]:
+    """An example's details with its subject's identifiers replaced by `<subject>`."""
+    values = {v for s in example["subjects"] or [] if s for v in (s, s.strip()) if v}
+    details = []
+    for detail in example["details"] or []:
+        for value in sorted(values, key=len, reverse=True):
+            detail = detail.replace(value, SUBJECT_MASK)
+        details.append(detail)
+    return details
 
 
 def examples_of(value: Any) -> list[dict[str, Any]]:
