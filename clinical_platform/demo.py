@@ -17,7 +17,7 @@ from clinical_platform.runs import local_instance, materialize_delivery, select_
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.formats import xport
 
-DEMO_STUDY = "SYNTH01"
+DEMO_STUDY = settings.DEMO_STUDY
 DEMO_DELIVERY_DATE = "2024-01-15"  # fixed, so re-running the demo replaces the same partition
 
 
@@ -44,10 +44,11 @@ def study_of(folder: Path) -> str:
 def run_demo(subjects: int, delivery_folder: str | None) -> int:
     started = time.monotonic()
     if not os.environ.get(settings.PSEUDONYM_KEY_VAR):
-        os.environ[settings.PSEUDONYM_KEY_VAR] = settings.DEMO_PSEUDONYM_KEY
+        # Only the generated study's features may use it (Pseudonymization.key_env_for).
+        os.environ.setdefault(settings.DEMO_PSEUDONYM_KEY_VAR, settings.DEMO_PSEUDONYM_KEY)
         print(
-            f"Using the demo pseudonym key ({settings.PSEUDONYM_KEY_VAR} is not set); "
-            "never use it for real data."
+            f"Using the demo pseudonym key for the generated study {settings.DEMO_STUDY} only "
+            f"({settings.PSEUDONYM_KEY_VAR} is not set); other studies need their own key."
         )
     layout = LakeLayout(settings.lake_uri())
     if delivery_folder:

@@ -26,8 +26,12 @@ AWS_EMR_SERVERLESS = "aws-emr-serverless"
 ENVIRONMENTS = (LOCAL, AWS_EMR_STEPS, AWS_EMR_SERVERLESS)
 # `aws` was the only AWS environment before EMR Serverless could be chosen; it still means steps.
 ALIASES = {"aws": AWS_EMR_STEPS}
-# Used only by `make demo`/`make ui` on generated data; never for a real delivery.
+# Used only by `make demo`/`make ui`, and only for the generated demo study: they set it in
+# DEMO_PSEUDONYM_KEY_VAR (never in PSEUDONYM_KEY_VAR), and the features of any other study
+# still need the study's own key (`Pseudonymization.key_env_for`).
 DEMO_PSEUDONYM_KEY = "demo-key-not-for-real-data"
+DEMO_PSEUDONYM_KEY_VAR = "CLINICAL_DEMO_PSEUDONYM_KEY"
+DEMO_STUDY = "SYNTH01"  # what `clinical-platform generate sdtm` and `make demo` generate
 
 
 class SettingsError(ValueError):

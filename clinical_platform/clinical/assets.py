@@ -174,16 +174,17 @@ class Stage:
         keys: AbstractSet[AssetOrCheck],
         arguments: Sequence[str],
         pseudonymization: Pseudonymization,
+        studies: AbstractSet[str] = frozenset(),
     ) -> SparkJob:
         """The stage's own job for the selected `keys`, given the run's common arguments."""
         if self.entry_point is not EntryPoint.FEATURES:
             datasets = ",".join(selected_datasets(keys, self.outputs))
             return SparkJob(self.entry_point, [*arguments, "--datasets", datasets])
+        key_var = pseudonymization.key_env_for(studies)
         secrets: dict[str, str] = {}
         if "--checks-only" not in arguments:
-            secrets[pseudonymization.key_env_var] = pseudonymization.purpose()
-        key_env = ["--key-env", pseudonymization.key_env_var]
-        return SparkJob(self.entry_point, [*arguments, *key_env], secrets)
+            secrets[key_var] = pseudonymization.purpose()
+        return SparkJob(self.entry_point, [*arguments, "--key-env", key_var], secrets)
 
 
 RAW_STAGE = Stage("clinical_raw", EntryPoint.INGEST, RAW_OUTPUTS)
@@ -294,11 +295,12 @@ def launch(
     waits for this one (see `launchers.stages`)."""
     arguments = job_arguments(context, lake, deliveries)
     own = set(context.selected_asset_keys) | set(context.selected_asset_check_keys)
-    jobs = [stage.job(own, arguments, pseudonymization)]
+    studies = {d.study for d in deliveries}
+    jobs = [stage.job(own, arguments, pseudonymization, studies)]
     chosen: list[AbstractSet[AssetOrCheck]] = [own]
     for later in [] if checks_only(context) else stages_after(context, stage):
         keys = later.selected(context)
-        job = later.job(keys, arguments, pseudonymization)
+        job = later.job(keys, arguments, pseudonymization, studies)
         try:
             spark.secret_environment(job)
         except SecretUnavailable:
