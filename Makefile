@@ -11,17 +11,25 @@ STAMP := $(VENV)/.installed
 # Spark's jars (Iceberg, hadoop-aws, SQLite JDBC), pinned in infra/spark/pom.xml, fetched once.
 JARS := .jars
 JARS_STAMP := $(JARS)/.fetched
+# The EMR 6.15 lane: the same lock with EMR 6.15's PySpark, and Iceberg 1.4's jars
+# (infra/spark/pom-spark34.xml); both made once, beside the main ones.
+EMR_PYSPARK := 3.4.1
+VENV_SPARK34 := .venv-spark34
+SPARK34_STAMP := $(VENV_SPARK34)/.installed
+JARS_SPARK34 := .jars-spark34
+JARS_SPARK34_STAMP := $(JARS_SPARK34)/.fetched
 MVN ?= mvn
 PYTHON := $(shell scripts/find-python.sh 2>/dev/null)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: help setup demo ui test test-fast lint format snapshot bench clean check-prerequisites
+.PHONY: help setup demo ui test test-fast test-emr-spark lint format snapshot bench clean check-prerequisites
 
 help:
 	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
-	@echo "make test       run the whole test suite (make test-fast skips the slow end-to-end tests)"
+	@echo "make test       run the whole test suite (make test-fast skips the slow end-to-end tests;"
+	@echo "                make test-emr-spark runs the job tests and the pilot on EMR 6.15's Spark 3.4.1)"
 	@echo "make ui         Dagster UI on http://127.0.0.1:3000"
 	@echo "make lint       ruff, pyright and cfn-lint of the CloudFormation template"
 	@echo "make snapshot   store the definitions snapshot after an intended change"
@@ -52,6 +60,29 @@ $(JARS_STAMP): infra/spark/pom.xml
 		|| { tail -30 "$(JARS)/maven.log"; echo "Fetching Spark's jars failed (log: $(JARS)/maven.log)." >&2; exit 1; }
 	@touch $@
 
+# The lock exported with EMR 6.15's pyspark instead of the locked one; its py4j pin is dropped
+# because each pyspark pins its own exact py4j. Nothing else changes (docs/emr.md).
+$(SPARK34_STAMP): pyproject.toml uv.lock | $(UV)
+	@scripts/check-prerequisites.sh
+	@echo "Creating $(VENV_SPARK34) from uv.lock with pyspark==$(EMR_PYSPARK) (EMR 6.15's Spark)"
+	@rm -rf $(VENV_SPARK34)
+	@$(UV) venv --quiet --python "$(PYTHON)" $(VENV_SPARK34)
+	@set -o pipefail; $(UV) export --frozen --all-groups --no-hashes --no-emit-project --quiet \
+		| sed -e 's/^pyspark==.*/pyspark==$(EMR_PYSPARK)/' -e '/^py4j==/d' \
+		> $(VENV_SPARK34)/requirements.txt
+	@$(UV) pip install --quiet --python $(VENV_SPARK34)/bin/python -r $(VENV_SPARK34)/requirements.txt
+	@$(UV) pip install --quiet --python $(VENV_SPARK34)/bin/python --no-deps -e .
+	@touch $@
+
+$(JARS_SPARK34_STAMP): infra/spark/pom-spark34.xml
+	@MVN="$(MVN)" scripts/check-maven.sh
+	@echo "Fetching Spark 3.4's jars into $(JARS_SPARK34)/ with Maven (once)"
+	@rm -rf $(JARS_SPARK34) && mkdir -p $(JARS_SPARK34)
+	@$(MVN) -B --no-transfer-progress -f infra/spark/pom-spark34.xml dependency:copy-dependencies \
+		-DoutputDirectory="$(CURDIR)/$(JARS_SPARK34)" > "$(JARS_SPARK34)/maven.log" 2>&1 \
+		|| { tail -30 "$(JARS_SPARK34)/maven.log"; echo "Fetching Spark 3.4's jars failed (log: $(JARS_SPARK34)/maven.log)." >&2; exit 1; }
+	@touch $@
+
 setup: $(STAMP) $(JARS_STAMP)
 
 demo: $(STAMP) $(JARS_STAMP)
@@ -60,8 +91,8 @@ demo: $(STAMP) $(JARS_STAMP)
 ui: $(STAMP) $(JARS_STAMP)
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
-	@if [ -z "$$CLINICAL_PSEUDONYM_KEY" ]; then echo "Using the demo pseudonym key; set CLINICAL_PSEUDONYM_KEY for real data."; fi
-	CLINICAL_PSEUDONYM_KEY="$${CLINICAL_PSEUDONYM_KEY:-demo-key-not-for-real-data}" \
+	@if [ -z "$$CLINICAL_PSEUDONYM_KEY" ]; then echo "The demo pseudonym key serves the generated study SYNTH01 only; set CLINICAL_PSEUDONYM_KEY for other studies."; fi
+	CLINICAL_DEMO_PSEUDONYM_KEY="$${CLINICAL_DEMO_PSEUDONYM_KEY:-demo-key-not-for-real-data}" \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: $(STAMP) $(JARS_STAMP)
@@ -69,6 +100,14 @@ test: $(STAMP) $(JARS_STAMP)
 
 test-fast: $(STAMP) $(JARS_STAMP)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The Spark jobs on EMR 6.15's Spark: the job tests and the pilot end to end (its hashes must
+# equal those of any other PySpark's run left in .artifacts/, which make test writes).
+test-emr-spark: $(SPARK34_STAMP) $(JARS_SPARK34_STAMP)
+	CLINICAL_JARS_DIR="$(CURDIR)/$(JARS_SPARK34)" CLINICAL_REQUIRE_SPARK_COMPARISON=1 \
+		$(VENV_SPARK34)/bin/pytest -p no:cacheprovider --durations=10 $(PYTEST_ARGS) \
+		clinical_platform_tests/spark_jobs/ \
+		clinical_platform_tests/clinical/test_pilot_end_to_end.py -k 'not rematerializ'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -88,4 +127,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(JARS) .lake .dagster .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_SPARK34) $(TOOLS) $(JARS) $(JARS_SPARK34) .lake .dagster .demo .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from spark_jobs.contracts.layout import LakeLayout
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PILOT_DIR = PROJECT_ROOT.parent / "shared" / "data" / "cdisc_pilot"
 TEST_PSEUDONYM_KEY = "test-key-0123456789"
+# Each pilot run's rows and hashes per PySpark version (`.artifacts/` is ignored by git).
+PILOT_HASHES_DIR = PROJECT_ROOT / ".artifacts"
 
 
 def pilot_dir_or_skip() -> Path:
@@ -50,13 +53,13 @@ def spark() -> Iterator[object]:
     """One local SparkSession for the pure-transform tests (level 1)."""
     from pyspark.sql import SparkSession
 
-    from clinical_platform.launchers.local import JARS_DIR, jar_classpath
+    from clinical_platform.launchers.local import default_jars_dir, jar_classpath
     from spark_jobs.contracts.tables import ICEBERG_SQL_EXTENSIONS
 
     session = (
         SparkSession.Builder()
         .master("local[2]")
-        .config("spark.driver.extraClassPath", jar_classpath(JARS_DIR))
+        .config("spark.driver.extraClassPath", jar_classpath(default_jars_dir()))
         .config("spark.sql.extensions", ICEBERG_SQL_EXTENSIONS)
         .appName("clinical-platform-tests")
         .config("spark.sql.shuffle.partitions", "4")
@@ -105,7 +108,37 @@ def pilot_run(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
         result = materialize(lake, delivery)
+    write_pilot_hashes(lake, delivery, result)
     yield PilotRun(lake=lake, delivery=delivery, result=result)
+
+
+def pilot_hashes_file(pyspark_version: str) -> Path:
+    """Where a pilot run on one PySpark version leaves its hashes, for a run on another."""
+    return PILOT_HASHES_DIR / f"pilot-hashes-{pyspark_version}.json"
+
+
+def write_pilot_hashes(lake: Path, delivery: Any, result: Any) -> None:
+    """Each committed asset's rows and hashes from its lineage record, under this run's
+    PySpark version: the EMR-Spark lane compares its own run with every other version's.
+    The code version says which runs may be compared (same `spark_jobs`, other Spark)."""
+    import pyspark
+
+    from clinical_platform_tests.helpers import lineage, materializations
+
+    assets, code_versions = {}, set()
+    for name in sorted(materializations(result)):
+        zone, dataset = name.split("_", 1)
+        record = lineage(lake, zone, dataset, delivery)
+        assets[name] = {key: record.get(key) for key in ("rows", "content_hash", "data_hash")}
+        code_versions.add(str(record.get("code_version")))
+    hashes = {
+        "pyspark": pyspark.__version__,
+        "code_version": ",".join(sorted(code_versions)),
+        "assets": assets,
+    }
+    path = pilot_hashes_file(pyspark.__version__)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- S3 lake (moto)

@@ -58,6 +58,13 @@ DEFAULT_CONF = {
 DEFAULT_DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 # Where `make setup` puts the jars pinned in infra/spark/pom.xml (Iceberg, hadoop-aws, SQLite).
 JARS_DIR = PACKAGE_DIR.parent / ".jars"
+JARS_DIR_ENV = "CLINICAL_JARS_DIR"
+
+
+def default_jars_dir() -> Path:
+    """CLINICAL_JARS_DIR, else JARS_DIR (`make test-emr-spark` names Spark 3.4's jars); read
+    when Spark starts, never when definitions are imported."""
+    return Path(os.environ.get(JARS_DIR_ENV) or JARS_DIR)
 
 
 def spark_jars(folder: Path) -> list[Path]:
@@ -147,7 +154,10 @@ class LocalSparkLauncher(SparkLauncher):
     lake_uri: str = Field(description="Lake root; bundles and Spark logs are kept under it")
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf settings")
     driver_java_options: str = Field(default=DEFAULT_DRIVER_JAVA_OPTIONS)
-    jars_dir: str = Field(default=str(JARS_DIR), description="Jars from infra/spark/pom.xml")
+    jars_dir: str | None = Field(
+        default=None,
+        description="Folder of Spark's jars (default: CLINICAL_JARS_DIR, else .jars)",
+    )
     catalog: str = Field(default="sqlite", description="Iceberg catalog: sqlite or glue")
     catalog_db: str | None = Field(
         default=None, description="SQLite file of the catalog (default: under a local lake)"
@@ -182,7 +192,7 @@ class LocalSparkLauncher(SparkLauncher):
         return spark_conf(chosen)
 
     def command(self, job: SparkJob, code_dir: Path) -> list[str]:
-        classpath = jar_classpath(Path(self.jars_dir))
+        classpath = jar_classpath(Path(self.jars_dir) if self.jars_dir else default_jars_dir())
         conf = {
             **DEFAULT_CONF,
             "spark.executor.extraClassPath": classpath,

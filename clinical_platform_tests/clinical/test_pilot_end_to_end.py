@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from clinical_platform import cli
 from clinical_platform.definitions import build_definitions
 from clinical_platform.launchers.local import LocalSparkLauncher
 from clinical_platform.lineage.columns import landed_variables, trace_column
-from clinical_platform_tests.conftest import PilotRun
+from clinical_platform_tests.conftest import PILOT_HASHES_DIR, PilotRun, pilot_hashes_file
 from clinical_platform_tests.helpers import (
     checks,
     lake_catalog,
@@ -368,3 +369,38 @@ def test_identifying_values_in_features_are_refused_and_not_committed(
     ]
     with pytest.raises(AssertionError, match="no lineage record"):
         lineage(pilot_run.lake, "features", "subject_profile", later)
+
+
+def test_the_pilot_has_the_same_rows_and_hashes_on_every_spark(pilot_run: PilotRun) -> None:
+    """Every asset's rows, content and data hash equal those of the same code's pilot run on
+    each other PySpark version that left its hashes (`make test` on the default Spark, then
+    `make test-emr-spark` on EMR 6.15's compares with it)."""
+    import pyspark
+
+    ours_path = pilot_hashes_file(pyspark.__version__)
+    ours = json.loads(ours_path.read_text(encoding="utf-8"))
+    others, stale = [], []
+    for path in sorted(PILOT_HASHES_DIR.glob("pilot-hashes-*.json")):
+        if path == ours_path:
+            continue
+        other = json.loads(path.read_text(encoding="utf-8"))
+        (others if other.get("code_version") == ours["code_version"] else stale).append(other)
+    if not others:
+        message = (
+            f"no pilot hashes of this code from a PySpark other than {pyspark.__version__} in "
+            f"{PILOT_HASHES_DIR}"
+            + (f" (only of other code, from {[s['pyspark'] for s in stale]})" if stale else "")
+            + ": run the pilot end to end on another PySpark first (make test, then "
+            "make test-emr-spark)"
+        )
+        if os.environ.get("CLINICAL_REQUIRE_SPARK_COMPARISON") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    for other in others:
+        differing = {
+            asset: {pyspark.__version__: ours["assets"].get(asset), other["pyspark"]: theirs}
+            for asset, theirs in other["assets"].items()
+            if ours["assets"].get(asset) != theirs
+        }
+        missing = sorted(set(ours["assets"]) - set(other["assets"]))
+        assert (differing, missing) == ({}, []), f"PySpark {other['pyspark']} differs"
