@@ -69,9 +69,9 @@ def test_old_java_and_old_python_are_named(tmp_path: Path) -> None:
     )
 
 
-def test_ci_run_returns_the_test_status(tmp_path: Path) -> None:
-    path = fake_bin(tmp_path / "bin", {"make": 'echo "make $*"; exit 3'})
-    done = subprocess.run(
+def ci_run(tmp_path: Path, make: str) -> subprocess.CompletedProcess[str]:
+    path = fake_bin(tmp_path / "bin", {"make": make})
+    return subprocess.run(
         ["bash", ".ci/run"],
         cwd=PROJECT_ROOT,
         env={"PATH": f"{path}:/usr/bin:/bin"},
@@ -79,8 +79,17 @@ def test_ci_run_returns_the_test_status(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
+
+
+def test_ci_run_returns_the_test_status(tmp_path: Path) -> None:
+    """Both targets run; the first failure's status is CI's (the suite's before the lane's)."""
+    done = ci_run(tmp_path / "both", 'echo "make $*"; [ "$1" = test ] && exit 3; exit 4')
     assert done.returncode == 3
-    assert done.stdout.strip() == "make test"
+    assert done.stdout.split() == ["make", "test", "make", "test-emr-spark"]
+    lane_only = ci_run(tmp_path / "lane", 'echo "make $*"; [ "$1" = test ] && exit 0; exit 4')
+    assert lane_only.returncode == 4
+    passed = ci_run(tmp_path / "none", 'echo "make $*"; exit 0')
+    assert passed.returncode == 0
 
 
 def test_missing_maven_is_one_clear_line(tmp_path: Path) -> None:
