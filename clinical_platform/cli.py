@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     sdtm = kinds.add_parser("sdtm", help="a deterministic synthetic SDTM delivery (.xpt)")
     sdtm.add_argument("--subjects", type=int, required=True)
     sdtm.add_argument("--out", required=True)
-    sdtm.add_argument("--study", default="SYNTH01")
+    sdtm.add_argument("--study", default=settings.DEMO_STUDY)
     sdtm.add_argument("--seed", type=int, default=20240115)
     sdtm.set_defaults(handler=cmd_generate)
 

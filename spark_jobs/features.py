@@ -113,7 +113,7 @@ def no_identifiers(
 
 def subject_ids(dm: DataFrame) -> DataFrame:
     """The study's USUBJID and SUBJID values (one column `id`): no feature value may be one."""
-    present = [c for c in ("USUBJID", "SUBJID") if c in dm.columns]
+    present = [c for c in identifiers.SUBJECT_COLUMNS if c in dm.columns]
     frames = [dm.select(F.col(c).cast("string").alias("id")) for c in present]
     ids = frames[0]
     for frame in frames[1:]:

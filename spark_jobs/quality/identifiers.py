@@ -98,6 +98,8 @@ FEATURE_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
     *VALUE_PATTERNS,
     ("free text", r"^\S+(\s+\S+){7,}$"),  # eight words or more: a narrative, not a code
 )
+# The columns whose values say which subject a row is about (the SDTM subject ids).
+SUBJECT_COLUMNS = ("USUBJID", "SUBJID")
 SUBJECT_ID = "subject identifier (USUBJID or SUBJID)"
 _ID_HIT = "_subject_id"
 

@@ -22,6 +22,7 @@ from spark_jobs.quality.evaluate import (
     rejected_condition,
     row_rules,
 )
+from spark_jobs.quality.identifiers import SUBJECT_COLUMNS
 
 
 def examples_column(rule: str) -> str:
@@ -85,9 +86,8 @@ def rule_metrics(
     return metrics
 
 
-# Columns whose values say who a subject is: kept in curated and quarantine (identifiable
-# zones), never in what is reported to Dagster (check examples name rows, not subjects).
-SUBJECT_COLUMNS = ("USUBJID", "SUBJID")
+# Subject ids are kept in curated and quarantine (identifiable zones), never in what is
+# reported to Dagster: check examples name rows, and their details mask the subject.
 SUBJECT_MASK = "<subject>"
 
 
