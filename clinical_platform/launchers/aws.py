@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from dagster_pipes import PipesBlobStoreMessageWriter, PipesParams
 
@@ -134,6 +135,21 @@ def stage_code(s3: Any, staging: S3Uri, bundle: CodeBundle, entry_point: str) ->
         Metadata={"sha256": bundle.sha256},
     )
     return StagedCode(archive, entry_script, uploaded=True)
+
+
+def write_submission(s3: Any, target: S3Uri, facts: Mapping[str, str]) -> str | None:
+    """Tell the submitted application where it runs (`SUBMISSION_URI_ENV`); None when written,
+    else why not (the application then records that it could not read it; the run goes on)."""
+    try:
+        s3.put_object(
+            Bucket=target.bucket,
+            Key=target.key,
+            Body=json.dumps(dict(facts), sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+    except (ClientError, BotoCoreError) as error:
+        return f"could not write {target}: {error}"
+    return None
 
 
 def stage_file(s3: Any, source: Path, target: S3Uri) -> bool:

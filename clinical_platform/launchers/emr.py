@@ -39,6 +39,7 @@ from clinical_platform.launchers.aws import (
     tail_block,
     wait_for_gzip_lines,
     wait_for_state,
+    write_submission,
 )
 from clinical_platform.launchers.base import (
     Reported,
@@ -57,7 +58,7 @@ from clinical_platform.launchers.emr_cluster import (
     project_file,
     run_job_flow_request,
 )
-from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
+from spark_jobs.contracts.protocol import LOG_LOCATION_ENV, SUBMISSION_URI_ENV
 
 STEP_DONE = frozenset({"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"})
 CLUSTER_ENDED = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
@@ -327,10 +328,15 @@ class EmrStepLauncher(SparkLauncher):
             upload_interval_s=self.pipes_interval_s,
         )
         name = f"clinical-{job.entry_point}-{context.run.run_id[:8]}"
+        submission = staging.join("submissions", context.run.run_id, f"{name}-{number}.json")
         with dg.open_pipes_session(
             context=context, context_injector=injector, message_reader=reader, extras=dict(extras)
         ) as session:
-            env = {**driver_env, **session.get_bootstrap_env_vars()}
+            env = {
+                **driver_env,
+                **session.get_bootstrap_env_vars(),
+                SUBMISSION_URI_ENV: str(submission),
+            }
             submit: dict[str, Any] = {
                 "JobFlowId": cluster.cluster_id,
                 "Steps": [self.step_request(job, code, env, name)],
@@ -342,6 +348,13 @@ class EmrStepLauncher(SparkLauncher):
                 f"Submitted {job.entry_point} as EMR step {step_id} on cluster "
                 f"{cluster.cluster_id} (attempt {number})"
             )
+            facts = {"emr_cluster_id": cluster.cluster_id, "emr_step_id": step_id}
+            if cluster.log_uri is not None:
+                steps = cluster.log_uri.join(cluster.cluster_id, "steps", step_id)
+                facts["log_location"] = f"{steps}/"
+            unwritten = write_submission(aws.s3, submission, facts)
+            if unwritten:
+                context.log.warning(f"EMR step {step_id}: its lineage will lack it: {unwritten}")
             try:
                 step = self._wait(
                     context,

@@ -28,6 +28,7 @@ from clinical_platform.launchers.aws import (
     tail_block,
     wait_for_gzip_lines,
     wait_for_state,
+    write_submission,
 )
 from clinical_platform.launchers.base import (
     SparkJob,
@@ -38,7 +39,7 @@ from clinical_platform.launchers.base import (
     reported_results,
 )
 from clinical_platform.launchers.bundle import build_bundle
-from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
+from spark_jobs.contracts.protocol import LOG_LOCATION_ENV, SUBMISSION_URI_ENV
 
 JOB_DONE = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 _DRIVER_ENV = "spark.emr-serverless.driverEnv."
@@ -150,8 +151,17 @@ class EmrServerlessLauncher(SparkLauncher):
                 message_reader=reader,
                 extras=dict(extras),
             ) as session:
+                submission = staging.join(
+                    "submissions", context.run.run_id, f"{job.entry_point}.json"
+                )
                 driver = self.job_driver(
-                    job, code, {**driver_env, **session.get_bootstrap_env_vars()}
+                    job,
+                    code,
+                    {
+                        **driver_env,
+                        **session.get_bootstrap_env_vars(),
+                        SUBMISSION_URI_ENV: str(submission),
+                    },
                 )
                 run_id = serverless.start_job_run(
                     applicationId=self.application_id,
@@ -170,6 +180,16 @@ class EmrServerlessLauncher(SparkLauncher):
                     f"Started {job.entry_point} as EMR Serverless job run {run_id} "
                     f"on application {self.application_id}"
                 )
+                # The run's own logs, as EMR Serverless lays them out under the log URI.
+                logs = f"{log_root}/applications/{self.application_id}/jobs/{run_id}/"
+                facts = {
+                    "emr_serverless_application_id": self.application_id,
+                    "emr_serverless_job_run_id": run_id,
+                    "log_location": logs,
+                }
+                unwritten = write_submission(s3, submission, facts)
+                if unwritten:
+                    context.log.warning(f"Job run {run_id}: its lineage will lack it: {unwritten}")
                 try:
                     final = self._wait(
                         context,

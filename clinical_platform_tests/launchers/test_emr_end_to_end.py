@@ -23,6 +23,7 @@ from clinical_platform.lake import land_delivery
 from clinical_platform.launchers.bundle import build_bundle
 from clinical_platform.launchers.emr import EmrStepLauncher
 from clinical_platform.launchers.emr_cluster import GLUE_METASTORE_FACTORY, EmrClusterSpec
+from clinical_platform.lineage.dossier import render_dossier
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY, PilotRun
 from clinical_platform_tests.helpers import land, lineage, materialize
 from clinical_platform_tests.launchers.emulator import (
@@ -136,6 +137,7 @@ def test_pilot_through_emr_matches_the_local_launcher(
     emr_runs = materializations(result)
     local_runs = materializations(pilot_run.result)
     assert sorted(emr_runs) == sorted(local_runs)
+    steps = [played for played in player.played if played.cluster_id == cluster_id]
     for name in sorted(emr_runs):
         zone, dataset = name.split("_", 1)
         emr_lineage = lineage(lake, zone, dataset, pilot_run.delivery)
@@ -144,12 +146,17 @@ def test_pilot_through_emr_matches_the_local_launcher(
         assert value(emr_runs[name], "content_hash") == emr_lineage["content_hash"], name
         # Landing URIs are hashed relative to their lake: same data, same hash, any lake.
         assert emr_lineage["content_hash"] == local_lineage["content_hash"], name
-        # Where: the cluster's step logs (the step id is in the materialization).
-        assert emr_lineage["log_location"] == f"{LOG_URI}{cluster_id}/steps/", name
+        # Where: the cluster, the step (written by the launcher once EMR gave its id) and
+        # that step's own logs.
+        step_id = steps[0].step_id
+        assert (emr_lineage["emr_cluster_id"], emr_lineage["emr_step_id"]) == (cluster_id, step_id)
+        assert emr_lineage["log_location"] == f"{LOG_URI}{cluster_id}/steps/{step_id}/", name
+        assert "emr_step_id" not in local_lineage, name
         assert local_lineage["log_location"].endswith(".log"), name
+    dossier = render_dossier(LakeLayout(lake), pilot_run.delivery, "curated_vs")
+    assert f"emr cluster id `{cluster_id}`, emr step id `{steps[0].step_id}`" in dossier
     assert value(emr_runs["curated_vs"], "path").startswith(f"{lake}/curated/clinical/vs/data/")
     # Three stages, one step on the cluster (the pipeline), recorded on every materialization.
-    steps = [played for played in player.played if played.cluster_id == cluster_id]
     assert [p.state for p in steps] == ["COMPLETED"]
     assert "pipeline.py" in " ".join(steps[0].args)
     assert {value(m, "emr_cluster_id") for m in emr_runs.values()} == {cluster_id}

@@ -14,7 +14,7 @@ from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.launchers.aws import S3Uri, StagedCode
 from clinical_platform.launchers.base import SparkJob
 from clinical_platform.launchers.emr_serverless import EmrServerlessLauncher
-from clinical_platform_tests.helpers import land, materialize
+from clinical_platform_tests.helpers import land, lineage, materialize
 from clinical_platform_tests.launchers.emulator import (
     ACCOUNT,
     REGION,
@@ -104,6 +104,11 @@ def test_serverless_job_run_materializes_and_explains_failures(
     assert [p.state for p in player.played] == ["SUCCESS", "FAILED"]
     assert player.played[0].driver_env["CLINICAL_LAUNCHER"] == f"emr-serverless:{application_id}"
     assert player.played[0].driver_env["CLINICAL_LOG_LOCATION"].startswith("s3://")
+    # The lineage record names the job run and its own logs, known only after submitting.
+    record = lineage(tmp_path / "lake", "raw", "dm", SYNTH)
+    run_id = player.played[0].step_id
+    assert record["emr_serverless_job_run_id"] == run_id
+    assert record["log_location"].endswith(f"/applications/{application_id}/jobs/{run_id}/")
     assert not failed.success
     failure = failed.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None and failure.description is not None

@@ -31,6 +31,10 @@ LAUNCHER_ENV = "CLINICAL_LAUNCHER"
 STARTED_BY_ENV = "CLINICAL_STARTED_BY"
 # Where the application's logs go: the Spark log file locally, the cluster's step logs on EMR.
 LOG_LOCATION_ENV = "CLINICAL_LOG_LOCATION"
+# Where a launcher on AWS writes, right after submitting, which EMR step or EMR Serverless job
+# run the application is (a JSON object on S3: ids it only learns from the submission itself);
+# each lineage record carries those facts.
+SUBMISSION_URI_ENV = "CLINICAL_SUBMISSION_URI"
 # A secret reaches an EMR driver as `<NAME>_SECRET_ID`, a Secrets Manager id it resolves itself.
 SECRET_ID_SUFFIX = "_SECRET_ID"
 # The environment variable holding the pseudonym key, unless a deployment names another.

@@ -24,6 +24,7 @@ from spark_jobs.contracts.protocol import (
     STARTED_BY_ENV,
 )
 from spark_jobs.runtime.session import JobError, code_version
+from spark_jobs.runtime.submission import submission_facts
 
 
 class UndeclaredSchemaError(JobError):
@@ -79,6 +80,8 @@ def lineage_record(
         "launcher": os.environ.get(LAUNCHER_ENV, "spark-submit"),
         "started_by": os.environ.get(STARTED_BY_ENV) or f"spark-submit:{_os_user()}",
         "log_location": os.environ.get(LOG_LOCATION_ENV),
+        # On AWS: the step or job run id and its own logs (a more precise log_location).
+        **submission_facts(),
         "produced_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "column_lineage": {
             column: [f"{ref.asset_key}.{ref.column}" for ref in refs]
