@@ -24,6 +24,7 @@ from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.columns import (
     ColumnLineageError,
+    column_lineage_data,
     render_column_lineage,
     trace_column,
 )
@@ -189,8 +190,8 @@ def carried_selection(
             f"delivery {delivery.key} carries no file for the selected assets "
             f"({', '.join(left)}); nothing to materialize"
         )
-    if left:
-        domains = sorted({DATASET_OF_ASSET[k].upper() for k in left if k in DATASET_OF_ASSET})
+    domains = sorted({DATASET_OF_ASSET[k].upper() for k in left if k in DATASET_OF_ASSET})
+    if domains:  # the landing asset is never "carried"; it is not a dataset left out
         print(
             f"delivery {delivery.key} carries no {', '.join(domains)} file: not materialized "
             "(their current data stays that of earlier deliveries)"
@@ -224,25 +225,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
-    if args.format != "md":
-        if args.column:
-            raise CommandError(f"dossier --column is part of the md dossier, not {args.format}")
+    hop = None
+    if args.column:
         try:
-            found = asset_dossier(layout, delivery, args.asset or FEATURE_OUTPUTS[-1].asset_key)
+            hop = trace_column(layout, delivery, args.column, args.asset)
+        except ColumnLineageError as error:
+            raise CommandError(f"dossier --column: {error}") from None
+    if args.format != "md":
+        asset = hop.asset if hop else args.asset or FEATURE_OUTPUTS[-1].asset_key
+        try:
+            found = asset_dossier(layout, delivery, asset)
         except ValueError as error:
             raise CommandError(f"dossier: {error}") from None
+        if hop:
+            found["column_lineage"] = column_lineage_data(hop)
         if args.format == "json":
             text = json.dumps(found, indent=2, default=str) + "\n"
         else:
             text = render_html(found)
     else:
-        text = render_dossier(layout, delivery)
-    if args.column and args.format == "md":
         try:
-            hop = trace_column(layout, delivery, args.column, args.asset)
-        except ColumnLineageError as error:
-            raise CommandError(f"dossier --column: {error}") from None
-        text += "\n".join(render_column_lineage(hop)) + "\n"
+            text = render_dossier(layout, delivery, args.asset)
+        except ValueError as error:
+            raise CommandError(f"dossier: {error}") from None
+        if hop:
+            text += "\n".join(render_column_lineage(hop)) + "\n"
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

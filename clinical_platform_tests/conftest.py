@@ -90,6 +90,7 @@ class PilotRun:
     lake: Path
     delivery: Any  # spark_jobs.contracts.layout.Delivery
     result: Any  # dagster.ExecuteInProcessResult
+    openlineage: Path  # the run's OpenLineage events (a file transport), one JSON per line
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +105,16 @@ def pilot_run(pilot_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     lake = tmp_path_factory.mktemp("pilot") / "lake"
     delivery = Delivery("CDISCPILOT01", "2024-01-15")
+    openlineage = lake.parent / "openlineage.jsonl"
     land(pilot_dir, delivery, lake)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+        patch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "file")
+        patch.setenv("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", str(openlineage))
+        patch.setenv("OPENLINEAGE__TRANSPORT__APPEND", "true")
         result = materialize(lake, delivery)
     write_pilot_hashes(lake, delivery, result)
-    yield PilotRun(lake=lake, delivery=delivery, result=result)
+    yield PilotRun(lake=lake, delivery=delivery, result=result, openlineage=openlineage)
 
 
 def pilot_hashes_file(pyspark_version: str) -> Path:

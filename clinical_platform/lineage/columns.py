@@ -138,3 +138,26 @@ def render_column_lineage(hop: ColumnHop) -> list[str]:
         + ".",
     ]
     return lines
+
+
+def column_lineage_data(hop: ColumnHop) -> dict[str, Any]:
+    """The walk as data, for the JSON and HTML dossiers: each hop with its upstream hops and,
+    at raw, the landed files; then every (file, variable, sha256) it ends at."""
+
+    def node(hop: ColumnHop) -> dict[str, Any]:
+        return {
+            "asset": hop.asset,
+            "column": hop.column,
+            "partition": hop.partition,
+            "committed": hop.committed,
+            "files": [dict(f) for f in hop.files],
+            "upstream": [node(u) for u in hop.upstream],
+        }
+
+    return {
+        **node(hop),
+        "landed_variables": [
+            {"file": file.get("name"), "variable": variable, "sha256": file.get("sha256")}
+            for variable, file in landed_variables(hop)
+        ],
+    }

@@ -75,12 +75,14 @@ def same_data_section(
     return lines
 
 
-def verification_section(layout: LakeLayout, delivery: Delivery) -> list[str]:
+def verification_section(
+    layout: LakeLayout, delivery: Delivery, asset: str | None = None
+) -> list[str]:
     """What `clinical-platform verify` says now: every file and record unchanged, or what is
     not (one line each)."""
     lines = ["", "## Verification", ""]
     try:
-        found = verify_delivery(layout, delivery)
+        found = verify_delivery(layout, delivery, asset)
     except Exception as error:  # noqa: BLE001 - the dossier says it, and goes on
         return [*lines, f"**Not verified**: {error}"]
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -90,14 +92,48 @@ def verification_section(layout: LakeLayout, delivery: Delivery) -> list[str]:
     return [*lines, "", *[f"- {problem}" for problem in found.problems]]
 
 
+# Where on AWS, as the launcher learnt it after submitting (see spark_jobs.runtime.submission).
+AWS_FIELDS = (
+    "emr_cluster_id",
+    "emr_step_id",
+    "emr_serverless_application_id",
+    "emr_serverless_job_run_id",
+    "submission",
+)
+
+
+def aws_where(record: dict[str, Any]) -> str:
+    """ ", EMR cluster `j-…` step `s-…`" (or the Serverless job run) when the record has it."""
+    named = [f"{name.replace('_', ' ')} `{record[name]}`" for name in AWS_FIELDS if name in record]
+    return f"; {', '.join(named)}" if named else ""
+
+
 def _short(value: Any, width: int = 12) -> str:
     text = "" if value is None else str(value)
     return text[:width]
 
 
-def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
-    """Markdown dossier: manifest, rejected files, then per asset its lineage and checks."""
-    lines = [f"# Audit dossier — {delivery.key}", ""]
+def upstream_of(records: list[dict[str, Any]], asset: str) -> list[dict[str, Any]]:
+    """The records of the asset and of every asset it was computed from, in zone order."""
+    by_asset = {r["asset"]: r for r in records}
+    wanted, pending = set(), [asset]
+    while pending:
+        key = pending.pop()
+        if key in wanted or key not in by_asset:
+            continue
+        wanted.add(key)
+        pending += [str(i.get("asset")) for i in by_asset[key].get("inputs", [])]
+    return [r for r in records if r["asset"] in wanted]
+
+
+def render_dossier(layout: LakeLayout, delivery: Delivery, asset: str | None = None) -> str:
+    """Markdown dossier: manifest, rejected files, then per asset its lineage and checks (of
+    one asset and what it was computed from, when `asset` is given)."""
+    if asset is not None and asset not in {o.asset_key for o in asset_outputs()}:
+        raise ValueError(
+            f"no asset {asset!r}; assets are {', '.join(o.asset_key for o in asset_outputs())}"
+        )
+    lines = [f"# Audit dossier — {delivery.key}" + (f", {asset}" if asset else ""), ""]
     landing = layout.landing(delivery)
     shown = local_path(landing) if landing.startswith("file:") else landing
     lines += ["## Delivery as landed", "", f"Landing folder: `{shown}`", ""]
@@ -126,7 +162,9 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
         lines.append("None.")
 
     records = partition_records(layout, delivery)
-    lines += verification_section(layout, delivery)
+    if asset is not None:
+        records = upstream_of(records, asset)
+    lines += verification_section(layout, delivery, asset)
     lines += files_section(records)
     lines += [
         "",
@@ -154,7 +192,7 @@ def render_dossier(layout: LakeLayout, delivery: Delivery) -> str:
             f"- produced at {r.get('produced_at')} by `{r.get('launcher')}` (Spark "
             f"application `{r.get('spark_application_id')}`, run `{r.get('run_id')}`), "
             f"started by `{r.get('started_by', 'not recorded')}`, git `{r.get('git_sha')}`, "
-            f"logs `{r.get('log_location') or 'not recorded'}`",
+            f"logs `{r.get('log_location') or 'not recorded'}`" + aws_where(r),
             f"- table `{r.get('table')}` snapshot `{r.get('snapshot_id')}`; this record's sha256 "
             f"`{r.get('record_sha256')}`",
         ]
@@ -202,9 +240,24 @@ RECORD_FIELDS = (
     "run_id",
     "started_by",
     "log_location",
+    *AWS_FIELDS,
     "produced_at",
     "record_sha256",
 )
+
+
+def file_dispositions(catalog: Any, delivery: Delivery) -> dict[str, str]:
+    """Per landed file, what ingest did with it, from the raw records' accounting: accepted
+    (ingested into raw), rejected, skipped (documentation, unknown) or not ingested (not asked
+    for); empty when no raw partition of the delivery is committed."""
+    raw = (latest_record(catalog, o.table, delivery) for o in asset_outputs() if o.zone is Zone.RAW)
+    accounting = next((r["delivery_files"] for r in raw if r and r.get("delivery_files")), None)
+    if accounting is None:
+        return {}
+    found = {name: "accepted" for name in accounting["accepted"]}
+    found |= {r["file"]: "rejected" for r in accounting["rejected"]}
+    found |= {r["file"]: "skipped" for r in accounting["skipped"]}
+    return found | {name: "not ingested" for name in accounting.get("not_ingested", [])}
 
 
 def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[str, Any]:
@@ -237,11 +290,16 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
             hop["sources"] = [s for s in record.get("sources", []) if s.get("accepted", True)]
     used = {(h["partition"], s["name"]): s["sha256"] for h in hops for s in h.get("sources", [])}
     manifest = read_manifest(layout, delivery) or {"files": []}
+    disposition = file_dispositions(catalog, delivery)
     landed = [
         {
             "name": f["name"],
             "size": f["size"],
             "sha256": f["sha256"],
+            # What ingest did with it (accepted = ingested into raw), and whether this asset
+            # was computed from it.
+            "disposition": disposition.get(f["name"], "not accounted for"),
+            "ingested": disposition.get(f["name"]) == "accepted",
             "computed_from": (delivery.key, f["name"]) in used,
         }
         for f in manifest["files"]

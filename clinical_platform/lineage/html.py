@@ -56,6 +56,8 @@ def render_html(dossier: Mapping[str, Any]) -> str:
         parts.append("</ul>")
     parts += ["<h2>Lineage, from the landed files</h2>", lineage_svg(dossier)]
     parts += _landed_files(dossier["landed_files"])
+    if "column_lineage" in dossier:
+        parts += _column_section(dossier["column_lineage"])
     for hop in dossier["assets"]:
         parts += _hop_section(hop)
     parts.append("</body></html>")
@@ -124,14 +126,44 @@ def lineage_svg(dossier: Mapping[str, Any]) -> str:
 def _landed_files(files: Sequence[Mapping[str, Any]]) -> list[str]:
     rows = [
         f"<tr><td>{escape(f['name'])}</td><td>{f['size']}</td><td><code>{escape(f['sha256'])}"
-        f"</code></td><td>{'yes' if f['computed_from'] else 'no'}</td></tr>"
+        f"</code></td><td>{escape(str(f.get('disposition', '')))}</td>"
+        f"<td>{'yes' if f['computed_from'] else 'no'}</td></tr>"
         for f in files
     ]
     return [
         "<h2>Files as landed</h2>",
-        "<table><tr><th>file</th><th>bytes</th><th>sha256</th><th>computed from</th></tr>",
+        "<table><tr><th>file</th><th>bytes</th><th>sha256</th><th>at ingest</th>"
+        "<th>computed from</th></tr>",
         *rows,
         "</table>",
+    ]
+
+
+def _column_section(walk: Mapping[str, Any]) -> list[str]:
+    """A column's lineage as a nested list, down to the variables of the landed files."""
+
+    def items(hop: Mapping[str, Any]) -> list[str]:
+        state = "" if hop["committed"] else ", not committed"
+        lines = [
+            f"<li><code>{escape(hop['asset'])}.{escape(hop['column'])}</code> "
+            f"({escape(hop['partition'])}{state})<ul>"
+        ]
+        lines += [
+            f"<li>variable <code>{escape(hop['column'])}</code> of "
+            f"<code>{escape(str(f.get('name')))}</code> (sha256 "
+            f"<code>{escape(str(f.get('sha256')))}</code>)</li>"
+            for f in hop["files"]
+        ]
+        for upstream in hop["upstream"]:
+            lines += items(upstream)
+        return [*lines, "</ul></li>"]
+
+    title = f"{walk['asset']}.{walk['column']}"
+    return [
+        f"<h2>Column lineage of <code>{escape(title)}</code></h2>",
+        "<ul>",
+        *items(walk),
+        "</ul>",
     ]
 
 

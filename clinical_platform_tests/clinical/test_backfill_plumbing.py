@@ -508,6 +508,19 @@ def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
     with_edit = dg.Definitions(assets=edited, resources=scripted.resources)
     only_features = ["features_subject_profile"]
     assert stale(with_edit) == {GOOD[0].key: only_features, GOOD[1].key: only_features}
+    # Editing curate.py marks curated (raw stays fresh). The features turn stale only once
+    # curated is rebuilt with a new data version (its content hash), as below for new data:
+    # a code change that leaves the data as it was makes nothing downstream stale.
+    edited = dg.map_asset_specs(
+        lambda spec: (
+            spec.replace_attributes(code_version="edited")
+            if spec.key.to_user_string().startswith("curated_")
+            else spec
+        ),
+        CLINICAL_ASSETS,
+    )
+    with_edit = dg.Definitions(assets=edited, resources=scripted.resources)
+    assert stale(with_edit) == {GOOD[0].key: ["curated_dm"], GOOD[1].key: ["curated_dm"]}
 
     # GOOD[0]'s DM is ingested again and comes out different (a corrected landing file).
     changed = scripted_with(lake, ScriptedLauncher(extra_rows=5))

@@ -110,6 +110,11 @@ def test_materializations_record_code_schema_and_spark_application(pilot_run: Pi
         )
         record = lineage(pilot_run.lake, zone, dataset, pilot_run.delivery)
         assert metadata_value(materialization, "snapshot_id") == str(record["snapshot_id"])
+        # The data version Dagster compares for staleness is the committed content's hash.
+        tags = materialization.tags or {}
+        assert tags.get("dagster/data_version") == record["content_hash"], name
+        # Curated and feature columns trace to their inputs' columns (from the contracts).
+        assert ("dagster/column_lineage" in meta) == (zone != "raw"), name
     schema = metadata_value(found["curated_ae"], "dagster/column_schema")
     types = {c.name: c.type for c in schema.columns}
     assert types["AESEQ"] == "bigint"
@@ -319,6 +324,22 @@ def test_a_feature_column_walks_back_to_the_variables_of_vs_xpt(
     assert exited.value.code == 1
     assert "features_subject_profile has no column 'sysbp'" in capsys.readouterr().err
 
+    # The same walk in the JSON dossier (and the HTML page made from it).
+    for form in ("json", "html"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["dossier", *arguments, "--column", "sysbp_change", "--format", form])
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        if form == "html":
+            assert "Column lineage of <code>features_subject_profile.sysbp_change</code>" in out
+            assert "variable <code>VSSTRESN</code> of <code>vs.xpt</code>" in out
+            continue
+        walk = json.loads(out)["column_lineage"]
+        assert (walk["asset"], walk["column"]) == ("features_subject_profile", "sysbp_change")
+        assert walk["landed_variables"] == [
+            {"file": "vs.xpt", "variable": v, "sha256": published} for v in vs
+        ]
+
 
 class RecordingReporter(JobReporter):
     """The job's reporter without Dagster, keeping every check it reports."""
@@ -404,3 +425,34 @@ def test_the_pilot_has_the_same_rows_and_hashes_on_every_spark(pilot_run: PilotR
         }
         missing = sorted(set(ours["assets"]) - set(other["assets"]))
         assert (differing, missing) == ({}, []), f"PySpark {other['pyspark']} differs"
+
+
+def test_openlineage_gets_a_complete_event_per_asset_with_column_lineage(
+    pilot_run: PilotRun,
+) -> None:
+    """The pilot run had a file transport configured: each of its 15 assets is one
+    OpenLineage run (START, COMPLETE) on the delivery, and the features' output names the
+    VS variables sysbp_change comes from."""
+    events = [json.loads(line) for line in pilot_run.openlineage.read_text().splitlines()]
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        runs.setdefault(event["job"]["name"], []).append(event["eventType"])
+    assert runs == {
+        f"{name}/{pilot_run.delivery.key}": ["START", "COMPLETE"]
+        for name in materializations(pilot_run.result)
+    }
+    assert len(runs) == 15
+    [profile] = [
+        e
+        for e in events
+        if e["job"]["name"].startswith("features") and e["eventType"] == "COMPLETE"
+    ]
+    [output] = profile["outputs"]
+    assert output["name"] == "features.clinical_subject_profile"
+    sources = output["facets"]["columnLineage"]["fields"]["sysbp_change"]["inputFields"]
+    assert sorted((f["name"], f["field"]) for f in sources) == [
+        ("curated.clinical_vs", v) for v in ["VISITNUM", "VSBLFL", "VSSTRESN", "VSTESTCD"]
+    ]
+    completed = [e for e in events if e["eventType"] == "COMPLETE"]
+    curated = [e for e in completed if e["job"]["name"].startswith("curated_")]
+    assert len(curated) == 7 and all("columnLineage" in e["outputs"][0]["facets"] for e in curated)

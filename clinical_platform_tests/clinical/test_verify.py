@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from clinical_platform_tests.clinical.test_pilot_end_to_end import readme_checks
 from clinical_platform_tests.conftest import PilotRun
 from clinical_platform_tests.helpers import lake_catalog, lineage
 from spark_jobs.contracts.layout import LakeLayout, local_path
+from spark_jobs.contracts.outputs import asset_outputs
 from spark_jobs.contracts.tables import LINEAGE_TABLE
 
 pytestmark = pytest.mark.slow
@@ -180,8 +183,17 @@ def test_the_json_dossier_of_the_features_names_every_file_and_partition_behind_
     assert {f["file"]: f["sha256"] for f in dossier["computed_from"]} == {
         name: published[name] for name in read
     }
-    landed = {f["name"]: f["computed_from"] for f in dossier["landed_files"]}
-    assert sorted(n for n, used in landed.items() if not used) == [
+    # The 8 SDTM files of the delivery were ingested (SV too, which the features do not
+    # read); define.xml and the README were landed and kept, not ingested.
+    landed = {f["name"]: f for f in dossier["landed_files"]}
+    assert {n: f["sha256"] for n, f in landed.items() if f["ingested"]} == {
+        name: published[name] for name in [*read, "sv.xpt"]
+    }
+    assert {n: f["disposition"] for n, f in landed.items() if not f["ingested"]} == {
+        "README.md": "skipped",
+        "define.xml": "skipped",
+    }
+    assert sorted(n for n, f in landed.items() if not f["computed_from"]) == [
         "README.md",
         "define.xml",
         "sv.xpt",
@@ -190,8 +202,84 @@ def test_the_json_dossier_of_the_features_names_every_file_and_partition_behind_
     assert sorted(a["asset"] for a in dossier["assets"]) == sorted(
         ["features_subject_profile"] + [f"{z}_{d}" for z in ("raw", "curated") for d in domains]
     )
+    declared = {o.asset_key: o.check_names for o in asset_outputs()}
     for hop in dossier["assets"]:
         assert hop["partition"] == key.key and hop["status"] == "accepted", hop["asset"]
-        assert len(hop["code_version"]) == 64 and hop["checks"], hop["asset"]
+        assert len(hop["code_version"]) == 64, hop["asset"]
+        # Every check the contract declares for the asset, each with its result.
+        assert sorted(c["check"] for c in hop["checks"]) == sorted(declared[hop["asset"]])
         assert all(check["passed"] for check in hop["checks"]), hop["asset"]
     assert dossier["verification"]["holds"] is True
+
+
+@contextlib.contextmanager
+def moved_away(path: Path) -> Iterator[None]:
+    """The file gone for the duration (to a folder outside the lake), then put back."""
+    aside = Path(tempfile.mkdtemp()) / path.name
+    shutil.move(path, aside)
+    try:
+        yield
+    finally:
+        shutil.move(aside, path)
+
+
+def test_a_missing_landed_file_and_a_missing_data_file_are_named(
+    pilot_run: PilotRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = LakeLayout(str(pilot_run.lake))
+    landed = Path(local_path(layout.landing(pilot_run.delivery))) / "dm.xpt"
+    with moved_away(landed):
+        code, out, _ = run_verify(pilot_run, capsys, "--asset", "raw_dm")
+    assert code == 1
+    assert out.splitlines() == [
+        f"{layout.landing(pilot_run.delivery)}/dm.xpt: missing (listed in the manifest)"
+    ]
+
+    curated = lineage(pilot_run.lake, "curated", "ae", pilot_run.delivery)
+    path = curated["data_files"][0]["path"]
+    with moved_away(Path(local_path(path))):
+        code, out, _ = run_verify(pilot_run, capsys)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{path}: missing (a data file of curated_ae CDISCPILOT01/2024-01-15)"
+    ]
+    assert run_verify(pilot_run, capsys)[0] == 0
+
+
+def test_a_file_added_to_a_committed_partition_is_named(
+    pilot_run: PilotRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data file appended to the curated DM partition through the catalog (one row copied),
+    as an edit of the table would leave it: the table now reads a file no record lists."""
+    layout = LakeLayout(str(pilot_run.lake))
+    catalog_file = Path(local_path(layout.catalog_db))
+    saved = catalog_file.read_bytes()
+    table = lake_catalog(pilot_run.lake).load_table("curated.clinical_dm")
+    condition = "study = 'CDISCPILOT01' AND delivery = '2024-01-15'"
+    before = {t.file.file_path for t in table.scan(row_filter=condition).plan_files()}
+    try:
+        table.append(table.scan(row_filter=condition, limit=1).to_arrow())
+        after = {t.file.file_path for t in table.refresh().scan(row_filter=condition).plan_files()}
+        [added] = sorted(after - before)
+        code, out, _ = run_verify(pilot_run, capsys, "--asset", "curated_dm")
+    finally:
+        catalog_file.write_bytes(saved)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{added}: extra file in the committed partition curated_dm CDISCPILOT01/2024-01-15"
+    ]
+    assert run_verify(pilot_run, capsys)[0] == 0
+
+
+def test_the_markdown_dossier_of_one_asset_shows_it_and_what_it_was_computed_from(
+    pilot_run: PilotRun,
+) -> None:
+    layout = LakeLayout(str(pilot_run.lake))
+    dossier = render_dossier(layout, pilot_run.delivery, "curated_vs")
+    sections = [line for line in dossier.splitlines() if line.startswith("### ")]
+    # Curated VS reads raw VS, and raw DM for its subjects.
+    assert sections == ["### raw_dm", "### raw_vs", "### curated_vs"]
+    assert dossier.startswith("# Audit dossier — CDISCPILOT01/2024-01-15, curated_vs")
+    assert "all unchanged, chain intact" in dossier
+    with pytest.raises(ValueError, match="no asset 'curated_xx'"):
+        render_dossier(layout, pilot_run.delivery, "curated_xx")
