@@ -18,7 +18,8 @@ import dagster as dg
 
 from clinical_platform import settings
 from clinical_platform.clinical.checks import CHECKS_JOB_NAME, checks_job
-from clinical_platform.lake import landed_deliveries, read_manifest
+from clinical_platform.clinical.landing import observe_landed
+from clinical_platform.lake import ClinicalLake, landed_deliveries, read_manifest
 from clinical_platform.launchers.base import ENTRY_TAG
 from clinical_platform.partitions import CLINICAL_DELIVERIES
 from spark_jobs.contracts import RuleKind, carried_datasets
@@ -187,6 +188,9 @@ def materialize_delivery(
     """Materialize (a selection of) the assets of one delivery in this process, or with
     `checks_only` re-evaluate every check on its committed data (nothing is written)."""
     register_delivery(instance, delivery)
+    lake = (defs.resources or {}).get("lake")
+    if isinstance(lake, ClinicalLake) and not checks_only:
+        observe_landed(instance, lake.layout, [delivery])
     # Progress and problems on the console, one line each; step-by-step DEBUG events and
     # stack traces stay in the run's event log (the UI).
     merged = dg.Definitions.merge(defs, dg.Definitions(loggers={"console": one_line_console}))
@@ -372,6 +376,7 @@ def backfill_deliveries(
     is one Spark application for every delivery of the range."""
     for delivery in deliveries:
         register_delivery(instance, delivery)
+    observe_landed(instance, layout, deliveries)
     name = CLINICAL_DELIVERIES.name
     assert name is not None
     job = dg.Definitions.merge(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from pydantic import Field
 
 from clinical_platform.lake import ClinicalLake
@@ -22,6 +23,7 @@ from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
     MANIFEST_NAME,
     Delivery,
+    LakeLayout,
     PartitionKeyError,
     Zone,
     delivery_order,
@@ -65,6 +67,50 @@ def registered_deliveries(instance: dg.DagsterInstance) -> list[Delivery]:
     return deliveries
 
 
+def manifest_version(zone: Any, delivery: Delivery) -> dg.DataVersion | None:
+    """The data version of a landed delivery: its manifest's SHA-256 (None when unreadable)."""
+    try:
+        text = zone.read(manifest_key(delivery))
+    except LandingZoneError:
+        return None
+    return dg.DataVersion(hashlib.sha256(text).hexdigest())
+
+
+def observe_landed(
+    instance: dg.DagsterInstance, layout: LakeLayout, deliveries: Iterable[Delivery]
+) -> int:
+    """Record the landing source's data version (its manifest's SHA-256) of each delivery
+    whose last observed version differs; returns how many were recorded.
+
+    Called before a run computes raw from the deliveries (Dagster takes a run's input data
+    versions as they stand when its step starts), so that each raw partition records the
+    landing version it was computed from: without it, the first observation of the source
+    (the UI's "Observe") would mark every raw partition stale, and a replaced landing file
+    none.
+    """
+    zone = landing_zone(layout)
+    recorded = 0
+    for delivery in deliveries:
+        version = manifest_version(zone, delivery)
+        if version is None:
+            continue
+        last = instance.get_latest_data_version_record(
+            LANDING_KEY, is_source=True, partition_key=delivery.key
+        )
+        seen = last.asset_event if last is not None else None
+        if seen is not None and (seen.tags or {}).get(DATA_VERSION_TAG) == version.value:
+            continue
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=LANDING_KEY,
+                partition=delivery.key,
+                tags={DATA_VERSION_TAG: version.value},
+            )
+        )
+        recorded += 1
+    return recorded
+
+
 @dg.observable_source_asset(
     key=LANDING_KEY,
     group_name=Zone.LANDING.value,
@@ -77,12 +123,11 @@ def landing_clinical(context: dg.AssetExecutionContext, lake: ClinicalLake) -> A
     zone = landing_zone(lake.layout)
     versions: dict[str, dg.DataVersion] = {}
     for delivery in registered_deliveries(context.instance):
-        try:
-            text = zone.read(manifest_key(delivery))
-        except LandingZoneError:
+        version = manifest_version(zone, delivery)
+        if version is None:
             context.log.warning(f"{delivery.key}: no readable {MANIFEST_NAME}")
             continue
-        versions[delivery.key] = dg.DataVersion(hashlib.sha256(text).hexdigest())
+        versions[delivery.key] = version
     return dg.DataVersionsByPartition(versions)
 
 

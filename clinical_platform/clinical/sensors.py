@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from clinical_platform.clinical.landing import LandingPolicy
+from clinical_platform.clinical.landing import LANDING_KEY, LandingPolicy
 from clinical_platform.lake import ClinicalLake, LandedFile, manifest_files, manifest_text
 from clinical_platform.landing_zone import (
     LandingObject,
@@ -214,6 +215,9 @@ class Tick:
     cursor: LandingCursor
     runs: list[dg.RunRequest] = field(default_factory=list)
     partitions: list[str] = field(default_factory=list)
+    # The landing source's data version of each delivery a run is requested for, recorded
+    # before the run starts so that its raw partitions name the landing they were computed from.
+    observations: list[dg.AssetObservation] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)  # (level, line)
 
     def say(self, level: str, line: str) -> None:
@@ -311,6 +315,9 @@ def decide(
         tick.say("info", f"{key}: already materialized (clinical-platform materialize); no run")
         return
     tick.partitions.append(key)
+    tick.observations.append(
+        dg.AssetObservation(asset_key=LANDING_KEY, partition=key, tags={DATA_VERSION_TAG: digest})
+    )
     tick.runs.append(
         dg.RunRequest(
             run_key=f"{key}@{digest[:16]}",
@@ -375,4 +382,5 @@ def clinical_landing_sensor(
             [CLINICAL_DELIVERIES.build_add_request(tick.partitions)] if tick.partitions else []
         ),
         skip_reason=None if tick.runs else "no complete new delivery",
+        asset_events=tick.observations,
     )

@@ -10,6 +10,7 @@ selection. `test_backfill.py` runs the real jobs on the CDISC pilot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -26,6 +27,7 @@ from dagster._core.definitions.temporal_context import TemporalContext
 from dagster._time import get_current_datetime
 
 from clinical_platform.clinical.assets import CLINICAL_ASSETS
+from clinical_platform.clinical.landing import LANDING_KEY, landing_clinical
 from clinical_platform.lake import ClinicalLake, land_delivery
 from clinical_platform.launchers.base import (
     SparkJob,
@@ -44,7 +46,7 @@ from clinical_platform.runs import (
     select_assets,
 )
 from clinical_platform_tests.helpers import metadata_of, partition_materialization, run_command
-from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.ingest import parse_args as ingest_arguments
 
 STUDY = "S01"
@@ -196,7 +198,8 @@ def scripted(lake: LakeLayout, monkeypatch: pytest.MonkeyPatch) -> dg.Definition
         "lake": ClinicalLake(uri=lake.root),
         "pseudonymization": Pseudonymization(),
     }
-    return dg.Definitions(assets=CLINICAL_ASSETS, resources=resources)
+    # As in production: raw starts at the (partitioned) landing source.
+    return dg.Definitions(assets=[landing_clinical, *CLINICAL_ASSETS], resources=resources)
 
 
 def test_jobs_take_several_deliveries_oldest_first_or_one_as_before() -> None:
@@ -319,7 +322,8 @@ def scripted_with(lake: LakeLayout, launcher: ScriptedLauncher) -> dg.Definition
         "lake": ClinicalLake(uri=lake.root),
         "pseudonymization": Pseudonymization(),
     }
-    return dg.Definitions(assets=CLINICAL_ASSETS, resources=resources)
+    # As in production: raw starts at the (partitioned) landing source.
+    return dg.Definitions(assets=[landing_clinical, *CLINICAL_ASSETS], resources=resources)
 
 
 def step_failures(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
@@ -467,6 +471,62 @@ def test_backfill_refusals_are_one_line(
     assert fragment in err, err
 
 
+STALE_KEYS = ["raw_dm", "curated_dm", "features_subject_profile"]
+
+
+def stale_partitions(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Per GOOD delivery, the assets the UI shows stale (not FRESH) for it."""
+    graph = defs.resolve_asset_graph()
+    # As the webserver's workspace context builds it for the `staleStatus` field.
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    resolver = CachingStaleStatusResolver(instance, asset_graph=graph, loading_context=view)
+    return {
+        d.key: [k for k in STALE_KEYS if resolver.get_status(dg.AssetKey(k), d.key) != FRESH]
+        for d in GOOD
+    }
+
+
+def test_a_replaced_landing_file_makes_only_its_delivery_raw_partition_stale(
+    lake: LakeLayout, scripted: dg.Definitions
+) -> None:
+    """Raw steps log the landing source's data version (the manifest's sha256) before they
+    run. Observing the source later (the UI's "Observe") changes nothing while the landing is
+    as ingested; once a landed file of GOOD[0] is replaced (its manifest rewritten), exactly
+    that delivery's raw partition is stale."""
+    instance = dg.DagsterInstance.ephemeral()
+    for delivery in GOOD:
+        selection = select_assets(scripted, ["*_dm", "features_*"])
+        assert materialize_delivery(scripted, delivery, instance, selection).success
+    observing = dg.Definitions(
+        assets=[landing_clinical, *CLINICAL_ASSETS],
+        jobs=[dg.define_asset_job("observe_landing", selection=[LANDING_KEY])],
+        resources=scripted.resources,
+    )
+
+    def observe() -> None:
+        job = observing.resolve_job_def("observe_landing")
+        assert job.execute_in_process(instance=instance).success
+
+    assert stale_partitions(observing, instance) == {GOOD[0].key: [], GOOD[1].key: []}
+    observe()
+    assert stale_partitions(observing, instance) == {GOOD[0].key: [], GOOD[1].key: []}
+
+    manifest = Path(local_path(lake.manifest(GOOD[0])))
+    landed = json.loads(manifest.read_text())
+    replaced = b"a corrected dm.xpt"
+    (manifest.parent / "dm.xpt").write_bytes(replaced)
+    for entry in landed["files"]:
+        if entry["name"] == "dm.xpt":
+            entry |= {"size": len(replaced), "sha256": hashlib.sha256(replaced).hexdigest()}
+    manifest.write_text(json.dumps(landed, indent=2))
+    observe()
+    assert stale_partitions(observing, instance) == {GOOD[0].key: ["raw_dm"], GOOD[1].key: []}
+
+
 def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
     lake: LakeLayout, scripted: dg.Definitions
 ) -> None:
@@ -474,26 +534,12 @@ def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
     change to the features job's code makes only the feature partitions stale; new data in
     one delivery's raw DM makes only that delivery's downstream partitions stale, hop by hop."""
     instance = dg.DagsterInstance.ephemeral()
-    keys = ["raw_dm", "curated_dm", "features_subject_profile"]
     for delivery in GOOD:
         selection = select_assets(scripted, ["*_dm", "features_*"])
         assert materialize_delivery(scripted, delivery, instance, selection).success
 
     def stale(defs: dg.Definitions) -> dict[str, list[str]]:
-        graph = defs.resolve_asset_graph()
-        # As the webserver's workspace context builds it for the `staleStatus` field.
-        view = AssetGraphView(
-            temporal_context=TemporalContext(
-                effective_dt=get_current_datetime(), last_event_id=None
-            ),
-            instance=instance,
-            asset_graph=graph,
-        )
-        resolver = CachingStaleStatusResolver(instance, asset_graph=graph, loading_context=view)
-        return {
-            d.key: [k for k in keys if resolver.get_status(dg.AssetKey(k), d.key) != FRESH]
-            for d in GOOD
-        }
+        return stale_partitions(defs, instance)
 
     assert stale(scripted) == {GOOD[0].key: [], GOOD[1].key: []}
     # Each stage's code version is its own job's modules: this is what editing features.py does.
@@ -505,7 +551,7 @@ def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
         ),
         CLINICAL_ASSETS,
     )
-    with_edit = dg.Definitions(assets=edited, resources=scripted.resources)
+    with_edit = dg.Definitions(assets=[landing_clinical, *edited], resources=scripted.resources)
     only_features = ["features_subject_profile"]
     assert stale(with_edit) == {GOOD[0].key: only_features, GOOD[1].key: only_features}
     # Editing curate.py marks curated (raw stays fresh). The features turn stale only once
@@ -519,7 +565,7 @@ def test_the_ui_shows_stale_exactly_what_lies_downstream_of_a_change(
         ),
         CLINICAL_ASSETS,
     )
-    with_edit = dg.Definitions(assets=edited, resources=scripted.resources)
+    with_edit = dg.Definitions(assets=[landing_clinical, *edited], resources=scripted.resources)
     assert stale(with_edit) == {GOOD[0].key: ["curated_dm"], GOOD[1].key: ["curated_dm"]}
 
     # GOOD[0]'s DM is ingested again and comes out different (a corrected landing file).

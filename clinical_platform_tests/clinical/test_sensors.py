@@ -10,7 +10,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from clinical_platform.clinical.landing import LandingPolicy
+from clinical_platform.clinical.landing import LANDING_KEY, LandingPolicy
 from clinical_platform.clinical.sensors import (
     DELIVERY_TAG,
     ENTRY_TAG,
@@ -119,6 +119,11 @@ def test_one_run_for_the_complete_delivery_then_the_late_one(
     assert [r.partition_keys for r in first.dynamic_partitions_requests or []] == [
         ["S01/2024-02-01"]
     ]
+    # The landing version the run's raw partitions will name (the UI's landing data version).
+    [observed] = first.asset_events
+    assert isinstance(observed, dg.AssetObservation)
+    assert (observed.asset_key, observed.partition) == (LANDING_KEY, "S01/2024-02-01")
+    assert (observed.tags or {})["dagster/data_version"] == digest
     cursor = LandingCursor.load(first.cursor)
     assert list(cursor.waiting) == ["S01/2024-01-15"]
     assert cursor.waiting["S01/2024-01-15"].note == "waiting for files the manifest lists: ae.csv"
