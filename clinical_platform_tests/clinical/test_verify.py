@@ -283,3 +283,24 @@ def test_the_markdown_dossier_of_one_asset_shows_it_and_what_it_was_computed_fro
     assert "all unchanged, chain intact" in dossier
     with pytest.raises(ValueError, match="no asset 'curated_xx'"):
         render_dossier(layout, pilot_run.delivery, "curated_xx")
+
+
+def test_an_edited_manifest_breaks_the_chain_at_raw(
+    pilot_run: PilotRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest is the chain's first link: each raw record names the sha256 of the
+    manifest it read. One byte of it changed (in its landing timestamp, so that every file
+    still matches its entry) breaks every raw record's link, and only those."""
+    layout = LakeLayout(str(pilot_run.lake))
+    manifest = Path(local_path(layout.manifest(pilot_run.delivery)))
+    at = manifest.read_bytes().index(b'"landed_at"') + len(b'"landed_at": "20')
+    with flipped(manifest, at):
+        code, out, _ = run_verify(pilot_run, capsys)
+    assert code == 1
+    broken = [line.split(":")[0] for line in out.splitlines()]
+    raw = [f"raw_{d} CDISCPILOT01/2024-01-15" for d in ("ae", "dm", "ds", "ex", "lb", "sv", "vs")]
+    assert sorted(broken) == sorted(raw), out
+    assert all(
+        "broken chain: it read a delivery manifest with sha256" in line for line in out.splitlines()
+    )
+    assert run_verify(pilot_run, capsys)[0] == 0
