@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from clinical_platform.launchers.local import LocalSparkLauncher, spark_home
+from clinical_platform.launchers.local import LocalSparkLauncher, spark_home, stop_process_group
 from clinical_platform_tests.conftest import TEST_PSEUDONYM_KEY, PilotRun
 from clinical_platform_tests.helpers import land, lineage, materializations, materialize
 
@@ -108,14 +107,7 @@ def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
         yield StandaloneCluster(url, work_dirs)
     finally:
         for process in reversed(processes):
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            except ProcessLookupError:
-                pass
+            stop_process_group(process)
 
 
 def test_the_pilot_on_a_two_worker_cluster_equals_local(
