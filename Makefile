@@ -48,7 +48,7 @@ $(UV):
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	@scripts/check-prerequisites.sh
 	@echo "Creating $(VENV) from uv.lock"
-	@$(UV) sync --frozen --python "$(PYTHON)" --quiet
+	@$(UV) sync --frozen --python "$(PYTHON)" --quiet --compile-bytecode
 	@touch $@
 
 $(JARS_STAMP): infra/spark/pom.xml
@@ -70,7 +70,8 @@ $(SPARK34_STAMP): pyproject.toml uv.lock | $(UV)
 	@set -o pipefail; $(UV) export --frozen --all-groups --no-hashes --no-emit-project --quiet \
 		| sed -e 's/^pyspark==.*/pyspark==$(EMR_PYSPARK)/' -e '/^py4j==/d' \
 		> $(VENV_SPARK34)/requirements.txt
-	@$(UV) pip install --quiet --python $(VENV_SPARK34)/bin/python -r $(VENV_SPARK34)/requirements.txt
+	@$(UV) pip install --quiet --compile-bytecode --python $(VENV_SPARK34)/bin/python \
+		-r $(VENV_SPARK34)/requirements.txt
 	@$(UV) pip install --quiet --python $(VENV_SPARK34)/bin/python --no-deps -e .
 	@touch $@
 

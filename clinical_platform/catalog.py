@@ -72,20 +72,65 @@ def lineage_records(
     catalog: Any, table: str, delivery: Delivery | None = None, study: str | None = None
 ) -> list[dict[str, Any]]:
     """Lineage records of a table's partitions, oldest commit first (filtered as asked)."""
+    condition = {"table_name": table}
+    if delivery is not None:
+        condition |= {"study": delivery.study, "delivery": delivery.delivery}
+    elif study is not None:
+        condition["study"] = study
+    return [_with_hash(r) for r in _lineage_rows(catalog, condition)]
+
+
+class LineageIndex:
+    """The lineage records of each study asked about, read in one scan of `system.lineage`
+    per study and then served from memory (a dossier asks for ~60 partitions' records; each
+    scan reads the table's manifests and files again).
+
+    For one command's reading of a lake that does not change meanwhile (dossier, verify).
+    """
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+        # study -> (table, delivery) -> (committed_at, record), oldest commit first
+        self._studies: dict[str, dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]]] = {}
+
+    def records(
+        self, table: str, delivery: Delivery | None = None, study: str | None = None
+    ) -> list[dict[str, Any]]:
+        """As `lineage_records`, from the study's records read once."""
+        name = delivery.study if delivery is not None else study
+        if name is None:
+            return lineage_records(self.catalog, table)
+        found = self._study(name)
+        if delivery is not None:
+            return [record for _, record in found.get((table, delivery.delivery), [])]
+        rows = [pair for (t, _), pairs in found.items() if t == table for pair in pairs]
+        return [record for _, record in sorted(rows, key=lambda pair: pair[0])]
+
+    def latest(self, table: str, delivery: Delivery) -> dict[str, Any] | None:
+        records = self.records(table, delivery)
+        return records[-1] if records else None
+
+    def _study(self, study: str) -> dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]]:
+        if study not in self._studies:
+            grouped: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = {}
+            for row in _lineage_rows(self.catalog, {"study": study}):
+                key = (row["table_name"], row["delivery"])
+                grouped.setdefault(key, []).append((row["committed_at"], _with_hash(row)))
+            self._studies[study] = grouped
+        return self._studies[study]
+
+
+def _lineage_rows(catalog: Any, condition: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Rows of `system.lineage` matching the condition, oldest commit first."""
     from pyiceberg.exceptions import NoSuchTableError
 
     try:
         lineage = catalog.load_table(LINEAGE_TABLE)
     except NoSuchTableError:
         return []
-    condition = {"table_name": table}
-    if delivery is not None:
-        condition |= {"study": delivery.study, "delivery": delivery.delivery}
-    elif study is not None:
-        condition["study"] = study
     rows = lineage.scan(row_filter=_equal(condition)).to_arrow().to_pylist()
     rows.sort(key=lambda r: r["committed_at"])
-    return [_with_hash(r) for r in rows]
+    return rows
 
 
 def _with_hash(row: Mapping[str, Any]) -> dict[str, Any]:

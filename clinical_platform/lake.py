@@ -20,9 +20,9 @@ import dagster as dg
 from pydantic import Field
 
 from clinical_platform.catalog import (
+    LineageIndex,
     catalog_settings,
     latest_record,
-    lineage_records,
     open_catalog,
     rows_of,
 )
@@ -343,30 +343,40 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def delivery_records(layout: LakeLayout, delivery: Delivery) -> dict[str, dict[str, Any]]:
+def lineage_index(layout: LakeLayout) -> LineageIndex:
+    """The lake's lineage records, each study's read once, for one command."""
+    return LineageIndex(open_catalog(catalog_settings(layout)))
+
+
+def delivery_records(
+    layout: LakeLayout, delivery: Delivery, index: LineageIndex | None = None
+) -> dict[str, dict[str, Any]]:
     """The latest lineage record of each table's partition of the delivery, by table name."""
-    catalog = open_catalog(catalog_settings(layout))
+    index = index or lineage_index(layout)
     latest: dict[str, dict[str, Any]] = {}
     for output in (*asset_outputs(), *QUARANTINE_OUTPUTS):
-        record = latest_record(catalog, output.table, delivery)
+        record = index.latest(output.table, delivery)
         if record is not None:
             latest[output.table] = record
     return latest
 
 
 def same_data_elsewhere(
-    layout: LakeLayout, delivery: Delivery, records: Mapping[str, Mapping[str, Any]]
+    layout: LakeLayout,
+    delivery: Delivery,
+    records: Mapping[str, Mapping[str, Any]],
+    index: LineageIndex | None = None,
 ) -> dict[str, list[str]]:
     """Per table, the study's other deliveries whose partition holds the same data (equal
     data hash, provenance left out), from the tables' lineage records."""
-    catalog = open_catalog(catalog_settings(layout))
+    index = index or lineage_index(layout)
     found: dict[str, list[str]] = {}
     for table, record in records.items():
         digest = record.get("data_hash")
         if not digest:
             continue
         latest: dict[str, Mapping[str, Any]] = {}
-        for other in lineage_records(catalog, table, study=delivery.study):
+        for other in index.records(table, study=delivery.study):
             latest[other["partition"]] = other
         same = [
             key

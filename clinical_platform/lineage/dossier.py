@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clinical_platform.catalog import catalog_settings, latest_record, open_catalog
+from clinical_platform.catalog import LineageIndex
 from clinical_platform.lake import (
     delivery_records,
+    lineage_index,
     read_manifest,
     rejected_files,
     same_data_elsewhere,
@@ -23,9 +24,11 @@ from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, loc
 from spark_jobs.contracts.outputs import Zone, asset_outputs
 
 
-def partition_records(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
+def partition_records(
+    layout: LakeLayout, delivery: Delivery, index: LineageIndex | None = None
+) -> list[dict[str, Any]]:
     """Lineage records of every committed partition of the delivery, in zone order."""
-    found = delivery_records(layout, delivery)
+    found = delivery_records(layout, delivery, index)
     return [
         {"asset": output.asset_key, "table": output.table, **found[output.table]}
         for output in asset_outputs()
@@ -61,10 +64,13 @@ def files_section(records: list[dict[str, Any]]) -> list[str]:
 
 
 def same_data_section(
-    layout: LakeLayout, delivery: Delivery, records: list[dict[str, Any]]
+    layout: LakeLayout,
+    delivery: Delivery,
+    records: list[dict[str, Any]],
+    index: LineageIndex | None = None,
 ) -> list[str]:
     """Tables whose partition holds the same data as another delivery's (equal data hash)."""
-    same = same_data_elsewhere(layout, delivery, {r["table"]: r for r in records})
+    same = same_data_elsewhere(layout, delivery, {r["table"]: r for r in records}, index)
     if not same:
         return []
     lines = ["", "## Same data as other deliveries", ""]
@@ -76,13 +82,16 @@ def same_data_section(
 
 
 def verification_section(
-    layout: LakeLayout, delivery: Delivery, asset: str | None = None
+    layout: LakeLayout,
+    delivery: Delivery,
+    asset: str | None = None,
+    index: LineageIndex | None = None,
 ) -> list[str]:
     """What `clinical-platform verify` says now: every file and record unchanged, or what is
     not (one line each)."""
     lines = ["", "## Verification", ""]
     try:
-        found = verify_delivery(layout, delivery, asset)
+        found = verify_delivery(layout, delivery, asset, index)
     except Exception as error:  # noqa: BLE001 - the dossier says it, and goes on
         return [*lines, f"**Not verified**: {error}"]
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -161,10 +170,11 @@ def render_dossier(layout: LakeLayout, delivery: Delivery, asset: str | None = N
     else:
         lines.append("None.")
 
-    records = partition_records(layout, delivery)
+    index = lineage_index(layout)
+    records = partition_records(layout, delivery, index)
     if asset is not None:
         records = upstream_of(records, asset)
-    lines += verification_section(layout, delivery, asset)
+    lines += verification_section(layout, delivery, asset, index)
     lines += files_section(records)
     lines += [
         "",
@@ -183,7 +193,7 @@ def render_dossier(layout: LakeLayout, delivery: Delivery, asset: str | None = N
             f"| `{_short(r.get('run_id'), 8)}` "
             f"| {r.get('spark_application_id', '')} | `{_short(r.get('code_version'))}` |"
         )
-    lines += same_data_section(layout, delivery, records)
+    lines += same_data_section(layout, delivery, records, index)
     for r in records:
         lines += [
             "",
@@ -246,11 +256,11 @@ RECORD_FIELDS = (
 )
 
 
-def file_dispositions(catalog: Any, delivery: Delivery) -> dict[str, str]:
+def file_dispositions(index: LineageIndex, delivery: Delivery) -> dict[str, str]:
     """Per landed file, what ingest did with it, from the raw records' accounting: accepted
     (ingested into raw), rejected, skipped (documentation, unknown) or not ingested (not asked
     for); empty when no raw partition of the delivery is committed."""
-    raw = (latest_record(catalog, o.table, delivery) for o in asset_outputs() if o.zone is Zone.RAW)
+    raw = (index.latest(o.table, delivery) for o in asset_outputs() if o.zone is Zone.RAW)
     accounting = next((r["delivery_files"] for r in raw if r and r.get("delivery_files")), None)
     if accounting is None:
         return {}
@@ -267,7 +277,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
     by_key = {o.asset_key: o for o in asset_outputs()}
     if asset not in by_key:
         raise ValueError(f"no asset {asset!r}; assets are {', '.join(by_key)}")
-    catalog = open_catalog(catalog_settings(layout))
+    index = lineage_index(layout)
     hops: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     pending = [(asset, delivery.key)]
@@ -276,7 +286,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
         if (key, partition) in seen or key not in by_key:
             continue
         seen.add((key, partition))
-        record = latest_record(catalog, by_key[key].table, Delivery.from_key(partition))
+        record = index.latest(by_key[key].table, Delivery.from_key(partition))
         if record is None:
             hops.append({"asset": key, "partition": partition, "status": "not committed"})
             continue
@@ -290,7 +300,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
             hop["sources"] = [s for s in record.get("sources", []) if s.get("accepted", True)]
     used = {(h["partition"], s["name"]): s["sha256"] for h in hops for s in h.get("sources", [])}
     manifest = read_manifest(layout, delivery) or {"files": []}
-    disposition = file_dispositions(catalog, delivery)
+    disposition = file_dispositions(index, delivery)
     landed = [
         {
             "name": f["name"],
@@ -304,7 +314,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
         }
         for f in manifest["files"]
     ]
-    found = verify_delivery(layout, delivery, asset)
+    found = verify_delivery(layout, delivery, asset, index)
     return {
         "delivery": delivery.key,
         "asset": asset,

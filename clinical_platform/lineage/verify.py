@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinical_platform.catalog import catalog_settings, lineage_records, open_catalog
+from clinical_platform.catalog import LineageIndex, catalog_settings, open_catalog
 from clinical_platform.lake import bucket_key, read_manifest
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, DatasetOutput, asset_outputs
@@ -120,21 +120,20 @@ def record_digest(record: Mapping[str, Any]) -> str:
 
 
 def verify_delivery(
-    layout: LakeLayout, delivery: Delivery, asset: str | None = None
+    layout: LakeLayout,
+    delivery: Delivery,
+    asset: str | None = None,
+    index: LineageIndex | None = None,
 ) -> Verification:
     """Verify the delivery's landing files and every committed partition of it (or of `asset`
     and what it was computed from)."""
     found = Verification(delivery)
     manifest_sha = _verify_landing(layout, delivery, found)
-    catalog = open_catalog(catalog_settings(layout))
-    history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    index = index or LineageIndex(open_catalog(catalog_settings(layout)))
+    catalog = index.catalog
 
     def records_of(table: str, partition: str) -> list[dict[str, Any]]:
-        if (table, partition) not in history:
-            history[table, partition] = lineage_records(
-                catalog, table, Delivery.from_key(partition)
-            )
-        return history[table, partition]
+        return index.records(table, Delivery.from_key(partition))
 
     for output in _outputs_to_verify(asset):
         versions = records_of(output.table, delivery.key)
