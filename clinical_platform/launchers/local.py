@@ -31,6 +31,7 @@ from clinical_platform.launchers.base import (
     reported_results,
 )
 from clinical_platform.launchers.bundle import PACKAGE_DIR, build_bundle
+from clinical_platform.launchers.cds import archive_path
 from spark_jobs.contracts.layout import LakeLayout, local_path
 from spark_jobs.contracts.protocol import LOG_LOCATION_ENV
 from spark_jobs.contracts.tables import spark_conf
@@ -192,7 +193,8 @@ class LocalSparkLauncher(SparkLauncher):
         return spark_conf(chosen)
 
     def command(self, job: SparkJob, code_dir: Path) -> list[str]:
-        classpath = jar_classpath(Path(self.jars_dir) if self.jars_dir else default_jars_dir())
+        jars_dir = Path(self.jars_dir) if self.jars_dir else default_jars_dir()
+        classpath = jar_classpath(jars_dir)
         conf = {
             **DEFAULT_CONF,
             "spark.executor.extraClassPath": classpath,
@@ -206,8 +208,12 @@ class LocalSparkLauncher(SparkLauncher):
             "--name",
             f"clinical-{job.entry_point}",
         ]
-        if self.driver_java_options:
-            command += ["--driver-java-options", self.driver_java_options]
+        options = self.driver_java_options
+        archive = archive_path(jars_dir)
+        if "-XX:ArchiveClassesAtExit" not in options and archive.exists():
+            options = f"{options} -XX:SharedArchiveFile={archive}".strip()  # see cds.py
+        if options:
+            command += ["--driver-java-options", options]
         command += ["--driver-class-path", classpath]
         for key, value in sorted(conf.items()):
             command += ["--conf", f"{key}={value}"]

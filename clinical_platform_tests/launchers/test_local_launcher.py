@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from clinical_platform.launchers import base
@@ -29,6 +30,7 @@ from clinical_platform.launchers.base import (
     last_error_line,
     started_by,
 )
+from clinical_platform.launchers.cds import archive_path
 from clinical_platform.launchers.local import (
     DEFAULT_CONF,
     DEFAULT_DRIVER_JAVA_OPTIONS,
@@ -375,3 +377,23 @@ def test_a_line_cut_off_for_good_is_still_handed_over(tmp_path: Path) -> None:
 def test_each_record_says_who_started_the_run(tags: dict[str, str], expected: str) -> None:
     """From the run's tags, without spaces (the value travels in spark-submit parameters)."""
     assert started_by(tags) == expected
+
+
+def test_the_driver_maps_the_class_data_archive_made_for_its_jars(tmp_path: Path) -> None:
+    """The archive `make setup` dumps is passed to the driver only when one exists for this
+    PySpark and exactly these jars: its name carries their hash."""
+    jars = tmp_path / "jars"
+    fake_jars(jars)
+    launcher = LocalSparkLauncher(lake_uri=str(tmp_path), jars_dir=str(jars))
+
+    def options() -> str:
+        command = launcher.command(JOB, tmp_path)
+        return command[command.index("--driver-java-options") + 1]
+
+    assert options() == DEFAULT_DRIVER_JAVA_OPTIONS  # no archive yet
+    archive = archive_path(jars)
+    assert archive.parent == jars and archive.name.startswith(f"spark-{pyspark.__version__}-")
+    archive.write_bytes(b"dumped")
+    assert options() == f"{DEFAULT_DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile={archive}"
+    (jars / "another-1.0.jar").write_bytes(b"")  # other jars: the archive is not theirs
+    assert archive_path(jars) != archive and options() == DEFAULT_DRIVER_JAVA_OPTIONS
