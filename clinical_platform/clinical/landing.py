@@ -76,11 +76,18 @@ def manifest_version(zone: Any, delivery: Delivery) -> dg.DataVersion | None:
     return dg.DataVersion(hashlib.sha256(text).hexdigest())
 
 
+def landing_observation(delivery_key: str, version: str) -> dg.AssetObservation:
+    """The landing source observed for one delivery: its data version, the manifest's sha256."""
+    return dg.AssetObservation(
+        asset_key=LANDING_KEY, partition=delivery_key, tags={DATA_VERSION_TAG: version}
+    )
+
+
 def observe_landed(
     instance: dg.DagsterInstance, layout: LakeLayout, deliveries: Iterable[Delivery]
-) -> int:
+) -> None:
     """Record the landing source's data version (its manifest's SHA-256) of each delivery
-    whose last observed version differs; returns how many were recorded.
+    whose last observed version differs.
 
     Called before a run computes raw from the deliveries (Dagster takes a run's input data
     versions as they stand when its step starts), so that each raw partition records the
@@ -89,7 +96,6 @@ def observe_landed(
     none.
     """
     zone = landing_zone(layout)
-    recorded = 0
     for delivery in deliveries:
         version = manifest_version(zone, delivery)
         if version is None:
@@ -100,15 +106,7 @@ def observe_landed(
         seen = last.asset_event if last is not None else None
         if seen is not None and (seen.tags or {}).get(DATA_VERSION_TAG) == version.value:
             continue
-        instance.report_runless_asset_event(
-            dg.AssetObservation(
-                asset_key=LANDING_KEY,
-                partition=delivery.key,
-                tags={DATA_VERSION_TAG: version.value},
-            )
-        )
-        recorded += 1
-    return recorded
+        instance.report_runless_asset_event(landing_observation(delivery.key, version.value))
 
 
 @dg.observable_source_asset(

@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from clinical_platform.clinical.landing import LANDING_KEY, LandingPolicy
+from clinical_platform.clinical.landing import LandingPolicy, landing_observation
 from clinical_platform.lake import ClinicalLake, LandedFile, manifest_files, manifest_text
 from clinical_platform.landing_zone import (
     LandingObject,
@@ -315,9 +314,7 @@ def decide(
         tick.say("info", f"{key}: already materialized (clinical-platform materialize); no run")
         return
     tick.partitions.append(key)
-    tick.observations.append(
-        dg.AssetObservation(asset_key=LANDING_KEY, partition=key, tags={DATA_VERSION_TAG: digest})
-    )
+    tick.observations.append(landing_observation(key, digest))
     tick.runs.append(
         dg.RunRequest(
             run_key=f"{key}@{digest[:16]}",

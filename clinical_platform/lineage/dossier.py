@@ -19,7 +19,7 @@ from clinical_platform.lake import (
     rejected_files,
     same_data_elsewhere,
 )
-from clinical_platform.lineage.verify import verify_delivery
+from clinical_platform.lineage.verify import asset_output, computed_from, verify_delivery
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import Zone, asset_outputs
 
@@ -122,26 +122,10 @@ def _short(value: Any, width: int = 12) -> str:
     return text[:width]
 
 
-def upstream_of(records: list[dict[str, Any]], asset: str) -> list[dict[str, Any]]:
-    """The records of the asset and of every asset it was computed from, in zone order."""
-    by_asset = {r["asset"]: r for r in records}
-    wanted, pending = set(), [asset]
-    while pending:
-        key = pending.pop()
-        if key in wanted or key not in by_asset:
-            continue
-        wanted.add(key)
-        pending += [str(i.get("asset")) for i in by_asset[key].get("inputs", [])]
-    return [r for r in records if r["asset"] in wanted]
-
-
 def render_dossier(layout: LakeLayout, delivery: Delivery, asset: str | None = None) -> str:
     """Markdown dossier: manifest, rejected files, then per asset its lineage and checks (of
     one asset and what it was computed from, when `asset` is given)."""
-    if asset is not None and asset not in {o.asset_key for o in asset_outputs()}:
-        raise ValueError(
-            f"no asset {asset!r}; assets are {', '.join(o.asset_key for o in asset_outputs())}"
-        )
+    shown_assets = {o.asset_key for o in computed_from(asset)} if asset is not None else None
     lines = [f"# Audit dossier — {delivery.key}" + (f", {asset}" if asset else ""), ""]
     landing = layout.landing(delivery)
     shown = local_path(landing) if landing.startswith("file:") else landing
@@ -172,8 +156,8 @@ def render_dossier(layout: LakeLayout, delivery: Delivery, asset: str | None = N
 
     index = lineage_index(layout)
     records = partition_records(layout, delivery, index)
-    if asset is not None:
-        records = upstream_of(records, asset)
+    if shown_assets is not None:
+        records = [r for r in records if r["asset"] in shown_assets]
     lines += verification_section(layout, delivery, asset, index)
     lines += files_section(records)
     lines += [
@@ -274,9 +258,8 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
     """The dossier of one asset's partition as data: every partition it was computed from
     (walking the inputs each record names, earlier deliveries included), the landed files it
     was computed from and those it was not, every check result, and the verify result."""
+    asset_output(asset)  # a ValueError naming the assets when it is none of them
     by_key = {o.asset_key: o for o in asset_outputs()}
-    if asset not in by_key:
-        raise ValueError(f"no asset {asset!r}; assets are {', '.join(by_key)}")
     index = lineage_index(layout)
     hops: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()

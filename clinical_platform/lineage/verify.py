@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinical_platform.catalog import LineageIndex, catalog_settings, open_catalog
-from clinical_platform.lake import bucket_key, read_manifest
+from clinical_platform.catalog import LineageIndex
+from clinical_platform.lake import bucket_key, lineage_index, read_manifest
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, DatasetOutput, asset_outputs
 from spark_jobs.contracts.protocol import record_sha256
@@ -129,7 +129,7 @@ def verify_delivery(
     and what it was computed from)."""
     found = Verification(delivery)
     manifest_sha = _verify_landing(layout, delivery, found)
-    index = index or LineageIndex(open_catalog(catalog_settings(layout)))
+    index = index or lineage_index(layout)
     catalog = index.catalog
 
     def records_of(table: str, partition: str) -> list[dict[str, Any]]:
@@ -146,14 +146,26 @@ def verify_delivery(
 
 def _outputs_to_verify(asset: str | None) -> list[DatasetOutput]:
     """Every asset (and quarantine) of the clinical family, or `asset` and its inputs."""
-    outputs = list(asset_outputs())
     if asset is None:
-        return [*outputs, *QUARANTINE_OUTPUTS]
+        return [*asset_outputs(), *QUARANTINE_OUTPUTS]
+    return computed_from(asset)
+
+
+def asset_output(asset: str) -> DatasetOutput:
+    """The declared output of an asset key; a ValueError naming every asset when none is."""
+    keys = [o.asset_key for o in asset_outputs()]
+    if asset not in keys:
+        raise ValueError(f"no asset {asset!r}; assets are {', '.join(keys)}")
+    return asset_outputs()[keys.index(asset)]
+
+
+def computed_from(asset: str) -> list[DatasetOutput]:
+    """The asset's output and that of every asset it is computed from (its contract's inputs,
+    transitively), in zone order."""
+    outputs = list(asset_outputs())
     by_key = {o.asset_key: o for o in outputs}
-    if asset not in by_key:
-        raise ValueError(f"no asset {asset!r}; assets are {', '.join(by_key)}")
     chosen: list[DatasetOutput] = []
-    pending = [asset]
+    pending = [asset_output(asset).asset_key]
     while pending:
         key = pending.pop()
         if key in by_key and by_key[key] not in chosen:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from spark_jobs.contracts.protocol import SUBMISSION_URI_ENV
+from spark_jobs.storage.byte_ranges import s3_location
 
 WAIT_S = 30.0
 
@@ -39,7 +40,10 @@ def _fetch(uri: str, wait_s: float) -> dict[str, str]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    location = s3_location(uri)
+    if location is None:
+        return {"submission": f"not readable at {uri} (not an S3 object)"}
+    bucket, key = location
     client = boto3.client("s3")
     deadline = time.monotonic() + wait_s
     while True:

@@ -56,14 +56,20 @@ class _S3Reader:
         return answer["Body"].read()
 
 
+def s3_location(uri: str) -> tuple[str, str] | None:
+    """(bucket, key) of an s3://, s3a:// or s3n:// URI; None for any other."""
+    match = _S3.match(uri)
+    return (match["bucket"], match["key"]) if match else None
+
+
 @contextmanager
 def open_ranges(uri: str) -> Iterator[RangeReader]:
     """A reader of byte ranges of one lake file."""
-    match = _S3.match(uri)
-    if match:
+    location = s3_location(uri)
+    if location:
         import boto3
 
-        yield _S3Reader(boto3.client("s3"), match["bucket"], match["key"])
+        yield _S3Reader(boto3.client("s3"), *location)
         return
     try:
         path = local_path(uri)
