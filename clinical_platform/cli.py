@@ -12,15 +12,18 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
+from tqdm import tqdm
 
 from clinical_platform import settings
 from clinical_platform.definitions import build_definitions
 from clinical_platform.demo import run_demo
 from clinical_platform.emr_cli import add_emr_commands
 from clinical_platform.generators.sdtm import generate_sdtm
+from clinical_platform.generators.sensor import generate_sensor
 from clinical_platform.lake import LandingError, land_delivery
 from clinical_platform.lineage.columns import (
     ColumnLineageError,
@@ -222,6 +225,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_sensor(args: argparse.Namespace) -> int:
+    with tqdm(
+        total=args.subjects * args.days, unit="subject-day", disable=None, file=sys.stderr
+    ) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        try:
+            generated = generate_sensor(
+                Path(args.out),
+                args.subjects,
+                args.days,
+                study=args.study,
+                seed=args.seed,
+                start=args.start,
+                file_format=args.format,
+                progress=advance,
+            )
+        except ValueError as error:
+            raise CommandError(f"generate sensor: {error}") from None
+    faults = ", ".join(f"{kind} {count}" for kind, count in generated.faults.items())
+    print(f"{len(generated.files)} sensor files, {generated.rows} rows, in {args.out}")
+    print(f"faults: {faults}")
+    if args.truth:
+        truth = {"faults": generated.faults, "subject_days": generated.truth_json()}
+        Path(args.truth).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+        print(f"truth: {args.truth}")
+    return 0
+
+
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
@@ -363,6 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     sdtm.add_argument("--study", default=settings.DEMO_STUDY)
     sdtm.add_argument("--seed", type=int, default=20240115)
     sdtm.set_defaults(handler=cmd_generate)
+    sensor = kinds.add_parser(
+        "sensor", help="a deterministic wearable-sensor delivery at 1 Hz, with faults"
+    )
+    sensor.add_argument("--subjects", type=int, required=True)
+    sensor.add_argument("--days", type=int, required=True, help="days per subject")
+    sensor.add_argument("--out", required=True)
+    sensor.add_argument("--study", default="SENSOR01")
+    sensor.add_argument("--seed", type=int, default=20240101)
+    sensor.add_argument("--start", type=date.fromisoformat, default=date(2024, 1, 1))
+    sensor.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    sensor.add_argument(
+        "--truth", help="also write the per-subject-day truth and fault counts to this JSON file"
+    )
+    sensor.set_defaults(handler=cmd_generate_sensor)
 
     dossier = commands.add_parser("dossier", help="print the audit dossier of a delivery")
     dossier.add_argument("--study", required=True)
