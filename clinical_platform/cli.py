@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -214,11 +214,27 @@ def print_outcome(outcome: MaterializeOutcome, selected: Sequence[str]) -> None:
     print(f"run {outcome.run_id}: {'succeeded' if outcome.success else 'failed'}")
 
 
+def _advancing(bar: tqdm) -> Callable[[int, int], None]:
+    """A generator's progress callback (done, total) moving a progress bar."""
+
+    def advance(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    return advance
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    try:
-        files = generate_sdtm(Path(args.out), args.subjects, study=args.study, seed=args.seed)
-    except ValueError as error:
-        raise CommandError(f"generate sdtm: {error}") from None
+    with tqdm(total=8, unit="file", disable=None, file=sys.stderr) as bar:
+        try:
+            files = generate_sdtm(
+                Path(args.out),
+                args.subjects,
+                study=args.study,
+                seed=args.seed,
+                progress=_advancing(bar),
+            )
+        except ValueError as error:
+            raise CommandError(f"generate sdtm: {error}") from None
     for generated in files:
         print(f"  {generated.name:<10} {generated.rows:>8} rows  {generated.path}")
     print(f"{len(files)} SDTM files for {args.subjects} subjects of {args.study} in {args.out}")
@@ -229,10 +245,6 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
     with tqdm(
         total=args.subjects * args.days, unit="subject-day", disable=None, file=sys.stderr
     ) as bar:
-
-        def advance(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-
         try:
             generated = generate_sensor(
                 Path(args.out),
@@ -242,7 +254,7 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 start=args.start,
                 file_format=args.format,
-                progress=advance,
+                progress=_advancing(bar),
             )
         except ValueError as error:
             raise CommandError(f"generate sensor: {error}") from None

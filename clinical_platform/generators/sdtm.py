@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
@@ -149,11 +149,14 @@ def generate_sdtm(
     study: str = "SYNTH01",
     seed: int = 20240115,
     today: date = date(2024, 1, 15),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[GeneratedFile]:
     """Write dm, ae, vs, lbch, lbhe, ex, ds, sv .xpt files into out_dir (created if missing).
 
     Same arguments give byte-identical files: one random.Random(seed) stream and a header
-    timestamp taken from `today`, never the wall clock. Raises ValueError if subjects < 1.
+    timestamp taken from `today`, never the wall clock. Rows are streamed to disk, so memory
+    does not grow with `subjects`. `progress` is told (files written, files in all) after each
+    file. Raises ValueError if subjects < 1.
     """
     if isinstance(subjects, bool) or not isinstance(subjects, int) or subjects < 1:
         raise ValueError(f"subjects must be an integer >= 1, got {subjects!r}")
@@ -164,26 +167,71 @@ def generate_sdtm(
     rng = random.Random(seed)
     enrol_last = min(_ENROL_LAST, today - timedelta(days=_MAX_DAYS_AFTER_START + 1))
     enrol_first = enrol_last - (_ENROL_LAST - _ENROL_FIRST)
-    plan = _plan_subjects(rng, subjects, enrol_first, (enrol_last - enrol_first).days)
-
-    lbch, lbhe = _lb_rows(plan, study, rng)
-    datasets: list[tuple[str, str, Columns, list[Row]]] = [
-        ("dm", "Demographics", _DM_COLUMNS, _dm_rows(plan, study)),
-        ("ae", "Adverse Events", _AE_COLUMNS, _ae_rows(plan, study, rng)),
-        ("vs", "Vital Signs", _VS_COLUMNS, _vs_rows(plan, study, rng)),
-        ("lbch", "Laboratory Test Results: Chemistry", _LB_COLUMNS, lbch),
-        ("lbhe", "Laboratory Test Results: Hematology", _LB_COLUMNS, lbhe),
-        ("ex", "Exposure", _EX_COLUMNS, _ex_rows(plan, study)),
-        ("ds", "Disposition", _DS_COLUMNS, _ds_rows(plan, study)),
-        ("sv", "Subject Visits", _SV_COLUMNS, _sv_rows(plan, study)),
-    ]
+    streams = _Streams(rng, subjects, enrol_first, (enrol_last - enrol_first).days, study)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     created = datetime(today.year, today.month, today.day)
-    return [
-        _write(out_dir / f"{stem}.xpt", stem.upper(), label, columns, rows, created)
-        for stem, label, columns, rows in datasets
-    ]
+    written = []
+    for stem, label, columns in _DATASETS:
+        path = out_dir / f"{stem}.xpt"
+        written.append(_write(path, stem.upper(), label, columns, streams, stem, created))
+        if progress is not None:
+            progress(len(written), len(_DATASETS))
+    return written
+
+
+class _Streams:
+    """Each dataset's rows as a fresh stream, exactly as one pass over one random stream
+    (plan, then lb, ae and vs draws, in that order) would give them.
+
+    Nothing is held but the random states where each part of that stream begins, so a
+    dataset can be read twice (its text lengths, then its rows) in the memory of one subject.
+    """
+
+    def __init__(
+        self, rng: random.Random, count: int, enrol_first: date, enrol_days: int, study: str
+    ) -> None:
+        self.plan = (count, enrol_first, enrol_days)
+        self.study = study
+        self.starts = {"plan": rng.getstate()}
+        for _ in _plan_subjects(rng, *self.plan):  # where the domains' draws begin
+            pass
+        for stem in ("lbch", "ae", "vs"):  # the order the draws were made in
+            self.starts[_part(stem)] = rng.getstate()
+            drawing = self._random(_part(stem))
+            for _ in self._drawn(stem, drawing):
+                pass
+            rng.setstate(drawing.getstate())
+
+    def _random(self, part: str) -> random.Random:
+        chosen = random.Random()
+        chosen.setstate(self.starts[part])
+        return chosen
+
+    def rows(self, stem: str) -> Iterator[Row]:
+        subjects, study = _plan_subjects(self._random("plan"), *self.plan), self.study
+        if stem == "dm":
+            return _dm_rows(subjects, study)
+        if stem == "sv":
+            return _sv_rows(subjects, study)
+        if stem == "ex":
+            return _ex_rows(subjects, study)
+        if stem == "ds":
+            return _ds_rows(subjects, study)
+        return self._drawn(stem, self._random(_part(stem)))
+
+    def _drawn(self, stem: str, drawing: random.Random) -> Iterator[Row]:
+        subjects, study = _plan_subjects(self._random("plan"), *self.plan), self.study
+        if stem == "ae":
+            return _ae_rows(subjects, study, drawing)
+        if stem == "vs":
+            return _vs_rows(subjects, study, drawing)
+        return _lb_rows(subjects, study, drawing, _CHEM if stem == "lbch" else _HEMA)
+
+
+def _part(stem: str) -> str:
+    """The part of the random stream a dataset draws from (both lab files share one)."""
+    return "lb" if stem.startswith("lb") else stem
 
 
 # --------------------------------------------------------------------------- helpers
@@ -207,24 +255,34 @@ def _number_text(value: float) -> str:
 
 
 def _write(
-    path: Path, name: str, label: str, columns: Columns, rows: list[Row], created: datetime
+    path: Path,
+    name: str,
+    label: str,
+    columns: Columns,
+    streams: _Streams,
+    stem: str,
+    created: datetime,
 ) -> GeneratedFile:
-    """Write one dataset; char lengths are the longest value (XPORT rejects longer ones).
+    """Write one dataset; char lengths are the longest value (XPORT rejects longer ones), so
+    its rows are streamed twice: once for the lengths, once into the file.
 
     Writes to a temporary name first so a failure never leaves a half-written .xpt behind.
     """
-    variables: list[tuple[str, str, int, str]] = []
-    for index, (column, kind, column_label) in enumerate(columns):
-        if kind == _N:
-            variables.append((column, _N, 8, column_label))
-        else:
-            values = cast("Iterator[str]", map(itemgetter(index), rows))  # char cells are str
-            length = max(map(len, values), default=1)
-            variables.append((column, _C, max(length, 1), column_label))
+    lengths = [1] * len(columns)
+    for row in streams.rows(stem):
+        for index, (_, kind, _) in enumerate(columns):
+            if kind == _C:
+                lengths[index] = max(lengths[index], len(cast(str, row[index])))
+    variables = [
+        (column, kind, 8 if kind == _N else lengths[index], column_label)
+        for index, (column, kind, column_label) in enumerate(columns)
+    ]
     partial = path.with_name(path.name + ".partial")
     try:
         with partial.open("wb") as out:
-            count = write_xport(out, name, variables, rows, dataset_label=label, created=created)
+            count = write_xport(
+                out, name, variables, streams.rows(stem), dataset_label=label, created=created
+            )
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -236,14 +294,13 @@ def _write(
 
 def _plan_subjects(
     rng: random.Random, count: int, enrol_first: date, enrol_days: int
-) -> list[_Subject]:
-    """Demographics, arm, visit dates and disposition of every subject, decided up front."""
+) -> Iterator[_Subject]:
+    """Demographics, arm, visit dates and disposition of each subject in turn."""
     sites = sorted(rng.choices(_SITES, weights=_SITE_WEIGHTS, k=count))
     dispositions = [d[0] for d in _DISPOSITIONS]
     # Exactly round(15%) screen failures; the rest randomised in permuted blocks of the arms.
     failures = set(rng.sample(range(count), round(count * _SCREEN_FAIL_SHARE)))
     arm_stream: list[int] = []
-    subjects: list[_Subject] = []
     for index, site in enumerate(sites):
         subjid = str(1001 + index)
         sex = "F" if rng.random() < 0.58 else "M"
@@ -273,7 +330,7 @@ def _plan_subjects(
             subject.visits.append(
                 _Visit(1.0, "SCREENING 1", -7, screening, None, "SCREENING", _lab_time(rng))
             )
-            subjects.append(subject)
+            yield subject
             continue
 
         if not arm_stream:
@@ -309,8 +366,7 @@ def _plan_subjects(
             subject.death = subject.end
         elif not completed and rng.random() < 0.3:
             subject.retrieval = anchor + timedelta(days=181 + rng.randint(-3, 3))
-        subjects.append(subject)
-    return subjects
+        yield subject
 
 
 def _lab_time(rng: random.Random) -> str:
@@ -350,9 +406,8 @@ _DM_COLUMNS: Columns = (
 )
 
 
-def _dm_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
+def _dm_rows(subjects: Iterable[_Subject], study: str) -> Iterator[Row]:
     """One row per subject; reference dates blank for screen failures, as in the pilot."""
-    rows: list[Row] = []
     for s in subjects:
         screening = s.visits[0]
         if s.rfst is not None and s.end is not None:
@@ -367,13 +422,12 @@ def _dm_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
             start = end = ""
             participation = screening.day.isoformat()
         death = s.death.isoformat() if s.death is not None else ""
-        rows.append((
+        yield (
             study, "DM", s.usubjid, s.subjid, start, end, start, end, s.consent.isoformat(),
             participation, death, "Y" if death else "", s.siteid, float(s.age), "YEARS", s.sex,
             s.race, s.ethnic, s.armcd, s.arm, s.armcd, s.arm, "USA",
             screening.day.isoformat(), screening.study_day,
-        ))  # fmt: skip
-    return rows
+        )  # fmt: skip
 
 
 _SV_COLUMNS: Columns = (
@@ -392,17 +446,15 @@ _SV_COLUMNS: Columns = (
 )
 
 
-def _sv_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
+def _sv_rows(subjects: Iterable[_Subject], study: str) -> Iterator[Row]:
     """One row per attended visit; single-day visits, so start equals end."""
-    rows: list[Row] = []
     for s in subjects:
         for v in s.visits:
             text = v.day.isoformat()
-            rows.append((
+            yield (
                 study, "SV", s.usubjid, v.num, v.name, float(v.planned_day), v.epoch, text, text,
                 v.study_day, v.study_day, "",
-            ))  # fmt: skip
-    return rows
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- VS
@@ -472,12 +524,12 @@ _ARM_INDEX = {code: i for i, (code, _) in enumerate(_ARMS)}
 _VS_NOT_DONE_RATE = 0.0065  # per positional record outside baseline: ~0.5% of all VS rows
 
 
-def _vs_rows(subjects: Sequence[_Subject], study: str, rng: random.Random) -> list[Row]:
+def _vs_rows(subjects: Iterable[_Subject], study: str, rng: random.Random) -> Iterator[Row]:
     """Vital signs per attended visit, ordered by test, visit and time point like the pilot."""
-    rows: list[Row] = []
     for subject in subjects:
+        rows: list[Row] = []
         _vs_subject(rows, subject, study, rng)
-    return rows
+        yield from rows
 
 
 def _vs_subject(rows: list[Row], s: _Subject, study: str, rng: random.Random) -> None:
@@ -650,15 +702,14 @@ _LAB_VISIT_SD = 0.4
 
 
 def _lb_rows(
-    subjects: Sequence[_Subject], study: str, rng: random.Random
-) -> tuple[list[Row], list[Row]]:
-    """Chemistry and hematology rows at screening and each post-baseline visit.
+    subjects: Iterable[_Subject], study: str, rng: random.Random, category: str
+) -> Iterator[Row]:
+    """The rows of one category (chemistry or hematology) at screening and each post-baseline
+    visit; both categories draw the same numbers, so each file replays the same stream.
 
     LBSEQ runs over both categories (visit, then test code) so it is unique per subject across
     the two files; each file is ordered by test then visit like the pilot.
     """
-    chemistry: list[Row] = []
-    hematology: list[Row] = []
     gauss = rng.gauss
     # Per-test constants: centre, half-width, floor, text of the ranges, std range.
     constants = [
@@ -702,8 +753,8 @@ def _lb_rows(
                     baseline, v.num, v.name, visitdy, v.epoch, dtc, v.study_day,
                 ))  # fmt: skip
         for k, (t, *_rest) in enumerate(constants):
-            (chemistry if t.category == _CHEM else hematology).extend(buckets[k])
-    return chemistry, hematology
+            if t.category == category:
+                yield from buckets[k]
 
 
 # --------------------------------------------------------------------------- EX
@@ -731,12 +782,11 @@ _EX_COLUMNS: Columns = (
 )
 
 
-def _ex_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
+def _ex_rows(subjects: Iterable[_Subject], study: str) -> Iterator[Row]:
     """Contiguous dosing intervals from BASELINE, WEEK 2 and WEEK 16 to the last dose.
 
     Xan_Hi titrates 54 mg to 81 mg after the first interval; placebo is a true zero dose.
     """
-    rows: list[Row] = []
     for s in subjects:
         if s.rfst is None or s.end is None:
             continue
@@ -753,13 +803,12 @@ def _ex_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
                 dose = 81.0
             else:
                 dose = 54.0
-            rows.append((
+            yield (
                 study, "EX", s.usubjid, i + 1, treatment, dose, "mg", "PATCH", "QD",
                 "TRANSDERMAL", v.num, v.name, float(v.planned_day), "TREATMENT",
                 v.day.isoformat(), stop.isoformat(), _study_day(v.day, s.rfst),
                 _study_day(stop, s.rfst),
-            ))  # fmt: skip
-    return rows
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- AE
@@ -862,12 +911,11 @@ _AE_CAUSALITY = ("NONE", "REMOTE", "POSSIBLE", "PROBABLE")
 _AE_CAUSALITY_WEIGHTS = (30.0, 20.0, 30.0, 20.0)
 
 
-def _ae_rows(subjects: Sequence[_Subject], study: str, rng: random.Random) -> list[Row]:
+def _ae_rows(subjects: Iterable[_Subject], study: str, rng: random.Random) -> Iterator[Row]:
     """0-8 treatment-emergent AEs per randomised subject, plus the fatal AE of each death.
 
     Starts lie between first and last dose; ~2% are partial (YYYY-MM or YYYY) like the pilot.
     """
-    rows: list[Row] = []
     random_, randint, choices = rng.random, rng.randint, rng.choices
     term_indexes = range(len(_AE_TERMS))
     weights_pbo = [t[3] for t in _AE_TERMS]
@@ -909,7 +957,7 @@ def _ae_rows(subjects: Sequence[_Subject], study: str, rng: random.Random) -> li
                 start_text, start_day = start.isoformat()[:4], None
             else:
                 start_text, start_day = start.isoformat(), _study_day(start, s.rfst)
-            rows.append((
+            yield (
                 study, "AE", s.usubjid, seq, f"E{seq:02d}", decod, llt, None, decod, None, hlt,
                 None, hlgt, None, soc, None, soc, None, severity, "Y" if serious else "N", "",
                 choices(_AE_CAUSALITY, weights=_AE_CAUSALITY_WEIGHTS)[0], outcome, "N", "N", "N",
@@ -917,8 +965,7 @@ def _ae_rows(subjects: Sequence[_Subject], study: str, rng: random.Random) -> li
                 "TREATMENT", collected.isoformat(), start_text,
                 end.isoformat() if end is not None else "", _study_day(collected, s.rfst),
                 start_day, _study_day(end, s.rfst) if end is not None else None,
-            ))  # fmt: skip
-    return rows
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- DS
@@ -943,33 +990,43 @@ _DS_COLUMNS: Columns = (
 )
 
 
-def _ds_rows(subjects: Sequence[_Subject], study: str) -> list[Row]:
+def _ds_rows(subjects: Iterable[_Subject], study: str) -> Iterator[Row]:
     """One DISPOSITION EVENT per subject plus the pilot's FINAL LAB / RETRIEVAL OTHER EVENTs."""
-    rows: list[Row] = []
     for s in subjects:
         last = s.visits[-1]
         if s.rfst is None:
             text = last.day.isoformat()
-            rows.append((
+            yield (
                 study, "DS", s.usubjid, 1, "", "SCREEN FAILURE", "SCREEN FAILURE",
                 "DISPOSITION EVENT", last.num, last.name, "SCREENING", text, text, None, None,
-            ))  # fmt: skip
+            )  # fmt: skip
             continue
         text = last.day.isoformat()
         day = last.study_day
-        rows.append((
+        yield (
             study, "DS", s.usubjid, 1, "", s.disposition_term, s.disposition,
             "DISPOSITION EVENT", last.num, last.name, "FOLLOW-UP", text, text, day, day,
-        ))  # fmt: skip
-        rows.append((
+        )  # fmt: skip
+        yield (
             study, "DS", s.usubjid, 2, "", "FINAL LAB VISIT", "FINAL LAB VISIT", "OTHER EVENT",
             last.num, last.name, "TREATMENT", f"{text}T{last.lab_time}", text, day, day,
-        ))  # fmt: skip
+        )  # fmt: skip
         if s.retrieval is not None:
             text = s.retrieval.isoformat()
             day = _study_day(s.retrieval, s.rfst)
-            rows.append((
+            yield (
                 study, "DS", s.usubjid, 3, "", "FINAL RETRIEVAL VISIT", "FINAL RETRIEVAL VISIT",
                 "OTHER EVENT", 201.0, "RETRIEVAL", "FOLLOW-UP", text, text, day, day,
-            ))  # fmt: skip
-    return rows
+            )  # fmt: skip
+
+
+_DATASETS: tuple[tuple[str, str, Columns], ...] = (
+    ("dm", "Demographics", _DM_COLUMNS),
+    ("ae", "Adverse Events", _AE_COLUMNS),
+    ("vs", "Vital Signs", _VS_COLUMNS),
+    ("lbch", "Laboratory Test Results: Chemistry", _LB_COLUMNS),
+    ("lbhe", "Laboratory Test Results: Hematology", _LB_COLUMNS),
+    ("ex", "Exposure", _EX_COLUMNS),
+    ("ds", "Disposition", _DS_COLUMNS),
+    ("sv", "Subject Visits", _SV_COLUMNS),
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
@@ -18,6 +19,7 @@ from typing import Any
 import pyreadstat
 import pytest
 
+from clinical_platform.generators import xport_writer
 from clinical_platform.generators.sdtm import GeneratedFile, generate_sdtm
 
 PILOT_DIR = Path(
@@ -186,6 +188,45 @@ def test_other_seed_gives_other_bytes(tmp_path: Path) -> None:
     other = generate_sdtm(tmp_path / "b", SMALL, seed=8)
     for a, b in zip(first, other, strict=True):
         assert sha256(a.path) != sha256(b.path), a.name
+
+
+# sha256 of generate_sdtm(out, 5, study="ABC-123", seed=1) as the generator wrote it when it
+# held every row in memory (git 6766b07): streaming must not change one byte of any delivery.
+BEFORE_STREAMING = {
+    "dm.xpt": "f35f34a769639c91952190cd3614796a2789fa72403fba0a358ed5afe1005786",
+    "ae.xpt": "7fc7d90e2f953d1ee0cc19b344601e4f6d41e3fa508667866c9a8d2c91edf0ff",
+    "vs.xpt": "ce241b02e5d43674e2a708a6e38d3c8cac7c2a142b507c7734c701595b3948a4",
+    "lbch.xpt": "163dc76bef3f30f1a17c0f7e0c6d27c65ded4ea2fd1caef85e6c42117ef16fc0",
+    "lbhe.xpt": "e773584484f43aa598022c086cdbc13246e90e0daf782065cee1cf6b31355da2",
+    "ex.xpt": "c5bbf3d70f64add787e4d7231b6014c3745ac5a7d7e0b1781dfe29266bc9c74d",
+    "ds.xpt": "5ff46db74d752620ed8fb76fbd2ebbd002d05b53ede6737c6ad88774699e2bce",
+    "sv.xpt": "8ed09855b3005dfba743347e963ef245a13267ce5424e9898756b708e97a9686",
+}
+
+
+def test_streaming_writes_the_bytes_the_in_memory_generator_wrote(tmp_path: Path) -> None:
+    files = generate_sdtm(tmp_path, 5, study="ABC-123", seed=1)
+    assert {f.name: sha256(f.path) for f in files} == BEFORE_STREAMING
+
+
+def peak_bytes(out: Path, subjects: int) -> int:
+    tracemalloc.start()
+    try:
+        generate_sdtm(out, subjects)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_subjects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are streamed twice (text lengths, then the file), never held: eight times the
+    subjects need about the same memory (holding the rows needed about eight times as much).
+    The writer's 1 MiB output buffer is made small, or it would be all that is measured."""
+    monkeypatch.setattr(xport_writer, "_FLUSH_BYTES", 1 << 14)
+    few, many = peak_bytes(tmp_path / "few", 8), peak_bytes(tmp_path / "many", 64)
+    assert many < 1.25 * few
 
 
 def test_header_timestamp_comes_from_today_not_the_clock(tmp_path: Path) -> None:

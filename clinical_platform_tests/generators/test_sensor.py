@@ -155,8 +155,9 @@ def peak_bytes(out: Path, subjects: int, days: int) -> int:
 
 
 def test_memory_is_one_subject_day_whatever_the_size(tmp_path: Path) -> None:
-    """Numpy's arrays are traced: four times the subject-days must not need more memory."""
+    """Numpy's arrays are traced: six times the subject-days must not need much more memory
+    (holding them would need six times as much; the margin is for the collector's timing)."""
     one = peak_bytes(tmp_path / "one", 1, 1)
-    four = peak_bytes(tmp_path / "four", 2, 2)
+    six = peak_bytes(tmp_path / "six", 2, 3)
     assert one > 5 * SECONDS_PER_DAY  # the day's arrays were traced at all
-    assert four < 1.2 * one
+    assert six < 1.6 * one
