@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from clinical_platform import settings
 from clinical_platform.definitions import build_definitions
 from clinical_platform.demo import run_demo
 from clinical_platform.emr_cli import add_emr_commands
+from clinical_platform.generators.omics import generate_omics
 from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.generators.sensor import generate_sensor
 from clinical_platform.lake import LandingError, land_delivery
@@ -268,6 +270,36 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_omics(args: argparse.Namespace) -> int:
+    with tqdm(total=args.batches, unit="batch", disable=None, file=sys.stderr) as bar:
+        try:
+            generated = generate_omics(
+                Path(args.out),
+                args.samples,
+                args.genes,
+                batches=args.batches,
+                study=args.study,
+                seed=args.seed,
+                file_format=args.format,
+                progress=_advancing(bar),
+            )
+        except ValueError as error:
+            raise CommandError(f"generate omics: {error}") from None
+    faults = ", ".join(f"{kind} {count}" for kind, count in generated.faults.items())
+    print(f"{len(generated.files)} omics files, {generated.rows} count rows, in {args.out}")
+    print(f"faults: {faults}")
+    if args.truth:
+        truth = {
+            "faults": generated.faults,
+            "samples": [asdict(sample) for sample in generated.samples],
+            "missing_genes": generated.missing_genes,
+            "gene_variance": generated.gene_variance,
+        }
+        Path(args.truth).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+        print(f"truth: {args.truth}")
+    return 0
+
+
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     layout = _layout(args.lake)
@@ -423,6 +455,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--truth", help="also write the per-subject-day truth and fault counts to this JSON file"
     )
     sensor.set_defaults(handler=cmd_generate_sensor)
+    omics = kinds.add_parser(
+        "omics", help="deterministic RNA-seq counts (sample x gene) in batches, with faults"
+    )
+    omics.add_argument("--samples", type=int, required=True)
+    omics.add_argument("--genes", type=int, default=20_000)
+    omics.add_argument("--batches", type=int, default=2)
+    omics.add_argument("--out", required=True)
+    omics.add_argument("--study", default="OMICS01")
+    omics.add_argument("--seed", type=int, default=20240201)
+    omics.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    omics.add_argument(
+        "--truth", help="also write the samples' truth, fault counts and gene variances to JSON"
+    )
+    omics.set_defaults(handler=cmd_generate_omics)
 
     dossier = commands.add_parser("dossier", help="print the audit dossier of a delivery")
     dossier.add_argument("--study", required=True)
