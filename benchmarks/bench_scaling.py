@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -147,10 +147,13 @@ def break_pilot(spark: SparkSession, lake: LakeLayout, delivery: Delivery) -> li
 # ---- SAS XPORT files at a multiple of the pilot, for whole-pipeline runs ---------------------
 
 
-def scaled_delivery(pilot: Path, out: Path, scale: int) -> Path:
-    """Every pilot .xpt file with each subject cloned `scale` times; returns `out`."""
+def scaled_delivery(pilot: Path, out: Path, scale: int, names: Sequence[str] | None = None) -> Path:
+    """Every pilot .xpt file (or those `names`) with each subject cloned `scale` times;
+    returns `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(pilot.glob("*.xpt")):
+        if names is not None and path.name not in names:
+            continue
         frame = cast(pd.DataFrame, pd.read_sas(path, format="xport", encoding="latin-1"))
         text = [c for c in frame.columns if frame[c].dtype != "float64"]
         frame[text] = frame[text].astype(object).where(frame[text].notna(), None)

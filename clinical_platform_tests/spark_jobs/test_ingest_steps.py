@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.generators.xport_writer import write_xport
 from spark_jobs import ingest
 from spark_jobs.contracts.layout import Delivery, LakeLayout, Zone
@@ -201,6 +202,32 @@ def test_files_are_inspected_and_read_in_byte_ranges(
         (files[0].uri, "S01/2024-01-15", "run-1")
     }
     assert {r["_source_sha256"] for r in rows} == {found[0].inspection.sha256}
+
+
+def test_byte_ranges_give_the_rows_of_a_whole_file_read(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A generated lbch.xpt (846 rows) cut into 17 ranges reads as the whole file decoded
+    in one piece: the same values, in the same row numbers."""
+    generate_sdtm(tmp_path, 12, study="RANGE01")
+    path = tmp_path / "lbch.xpt"
+    (found,) = raw_rows.inspect_files(
+        spark, [FileStatus(f"file:{path}", path.name, path.stat().st_size, False)]
+    )
+    assert found.xport_layout is not None
+    data = path.read_bytes()
+    whole = list(xport.iter_rows(data, found.xport_layout))
+    ranged_bytes = 50 * found.xport_layout.header.observation_length
+    monkeypatch.setattr(raw_rows, "MIN_RANGE_BYTES", ranged_bytes)
+    monkeypatch.setattr(raw_rows, "MAX_RANGE_BYTES", ranged_bytes)
+    assert len(xport.plan_row_ranges(found.xport_layout, ranged_bytes)) == 17
+    columns = raw_rows.union_columns([found.inspection], output(Zone.RAW, "lb"))
+    frame = raw_rows.read_domain_rows(spark, [found], columns, DELIVERY, "run-1")
+    assert frame.rdd.getNumPartitions() == 17
+    names = [c.name for c in columns]
+    ranged = {r["_source_row"]: tuple(r[n] for n in names) for r in frame.collect()}
+    assert len(whole) == 846 and len(ranged) == len(whole)
+    assert [ranged[number] for number in range(1, len(whole) + 1)] == whole
 
 
 def test_an_xpt_file_without_observations_gives_no_rows(
