@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from tqdm import tqdm
@@ -56,6 +57,9 @@ from spark_jobs.contracts.layout import (
 )
 from spark_jobs.contracts.outputs import CURATED_OUTPUTS, FEATURE_OUTPUTS, RAW_OUTPUTS
 from spark_jobs.contracts.protocol import EntryPoint
+
+if TYPE_CHECKING:  # pyarrow and numpy are imported only to generate data
+    from clinical_platform.generators.streamed import GeneratedDelivery
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -261,14 +265,7 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
             )
         except ValueError as error:
             raise CommandError(f"generate sensor: {error}") from None
-    faults = ", ".join(f"{kind} {count}" for kind, count in generated.faults.items())
-    print(f"{len(generated.files)} sensor files, {generated.rows} rows, in {args.out}")
-    print(f"faults: {faults}")
-    if args.truth:
-        truth = {"faults": generated.faults, "subject_days": generated.truth_json()}
-        Path(args.truth).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
-        print(f"truth: {args.truth}")
-    return 0
+    return _report_generated("sensor", args, generated, {"subject_days": generated.truth_json()})
 
 
 def cmd_generate_omics(args: argparse.Namespace) -> int:
@@ -288,17 +285,24 @@ def cmd_generate_omics(args: argparse.Namespace) -> int:
             )
         except ValueError as error:
             raise CommandError(f"generate omics: {error}") from None
-    faults = ", ".join(f"{kind} {count}" for kind, count in generated.faults.items())
-    print(f"{len(generated.files)} omics files, {generated.rows} count rows, in {args.out}")
+    truth = {
+        "samples": [asdict(sample) for sample in generated.samples],
+        "missing_genes": generated.missing_genes,
+        "gene_variance": generated.gene_variance,
+    }
+    return _report_generated("omics", args, generated, truth)
+
+
+def _report_generated(
+    kind: str, args: argparse.Namespace, generated: GeneratedDelivery, truth: dict[str, object]
+) -> int:
+    """What a streaming generator wrote and injected; its truth as JSON when asked."""
+    faults = ", ".join(f"{fault} {count}" for fault, count in generated.faults.items())
+    print(f"{len(generated.files)} {kind} files, {generated.rows} data rows, in {args.out}")
     print(f"faults: {faults}")
     if args.truth:
-        truth = {
-            "faults": generated.faults,
-            "samples": [asdict(sample) for sample in generated.samples],
-            "missing_genes": generated.missing_genes,
-            "gene_variance": generated.gene_variance,
-        }
-        Path(args.truth).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps({"faults": generated.faults, **truth}, indent=1)
+        Path(args.truth).write_text(text + "\n", encoding="utf-8")
         print(f"truth: {args.truth}")
     return 0
 

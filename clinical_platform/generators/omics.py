@@ -28,16 +28,20 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from clinical_platform.generators.streamed import (
+    FILE_FORMATS,
+    FileFormat,
+    GeneratedDelivery,
+    write_tables,
+)
 
 __all__ = [
     "MIN_DETECTED_SHARE",
@@ -48,7 +52,6 @@ __all__ = [
     "log_cpm",
 ]
 
-OmicsFormat = Literal["parquet", "csv"]
 Progress = Callable[[int, int], None]  # (batches written, batches in all)
 
 # Sample QC: a sample passes with at least this many reads, and reads on at least this share
@@ -84,10 +87,7 @@ class SampleTruth:
 
 
 @dataclass(frozen=True)
-class OmicsDelivery:
-    files: list[Path]
-    rows: int
-    faults: dict[str, int]
+class OmicsDelivery(GeneratedDelivery):
     samples: list[SampleTruth] = field(default_factory=list)
     missing_genes: dict[int, list[str]] = field(default_factory=dict)  # batch -> gene ids
     gene_variance: dict[int, dict[str, float]] = field(default_factory=dict)  # per batch
@@ -119,7 +119,7 @@ def generate_omics(
     study: str = "OMICS01",
     seed: int = 20240201,
     start: date = date(2024, 2, 1),
-    file_format: OmicsFormat = "parquet",
+    file_format: FileFormat = "parquet",
     progress: Progress | None = None,
 ) -> OmicsDelivery:
     """Write each batch's counts and sample sheet into out_dir; return the truth.
@@ -141,7 +141,7 @@ def generate_omics(
         counts_path = out_dir / f"counts_batch{batch}.{file_format}"
         running = _Moments(genes)
         chunks = _observed(draws, plan, batch, sent, running, truths)
-        rows += _write_counts(counts_path, chunks, file_format)
+        rows += write_tables(counts_path, COUNTS_SCHEMA, chunks, file_format)
         variances[batch] = running.variances(plan.genes)
         if progress is not None:
             progress(batch, len(plan.batches))
@@ -168,7 +168,7 @@ def _check(samples: int, genes: int, batches: int, file_format: str) -> None:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     if isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= samples:
         raise ValueError(f"batches must be an integer from 1 to the samples, got {batches!r}")
-    if file_format not in ("parquet", "csv"):
+    if file_format not in FILE_FORMATS:
         raise ValueError(f"format must be parquet or csv, got {file_format!r}")
 
 
@@ -255,29 +255,6 @@ def _observed(
             [pa.array([_sample_id(number)] * len(kept)), pa.array(plan.genes[present]), kept],
             schema=COUNTS_SCHEMA,
         )
-
-
-def _write_counts(path: Path, chunks: Iterator[pa.Table], file_format: OmicsFormat) -> int:
-    """Write a batch's counts a sample at a time, under a temporary name until complete."""
-    partial = path.with_name(path.name + ".partial")
-    rows = 0
-    try:
-        if file_format == "parquet":
-            with pq.ParquetWriter(partial, COUNTS_SCHEMA) as writer:
-                for table in chunks:
-                    writer.write_table(table, row_group_size=len(table))
-                    rows += len(table)
-        else:
-            with partial.open("w", newline="", encoding="utf-8") as out:
-                text = csv.writer(out, lineterminator="\n")
-                text.writerow(COUNTS_SCHEMA.names)
-                for table in chunks:
-                    text.writerows(zip(*table.to_pydict().values(), strict=True))
-                    rows += len(table)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return rows
 
 
 def _write_sheet(path: Path, study: str, batch: int, sent: list[int], start: date) -> None:

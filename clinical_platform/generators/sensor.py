@@ -29,17 +29,20 @@ were neither missing nor impossible, each counted once.
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from clinical_platform.generators.streamed import (
+    FILE_FORMATS,
+    FileFormat,
+    GeneratedDelivery,
+    write_tables,
+)
 
 __all__ = [
     "FAULT_KINDS",
@@ -49,7 +52,6 @@ __all__ = [
     "generate_sensor",
 ]
 
-SensorFormat = Literal["parquet", "csv"]
 Progress = Callable[[int, int], None]  # (subject-days done, subject-days in all)
 
 SECONDS_PER_DAY = 86_400
@@ -95,10 +97,7 @@ class SubjectDayTruth:
 
 
 @dataclass(frozen=True)
-class SensorDelivery:
-    files: list[Path]
-    rows: int
-    faults: dict[str, int]
+class SensorDelivery(GeneratedDelivery):
     truth: list[SubjectDayTruth] = field(default_factory=list)
 
     def truth_json(self) -> list[dict[str, object]]:
@@ -126,7 +125,7 @@ def generate_sensor(
     study: str = "SENSOR01",
     seed: int = 20240101,
     start: date = date(2024, 1, 1),
-    file_format: SensorFormat = "parquet",
+    file_format: FileFormat = "parquet",
     progress: Progress | None = None,
 ) -> SensorDelivery:
     """Write one file per subject into out_dir (created if missing) and return the truth.
@@ -136,7 +135,7 @@ def generate_sensor(
     for name, value in (("subjects", subjects), ("days", days)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if file_format not in ("parquet", "csv"):
+    if file_format not in FILE_FORMATS:
         raise ValueError(f"format must be parquet or csv, got {file_format!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +147,13 @@ def generate_sensor(
         usubjid = f"{study}-{1001 + subject}"
         path = out_dir / f"sensor_{1001 + subject}.{file_format}"
         tables = _subject_tables(seed, subject, usubjid, study, start, days, faults, truth)
-        written = _write_subject(
-            path, tables, file_format, subject * days, subjects * days, progress
+        written = write_tables(
+            path,
+            SCHEMA,
+            tables,
+            file_format,
+            csv_rows=_csv_rows,
+            written=_progress(progress, subject * days, subjects * days),
         )
         files.append(path)
         rows += written
@@ -294,40 +298,9 @@ def _sent(
     )
 
 
-def _write_subject(
-    path: Path,
-    tables: Iterator[pa.Table],
-    file_format: SensorFormat,
-    done: int,
-    total: int,
-    progress: Progress | None,
-) -> int:
-    """Write one subject's days, a day at a time, under a temporary name until complete."""
-    partial = path.with_name(path.name + ".partial")
-    rows = 0
-    try:
-        if file_format == "parquet":
-            with pq.ParquetWriter(partial, SCHEMA) as writer:
-                for rows_so_far, table in enumerate(tables, start=1):
-                    writer.write_table(table, row_group_size=len(table))
-                    rows += len(table)
-                    del table
-                    if progress is not None:
-                        progress(done + rows_so_far, total)
-        else:
-            with partial.open("w", newline="", encoding="utf-8") as out:
-                text = csv.writer(out, lineterminator="\n")
-                text.writerow(SCHEMA.names)
-                for rows_so_far, table in enumerate(tables, start=1):
-                    text.writerows(_csv_rows(table))
-                    rows += len(table)
-                    del table
-                    if progress is not None:
-                        progress(done + rows_so_far, total)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return rows
+def _progress(progress: Progress | None, before: int, total: int) -> Callable[[int], None]:
+    """A subject's days written, told as subject-days written of the whole delivery."""
+    return lambda days: progress(before + days, total) if progress is not None else None
 
 
 def _csv_rows(table: pa.Table) -> Iterator[tuple[object, ...]]:
