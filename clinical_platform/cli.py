@@ -227,6 +227,19 @@ def _advancing(bar: tqdm) -> Callable[[int, int], None]:
     return advance
 
 
+def _generation_error(kind: str, error: ValueError | OSError) -> str:
+    """One line: a bad argument, or the file or folder that could not be written and why."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"generate {kind}: cannot write {error.filename}: {error.strerror}"
+    return f"generate {kind}: {error}"
+
+
+def _truth_folder_exists(kind: str, args: argparse.Namespace) -> None:
+    """Refuse a --truth file in a missing folder before generating, not after."""
+    if getattr(args, "truth", None) and not Path(args.truth).resolve().parent.is_dir():
+        raise CommandError(f"generate {kind}: --truth {args.truth}: its folder does not exist")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     with tqdm(total=8, unit="file", disable=None, file=sys.stderr) as bar:
         try:
@@ -237,8 +250,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=_advancing(bar),
             )
-        except ValueError as error:
-            raise CommandError(f"generate sdtm: {error}") from None
+        except (ValueError, OSError) as error:
+            raise CommandError(_generation_error("sdtm", error)) from None
     for generated in files:
         print(f"  {generated.name:<10} {generated.rows:>8} rows  {generated.path}")
     print(f"{len(files)} SDTM files for {args.subjects} subjects of {args.study} in {args.out}")
@@ -249,6 +262,7 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
     # numpy and pyarrow cost every other command 0.2 s at start: imported only here.
     from clinical_platform.generators.sensor import generate_sensor
 
+    _truth_folder_exists("sensor", args)
     with tqdm(
         total=args.subjects * args.days, unit="subject-day", disable=None, file=sys.stderr
     ) as bar:
@@ -263,14 +277,15 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
                 file_format=args.format,
                 progress=_advancing(bar),
             )
-        except ValueError as error:
-            raise CommandError(f"generate sensor: {error}") from None
+        except (ValueError, OSError) as error:
+            raise CommandError(_generation_error("sensor", error)) from None
     return _report_generated("sensor", args, generated, {"subject_days": generated.truth_json()})
 
 
 def cmd_generate_omics(args: argparse.Namespace) -> int:
     from clinical_platform.generators.omics import generate_omics  # see cmd_generate_sensor
 
+    _truth_folder_exists("omics", args)
     with tqdm(total=args.batches, unit="batch", disable=None, file=sys.stderr) as bar:
         try:
             generated = generate_omics(
@@ -283,8 +298,8 @@ def cmd_generate_omics(args: argparse.Namespace) -> int:
                 file_format=args.format,
                 progress=_advancing(bar),
             )
-        except ValueError as error:
-            raise CommandError(f"generate omics: {error}") from None
+        except (ValueError, OSError) as error:
+            raise CommandError(_generation_error("omics", error)) from None
     truth = {
         "samples": [asdict(sample) for sample in generated.samples],
         "missing_genes": generated.missing_genes,

@@ -1,7 +1,8 @@
 """Deterministic synthetic omics delivery: RNA-seq style counts in long format (sample x gene)
 with sample metadata, the faults real batches carry, and the truth a pipeline must reach.
 
-Each sample's counts are drawn from their own random stream (`SeedSequence([seed, sample])`)
+Each sample's counts are drawn from their own random stream (`SeedSequence([seed, 2, sample,
+copy])`, copy 1 only for a sample sent twice; the plan's stream is `[seed, 1]`)
 and written as one Parquet row group (or CSV chunk), so memory is one sample's genes plus
 per-gene running sums, whatever the number of samples.
 
@@ -16,7 +17,8 @@ Faults, each counted in `OmicsDelivery.faults`:
 - a sample with a low library size: the first sample of the last batch has 1% of its reads;
 - a duplicated sample id: the last sample of batch 1 is sent twice in that batch, under the
   same SAMPLE_ID and with other counts (both copies are wrong to use: which one is right?);
-- genes missing from one batch: the last batch has no rows for 1% of the genes.
+- genes missing from one batch: the last batch has no rows for 1% of the genes (with two
+  batches or more: alone, a batch's genes are all there are).
 
 The truth: every sample's library size and detected genes, which samples pass QC, and, per
 batch, the variance of each gene's log-CPM over its QC-passing samples that are not
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -83,7 +86,7 @@ class SampleTruth:
     library_size: int
     detected_genes: int  # genes with a count above zero
     passes_qc: bool
-    duplicated: bool  # this SAMPLE_ID was also sent in another batch
+    duplicated: bool  # this SAMPLE_ID was sent twice in its batch (both copies flagged)
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class _Plan:
     means: np.ndarray  # expected share of a library, per gene
     batches: list[list[int]]  # sample numbers per batch, in order
     missing: dict[int, np.ndarray]  # batch -> indexes of the genes it lacks
-    low_library: int | None
+    low_library: int
     duplicate: int  # the sample of batch 1 sent twice
 
 
@@ -137,7 +140,10 @@ def generate_omics(
     rows = 0
     for batch, numbers in enumerate(plan.batches, start=1):
         sent = [*numbers, *([plan.duplicate] if batch == 1 else [])]
-        draws = (_sample_counts(seed, plan, number, copy) for copy, number in enumerate(sent))
+        draws = (
+            _sample_counts(seed, plan, number, int(position == len(numbers)))
+            for position, number in enumerate(sent)
+        )
         counts_path = out_dir / f"counts_batch{batch}.{file_format}"
         running = _Moments(genes)
         chunks = _observed(draws, plan, batch, sent, running, truths)
@@ -152,7 +158,7 @@ def generate_omics(
         files=files,
         rows=rows,
         faults={
-            "low_library_samples": int(plan.low_library is not None),
+            "low_library_samples": 1,
             "duplicated_sample_ids": 1,
             "missing_genes": sum(len(m) for m in plan.missing.values()),
         },
@@ -173,13 +179,15 @@ def _check(samples: int, genes: int, batches: int, file_format: str) -> None:
 
 
 def _plan(seed: int, samples: int, genes: int, batches: int) -> _Plan:
-    rng = np.random.default_rng([seed])
+    rng = np.random.default_rng([seed, 1])
     weights = rng.lognormal(mean=0.0, sigma=2.0, size=genes)
     bounds = np.linspace(0, samples, batches + 1).round().astype(int)
     members = [list(range(bounds[b], bounds[b + 1])) for b in range(batches)]
     last = batches
     lacking = max(1, round(genes * _MISSING_GENE_SHARE))
-    missing = {last: np.sort(rng.choice(genes, size=lacking, replace=False))}
+    missing = (
+        {last: np.sort(rng.choice(genes, size=lacking, replace=False))} if batches >= 2 else {}
+    )
     return _Plan(
         genes=np.array([f"ENSG{index + 1:011d}" for index in range(genes)], dtype=object),
         means=weights / weights.sum(),
@@ -196,7 +204,7 @@ def _sample_id(number: int) -> str:
 
 def _sample_counts(seed: int, plan: _Plan, number: int, copy: int) -> np.ndarray:
     """One sample's counts over every gene (a sample sent twice draws again: other counts)."""
-    rng = np.random.default_rng([seed, number, copy])
+    rng = np.random.default_rng([seed, 2, number, copy])
     library = _DEPTH * rng.lognormal(mean=0.0, sigma=0.3)
     if number == plan.low_library:
         library *= _LOW_LIBRARY_FRACTION
@@ -258,21 +266,26 @@ def _observed(
 
 
 def _write_sheet(path: Path, study: str, batch: int, sent: list[int], start: date) -> None:
-    """The batch's sample sheet: one row per sample sent, a resent one included."""
-    with path.open("w", newline="", encoding="utf-8") as out:
-        text = csv.writer(out, lineterminator="\n")
-        text.writerow(SAMPLE_COLUMNS)
-        for number in sent:
-            subject, visit = divmod(number, len(_VISITS))
-            collected = start + timedelta(days=7 * batch + visit)
-            text.writerow(
-                (
-                    study,
-                    f"{study}-{1001 + subject}",
-                    _sample_id(number),
-                    batch,
-                    _TISSUES[subject % len(_TISSUES)],
-                    _VISITS[visit],
-                    collected.isoformat(),
+    """The batch's sample sheet: one row per sample sent, a twice-sent one twice."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            text = csv.writer(out, lineterminator="\n")
+            text.writerow(SAMPLE_COLUMNS)
+            for number in sent:
+                subject, visit = divmod(number, len(_VISITS))
+                collected = start + timedelta(days=7 * batch + visit)
+                text.writerow(
+                    (
+                        study,
+                        f"{study}-{1001 + subject}",
+                        _sample_id(number),
+                        batch,
+                        _TISSUES[subject % len(_TISSUES)],
+                        _VISITS[visit],
+                        collected.isoformat(),
+                    )
                 )
-            )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

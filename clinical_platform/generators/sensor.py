@@ -3,7 +3,8 @@ with the faults real uploads carry, and the truth a correct pipeline must comput
 
 Tests need sensor data whose right answers are known exactly; benchmarks need 86 million rows
 without holding them in memory. So each subject-day is drawn from its own random stream
-(`SeedSequence([seed, subject, day])`), written as one Parquet row group (or CSV chunk) and
+(`SeedSequence([seed, 2, subject, day])`; the tags 1 and 2 keep
+the per-subject and per-day streams apart), written as one Parquet row group (or CSV chunk) and
 forgotten: memory is one subject-day, whatever the delivery's size, and the same arguments
 always give the same bytes.
 
@@ -172,10 +173,10 @@ def _subject_tables(
 ) -> Iterator[pa.Table]:
     """Each day of one subject as the device sent it; the truth and faults are recorded as
     each day is drawn."""
-    resting = np.random.default_rng([seed, subject]).uniform(55.0, 75.0)
+    resting = np.random.default_rng([seed, 1, subject]).uniform(55.0, 75.0)
     swap_day = days // 2 if days >= 2 and subject % 5 == 2 else None
     for index in range(days):
-        rng = np.random.default_rng([seed, subject, index])
+        rng = np.random.default_rng([seed, 2, subject, index])
         day = start + timedelta(days=index)
         drawn = _draw_day(rng, resting)
         offset = int(rng.integers(90, 901)) if index == 0 and subject % 4 == 1 else 0

@@ -164,3 +164,14 @@ def test_memory_is_one_sample_whatever_the_samples(tmp_path: Path) -> None:
     the memory of a few: each sample is written and released before the next is drawn."""
     few, many = peak_bytes(tmp_path / "few", 4), peak_bytes(tmp_path / "many", 32)
     assert many < 1.5 * few
+
+
+def test_one_batch_has_every_gene_and_still_the_other_faults(tmp_path: Path) -> None:
+    alone = generate_omics(tmp_path, 4, 100, batches=1)
+    assert alone.faults == {
+        "low_library_samples": 1,
+        "duplicated_sample_ids": 1,
+        "missing_genes": 0,
+    }
+    assert counts_of(alone, 1)["GENE_ID"].nunique() == 100
+    assert [t.sample_id for t in alone.samples].count("S000004") == 2

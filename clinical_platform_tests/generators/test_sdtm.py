@@ -204,9 +204,29 @@ BEFORE_STREAMING = {
 }
 
 
-def test_streaming_writes_the_bytes_the_in_memory_generator_wrote(tmp_path: Path) -> None:
-    files = generate_sdtm(tmp_path, 5, study="ABC-123", seed=1)
-    assert {f.name: sha256(f.path) for f in files} == BEFORE_STREAMING
+# The same for the demo's delivery, generate_sdtm(out, 120): deaths, retrievals and partial
+# dates, which 5 subjects do not reach.
+DEMO_BEFORE_STREAMING = {
+    "dm.xpt": "322802e9130c9cadc48412cd9142f10da41c1f6d94f1fe073dfa99687b84f8ee",
+    "ae.xpt": "e03c7f27a486d7f1e27bf1903158a6501bb2b2eacd570dcb982b9ce8a9feba3b",
+    "vs.xpt": "2d2cdbd386c6e0a9bdecee7d5cf32780cd412080c86fe48bed91d9d9ea13b234",
+    "lbch.xpt": "c4bdc745018cd60a832797dc82e3e8d27600d88e4f63e7f042c5e40b5780014d",
+    "lbhe.xpt": "9d679c07a0011fb032d738c895b035b3ee6be74cdc801020f6bd49c7d3a617d0",
+    "ex.xpt": "83e9b0e15fb14a5babaf0b633d3c6ea7ac1a540e5edea2d1bb36e5d02ad4b4d3",
+    "ds.xpt": "21940091d19622f597d30f8771e1ba4917b865449cfc56747cfe0ff707c12925",
+    "sv.xpt": "31cba8b9f6e603c9508f339fbfa794d7782a482ba47e738cd6bf08d9807f0164",
+}
+
+
+@pytest.mark.parametrize(
+    ("subjects", "study", "seed", "expected"),
+    [(5, "ABC-123", 1, BEFORE_STREAMING), (120, "SYNTH01", 20240115, DEMO_BEFORE_STREAMING)],
+)
+def test_streaming_writes_the_bytes_the_in_memory_generator_wrote(
+    tmp_path: Path, subjects: int, study: str, seed: int, expected: dict[str, str]
+) -> None:
+    files = generate_sdtm(tmp_path, subjects, study=study, seed=seed)
+    assert {f.name: sha256(f.path) for f in files} == expected
 
 
 def peak_bytes(out: Path, subjects: int) -> int:

@@ -161,3 +161,18 @@ def test_memory_is_one_subject_day_whatever_the_size(tmp_path: Path) -> None:
     six = peak_bytes(tmp_path / "six", 2, 3)
     assert one > 5 * SECONDS_PER_DAY  # the day's arrays were traced at all
     assert six < 1.6 * one
+
+
+def test_unwritable_places_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    argv = ["generate", "sensor", "--subjects", "1", "--days", "1"]
+    assert exit_code([*argv, "--out", str(taken)]) == 1
+    assert f"generate sensor: cannot write {taken}: File exists" in capsys.readouterr().err
+    missing = tmp_path / "no" / "truth.json"
+    assert exit_code([*argv, "--out", str(tmp_path / "o"), "--truth", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert f"--truth {missing}: its folder does not exist" in error and "Traceback" not in error
+    assert not (tmp_path / "o").exists()  # refused before anything was generated
