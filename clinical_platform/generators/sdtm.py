@@ -186,6 +186,7 @@ class _Streams:
 
     Nothing is held but the random states where each part of that stream begins, so a
     dataset can be read twice (its text lengths, then its rows) in the memory of one subject.
+    The pass that finds where the draws begin also measures the text of the files it reads.
     """
 
     def __init__(
@@ -194,13 +195,14 @@ class _Streams:
         self.plan = (count, enrol_first, enrol_days)
         self.study = study
         self.starts = {"plan": rng.getstate()}
+        self.lengths: dict[str, list[int]] = {}
         for _ in _plan_subjects(rng, *self.plan):  # where the domains' draws begin
             pass
+        columns = {stem: columns for stem, _, columns in _DATASETS}
         for stem in ("lbch", "ae", "vs"):  # the order the draws were made in
             self.starts[_part(stem)] = rng.getstate()
             drawing = self._random(_part(stem))
-            for _ in self._drawn(stem, drawing):
-                pass
+            self.lengths[stem] = _text_lengths(columns[stem], self._drawn(stem, drawing))
             rng.setstate(drawing.getstate())
 
     def _random(self, part: str) -> random.Random:
@@ -254,6 +256,16 @@ def _number_text(value: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
+def _text_lengths(columns: Columns, rows: Iterable[Row]) -> list[int]:
+    """Each text column's XPORT length: its longest value, at least 1 (numbers: unused)."""
+    lengths = [1] * len(columns)
+    text = [index for index, (_, kind, _) in enumerate(columns) if kind == _C]
+    for row in rows:
+        for index in text:
+            lengths[index] = max(lengths[index], len(cast(str, row[index])))
+    return lengths
+
+
 def _write(
     path: Path,
     name: str,
@@ -264,15 +276,11 @@ def _write(
     created: datetime,
 ) -> GeneratedFile:
     """Write one dataset; char lengths are the longest value (XPORT rejects longer ones), so
-    its rows are streamed twice: once for the lengths, once into the file.
+    its rows are streamed twice: once for the lengths (unless known), once into the file.
 
     Writes to a temporary name first so a failure never leaves a half-written .xpt behind.
     """
-    lengths = [1] * len(columns)
-    for row in streams.rows(stem):
-        for index, (_, kind, _) in enumerate(columns):
-            if kind == _C:
-                lengths[index] = max(lengths[index], len(cast(str, row[index])))
+    lengths = streams.lengths.get(stem) or _text_lengths(columns, streams.rows(stem))
     variables = [
         (column, kind, 8 if kind == _N else lengths[index], column_label)
         for index, (column, kind, column_label) in enumerate(columns)
