@@ -29,13 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import CLI, PILOT, Timed, gib, machine, run_timed  # noqa: E402
-from bench_pipeline import Delivered, Workspace, land, xpt_rows  # noqa: E402
+from bench_pipeline import Delivered, Workspace, land, submit, xpt_rows  # noqa: E402
 from bench_scaling import scaled_delivery  # noqa: E402
 
-from clinical_platform.launchers.base import SparkJob  # noqa: E402
-from clinical_platform.launchers.bundle import build_bundle  # noqa: E402
-from clinical_platform.launchers.local import LocalSparkLauncher  # noqa: E402
-from spark_jobs.contracts.layout import LakeLayout, local_path  # noqa: E402
+from spark_jobs.contracts.layout import LakeLayout  # noqa: E402
 
 STUDY, DELIVERY = "BIGXPT01", "2024-01-15"
 
@@ -57,14 +54,12 @@ def ingest_vs(workspace: Workspace, folder: Path, heap: str, log: Path) -> Inges
     run_dir, env = workspace.fresh()
     lake = run_dir / "lake"
     land(Delivered(folder, STUDY, DELIVERY), lake, env, log)
-    launcher = LocalSparkLauncher(lake_uri=str(lake), spark_conf={"spark.driver.memory": heap})
-    code_dir = build_bundle().write_to(Path(local_path(launcher.local_system.code_dir)))
     arguments = [
         *["--lake", LakeLayout(str(lake)).root, "--study", STUDY, "--delivery", DELIVERY],
         *["--run-id", "bench-large-xpt", "--datasets", "vs"],
     ]
-    command = launcher.command(SparkJob("ingest", arguments), code_dir)
-    timed = run_timed(command, launcher.environment({}), log)
+    command, spark_env = submit(lake, "ingest", arguments, {"spark.driver.memory": heap})
+    timed = run_timed(command, spark_env, log)
     counted = subprocess.run(
         [str(CLI), "sql", "select count(*) from raw.clinical_vs", "--format", "csv"],
         env={**env, "CLINICAL_LAKE_URI": str(lake)},

@@ -104,9 +104,12 @@ def materialize(
     return run_timed([*command, *(["--select", select] if select else [])], env, log)
 
 
-def submit(lake: Path, entry_point: str, arguments: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The spark-submit command and environment our local launcher would use for a job."""
-    launcher = LocalSparkLauncher(lake_uri=str(lake))
+def submit(
+    lake: Path, entry_point: str, arguments: list[str], spark_conf: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The spark-submit command and environment our local launcher would use for a job (with
+    `spark_conf` over its settings)."""
+    launcher = LocalSparkLauncher(lake_uri=str(lake), spark_conf=dict(spark_conf or {}))
     code_dir = build_bundle().write_to(Path(local_path(launcher.local_system.code_dir)))
     command = launcher.command(SparkJob(entry_point, arguments), code_dir)
     return command, launcher.environment({})

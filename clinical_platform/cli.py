@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import dagster as dg
 from tqdm import tqdm
@@ -218,20 +218,27 @@ def print_outcome(outcome: MaterializeOutcome, selected: Sequence[str]) -> None:
     print(f"run {outcome.run_id}: {'succeeded' if outcome.success else 'failed'}")
 
 
-def _advancing(bar: tqdm) -> Callable[[int, int], None]:
-    """A generator's progress callback (done, total) moving a progress bar."""
-
-    def advance(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
-
-    return advance
+Progress = Callable[[int, int], None]  # a generator's (done, in all)
+Generated = TypeVar("Generated")
 
 
-def _generation_error(kind: str, error: ValueError | OSError) -> str:
-    """One line: a bad argument, or the file or folder that could not be written and why."""
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"generate {kind}: cannot write {error.filename}: {error.strerror}"
-    return f"generate {kind}: {error}"
+def _generating(kind: str, unit: str, generate: Callable[[Progress], Generated]) -> Generated:
+    """Run a generator with a progress bar on a terminal; a bad argument, or a file or folder
+    that could not be written, becomes one line."""
+    with tqdm(unit=unit, disable=None, file=sys.stderr) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            return generate(advance)
+        except (ValueError, OSError) as error:
+            if isinstance(error, OSError) and error.filename is not None:
+                message = f"cannot write {error.filename}: {error.strerror}"
+            else:
+                message = str(error)
+            raise CommandError(f"generate {kind}: {message}") from None
 
 
 def _truth_folder_exists(kind: str, args: argparse.Namespace) -> None:
@@ -241,17 +248,13 @@ def _truth_folder_exists(kind: str, args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    with tqdm(total=8, unit="file", disable=None, file=sys.stderr) as bar:
-        try:
-            files = generate_sdtm(
-                Path(args.out),
-                args.subjects,
-                study=args.study,
-                seed=args.seed,
-                progress=_advancing(bar),
-            )
-        except (ValueError, OSError) as error:
-            raise CommandError(_generation_error("sdtm", error)) from None
+    files = _generating(
+        "sdtm",
+        "file",
+        lambda progress: generate_sdtm(
+            Path(args.out), args.subjects, study=args.study, seed=args.seed, progress=progress
+        ),
+    )
     for generated in files:
         print(f"  {generated.name:<10} {generated.rows:>8} rows  {generated.path}")
     print(f"{len(files)} SDTM files for {args.subjects} subjects of {args.study} in {args.out}")
@@ -263,22 +266,20 @@ def cmd_generate_sensor(args: argparse.Namespace) -> int:
     from clinical_platform.generators.sensor import generate_sensor
 
     _truth_folder_exists("sensor", args)
-    with tqdm(
-        total=args.subjects * args.days, unit="subject-day", disable=None, file=sys.stderr
-    ) as bar:
-        try:
-            generated = generate_sensor(
-                Path(args.out),
-                args.subjects,
-                args.days,
-                study=args.study,
-                seed=args.seed,
-                start=args.start,
-                file_format=args.format,
-                progress=_advancing(bar),
-            )
-        except (ValueError, OSError) as error:
-            raise CommandError(_generation_error("sensor", error)) from None
+    generated = _generating(
+        "sensor",
+        "subject-day",
+        lambda progress: generate_sensor(
+            Path(args.out),
+            args.subjects,
+            args.days,
+            study=args.study,
+            seed=args.seed,
+            start=args.start,
+            file_format=args.format,
+            progress=progress,
+        ),
+    )
     return _report_generated("sensor", args, generated, {"subject_days": generated.truth_json()})
 
 
@@ -286,20 +287,20 @@ def cmd_generate_omics(args: argparse.Namespace) -> int:
     from clinical_platform.generators.omics import generate_omics  # see cmd_generate_sensor
 
     _truth_folder_exists("omics", args)
-    with tqdm(total=args.batches, unit="batch", disable=None, file=sys.stderr) as bar:
-        try:
-            generated = generate_omics(
-                Path(args.out),
-                args.samples,
-                args.genes,
-                batches=args.batches,
-                study=args.study,
-                seed=args.seed,
-                file_format=args.format,
-                progress=_advancing(bar),
-            )
-        except (ValueError, OSError) as error:
-            raise CommandError(_generation_error("omics", error)) from None
+    generated = _generating(
+        "omics",
+        "batch",
+        lambda progress: generate_omics(
+            Path(args.out),
+            args.samples,
+            args.genes,
+            batches=args.batches,
+            study=args.study,
+            seed=args.seed,
+            file_format=args.format,
+            progress=progress,
+        ),
+    )
     truth = {
         "samples": [asdict(sample) for sample in generated.samples],
         "missing_genes": generated.missing_genes,

@@ -29,7 +29,6 @@ log2((count + 0.5) / (library size + 1) * 1e6).
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ import numpy as np
 import pyarrow as pa
 
 from clinical_platform.generators.streamed import (
-    FILE_FORMATS,
     FileFormat,
     GeneratedDelivery,
+    require_count,
+    require_format,
     write_tables,
 )
 
@@ -74,9 +74,9 @@ COUNTS_SCHEMA = pa.schema(
 SAMPLE_COLUMNS = ("STUDYID", "USUBJID", "SAMPLE_ID", "BATCH", "TISSUE", "VISIT", "COLLECTION_DATE")
 
 
-def log_cpm(count: float, library_size: float) -> float:
+def log_cpm(counts: np.ndarray, library_size: float) -> np.ndarray:
     """limma/voom log-counts per million: finite for zero counts, comparable across depths."""
-    return math.log2((count + 0.5) / (library_size + 1.0) * 1e6)
+    return np.log2((counts + 0.5) / (library_size + 1.0) * 1e6)
 
 
 @dataclass(frozen=True)
@@ -141,19 +141,19 @@ def generate_omics(
     for batch, numbers in enumerate(plan.batches, start=1):
         sent = [*numbers, *([plan.duplicate] if batch == 1 else [])]
         draws = (
-            _sample_counts(seed, plan, number, int(position == len(numbers)))
+            (number, _sample_counts(seed, plan, number, int(position == len(numbers))))
             for position, number in enumerate(sent)
         )
         counts_path = out_dir / f"counts_batch{batch}.{file_format}"
         running = _Moments(genes)
-        chunks = _observed(draws, plan, batch, sent, running, truths)
+        chunks = _observed(draws, plan, batch, running, truths)
         rows += write_tables(counts_path, COUNTS_SCHEMA, chunks, file_format)
         variances[batch] = running.variances(plan.genes)
-        if progress is not None:
-            progress(batch, len(plan.batches))
         sheet = out_dir / f"samples_batch{batch}.csv"
         _write_sheet(sheet, study, batch, sent, start)
         files += [counts_path, sheet]
+        if progress is not None:
+            progress(batch, len(plan.batches))
     return OmicsDelivery(
         files=files,
         rows=rows,
@@ -169,13 +169,11 @@ def generate_omics(
 
 
 def _check(samples: int, genes: int, batches: int, file_format: str) -> None:
-    for name, value, least in (("samples", samples, 2), ("genes", genes, 100)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    require_count("samples", samples, 2)
+    require_count("genes", genes, 100)
     if isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= samples:
         raise ValueError(f"batches must be an integer from 1 to the samples, got {batches!r}")
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"format must be parquet or csv, got {file_format!r}")
+    require_format(file_format)
 
 
 def _plan(seed: int, samples: int, genes: int, batches: int) -> _Plan:
@@ -238,18 +236,16 @@ class _Moments:
 
 
 def _observed(
-    draws: Iterator[np.ndarray],
+    draws: Iterator[tuple[int, np.ndarray]],
     plan: _Plan,
     batch: int,
-    sent: list[int],
     running: _Moments,
     truths: list[SampleTruth],
 ) -> Iterator[pa.Table]:
     """Each sample's rows as sent (without the batch's missing genes), recording its truth."""
     present = np.ones(len(plan.genes), dtype=bool)
     present[plan.missing.get(batch, np.array([], dtype=int))] = False
-    for position, counts in enumerate(draws):
-        number = sent[position]
+    for number, counts in draws:
         kept = counts[present]
         library = int(kept.sum())
         detected = int((kept > 0).sum())
@@ -257,8 +253,7 @@ def _observed(
         duplicated = number == plan.duplicate
         truths.append(SampleTruth(_sample_id(number), batch, library, detected, passes, duplicated))
         if passes and not duplicated:
-            values = np.log2((kept + 0.5) / (library + 1.0) * 1e6)
-            running.add(present, values)
+            running.add(present, log_cpm(kept, library))
         yield pa.table(
             [pa.array([_sample_id(number)] * len(kept)), pa.array(plan.genes[present]), kept],
             schema=COUNTS_SCHEMA,

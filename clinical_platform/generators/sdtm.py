@@ -211,6 +211,8 @@ class _Streams:
         return chosen
 
     def rows(self, stem: str) -> Iterator[Row]:
+        if _part(stem) in self.starts:  # a dataset that draws random numbers
+            return self._drawn(stem, self._random(_part(stem)))
         subjects, study = _plan_subjects(self._random("plan"), *self.plan), self.study
         if stem == "dm":
             return _dm_rows(subjects, study)
@@ -218,9 +220,7 @@ class _Streams:
             return _sv_rows(subjects, study)
         if stem == "ex":
             return _ex_rows(subjects, study)
-        if stem == "ds":
-            return _ds_rows(subjects, study)
-        return self._drawn(stem, self._random(_part(stem)))
+        return _ds_rows(subjects, study)
 
     def _drawn(self, stem: str, drawing: random.Random) -> Iterator[Row]:
         subjects, study = _plan_subjects(self._random("plan"), *self.plan), self.study

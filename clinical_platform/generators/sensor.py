@@ -39,9 +39,10 @@ import numpy as np
 import pyarrow as pa
 
 from clinical_platform.generators.streamed import (
-    FILE_FORMATS,
     FileFormat,
     GeneratedDelivery,
+    require_count,
+    require_format,
     write_tables,
 )
 
@@ -133,11 +134,9 @@ def generate_sensor(
 
     Raises ValueError for fewer than one subject or day, or an unknown format.
     """
-    for name, value in (("subjects", subjects), ("days", days)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"format must be parquet or csv, got {file_format!r}")
+    require_count("subjects", subjects, 1)
+    require_count("days", days, 1)
+    require_format(file_format)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)

@@ -27,6 +27,17 @@ class GeneratedDelivery:
     faults: dict[str, int]
 
 
+def require_count(name: str, value: object, least: int) -> None:
+    """A generator's size argument: an integer of at least `least`, or a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+def require_format(file_format: str) -> None:
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"format must be parquet or csv, got {file_format!r}")
+
+
 def plain_rows(table: pa.Table) -> Iterator[Sequence[object]]:
     """A table's rows as Python values, for CSV."""
     return zip(*table.to_pydict().values(), strict=True)
