@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from spark_jobs.contracts.layout import CLINICAL_FAMILY
+
 
 class ColumnType(StrEnum):
     """Logical types a contract column can have; each maps to one Spark SQL type."""
@@ -18,6 +20,7 @@ class ColumnType(StrEnum):
     DOUBLE = "double"
     INTEGER = "bigint"
     DATETIME = "iso8601"  # ISO 8601 text, parsed into <name>_DATE and <name>_PRECISION
+    TIMESTAMP = "timestamp"  # an instant (UTC), as device exports carry it; text is ISO 8601
 
     @property
     def spark_sql(self) -> str:
@@ -25,7 +28,10 @@ class ColumnType(StrEnum):
 
     @property
     def transport_type(self) -> str:
-        """How a SAS XPORT delivery types the column: SAS has only numbers and text."""
+        """How a SAS XPORT delivery types the column: SAS has only numbers and text. A
+        timestamp is declared as the instant a Parquet export carries (CSV brings text)."""
+        if self is ColumnType.TIMESTAMP:
+            return "timestamp"
         return "double" if self in (ColumnType.DOUBLE, ColumnType.INTEGER) else "string"
 
 
@@ -94,12 +100,15 @@ class Column:
 
 @dataclass(frozen=True)
 class PlausibleRange:
-    """Physiologically possible values of one test, in its standard unit."""
+    """Physiologically possible values of one test (findings: its --TESTCD, in its standard
+    unit) or, where `column` is set, of every value of that column (wide data: a device
+    export's HEART_RATE)."""
 
     test_code: str
     low: float
     high: float
     unit: str
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,7 @@ class DatasetContract:
     plausible_ranges: tuple[PlausibleRange, ...] = ()
     reference_range: tuple[str, str] | None = None  # (low, high) columns of the lab's own range
     references_dm: bool = True
+    family: str = CLINICAL_FAMILY  # the source family: its landing folder and its tables
     volume_change_limit: float = 0.5  # warn when rows change by more than this fraction
     rules: tuple[Rule, ...] = ()
 

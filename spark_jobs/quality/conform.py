@@ -21,6 +21,9 @@ from spark_jobs.quality.sql_text import ident, text
 
 RAW_PREFIX = "__raw_"
 NUMERIC_SOURCE_TYPES = ("double", "float", "int", "bigint", "smallint", "tinyint")
+TIMESTAMP_SOURCE_TYPES = ("timestamp", "timestamp_ntz", "date")
+# Contract types whose value is converted from its source, so `castable` judges the conversion.
+CONVERTED_TYPES = (ColumnType.DOUBLE, ColumnType.INTEGER, ColumnType.TIMESTAMP)
 # SDTM ISO 8601: right-truncated date/time (partial dates valid), optional fraction and zone.
 ISO8601 = (
     "^[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}(:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?)?"
@@ -83,6 +86,18 @@ def _as_double(name: str, source_type: str) -> str:
     )
 
 
+def _as_timestamp(name: str, source_type: str) -> str:
+    """The instant a value denotes: a Parquet timestamp as it is, ISO 8601 text (a zone or
+    `Z`, else UTC, the session's zone) converted. A number is no instant: epoch seconds and
+    milliseconds cannot be told apart, so it stays null and `castable` says why."""
+    col = ident(raw_name(name))
+    if source_type in TIMESTAMP_SOURCE_TYPES:
+        return f"CAST({col} AS TIMESTAMP)"
+    if source_type in NUMERIC_SOURCE_TYPES:
+        return "CAST(NULL AS TIMESTAMP)"
+    return f"CAST({unpadded(col)} AS TIMESTAMP)"
+
+
 def _canonical(expression: str, values: tuple[str, ...]) -> str:
     """Controlled terminology in its submission spelling, matched ignoring case."""
     pairs = ", ".join(f"{text(v.upper())}, {text(v)}" for v in dict.fromkeys(values))
@@ -100,6 +115,8 @@ def typed_value(column: Column, source_type: str | None, units: tuple[str, ...] 
         if units:
             value = _canonical(value, units)
         return value
+    if column.type is ColumnType.TIMESTAMP:
+        return _as_timestamp(column.name, source_type)
     number = _as_double(column.name, source_type)
     if column.type is ColumnType.DOUBLE:
         return (
@@ -184,7 +201,7 @@ def conform_types(
         typed[column.name] = typed_value(
             column, source_type, units if column.name == contract.unit_column else ()
         )
-        if column.type in (ColumnType.DOUBLE, ColumnType.INTEGER) and source_type is not None:
+        if column.type in CONVERTED_TYPES and source_type is not None:
             typed[source_name(column.name)] = source_text(column.name, source_type)
     return _select(work, typed)
 

@@ -13,14 +13,24 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from spark_jobs.contracts import ColumnType, DatasetContract, Rule, RuleKind
-from spark_jobs.quality.conform import iso_earliest_column, iso_valid_column, source_name
+from spark_jobs.contracts import ColumnType, DatasetContract, PlausibleRange, Rule, RuleKind
+from spark_jobs.quality.conform import (
+    CONVERTED_TYPES,
+    iso_earliest_column,
+    iso_valid_column,
+    source_name,
+)
 from spark_jobs.quality.sql_text import concat, ident, number, quoted, text
 
 IN_DM = "__in_dm"
 ZONE = "(T[0-9:.,]*)(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"  # a time followed by its zone
 
 Item = tuple[str, str]  # (SQL condition, SQL message)
+CONVERTED_AS = {
+    ColumnType.DOUBLE: "a number",
+    ColumnType.INTEGER: "an integer",
+    ColumnType.TIMESTAMP: "a timestamp (ISO 8601 with a zone, or a Parquet timestamp)",
+}
 
 
 @dataclass(frozen=True)
@@ -47,13 +57,10 @@ class RuleItems:
     def castable(self) -> list[Item]:
         items = []
         for column in self.contract.columns:
-            if (
-                column.type not in (ColumnType.DOUBLE, ColumnType.INTEGER)
-                or column.name not in self.source_types
-            ):
+            if column.type not in CONVERTED_TYPES or column.name not in self.source_types:
                 continue
             source, value = ident(source_name(column.name)), ident(column.name)
-            kind = "a number" if column.type is ColumnType.DOUBLE else "an integer"
+            kind = CONVERTED_AS[column.type]
             items.append(
                 (
                     f"{source} IS NOT NULL AND {value} IS NULL",
@@ -128,9 +135,14 @@ class RuleItems:
 
     def plausible_range(self) -> list[Item]:
         c = self.contract
+        by_column = [r for r in c.plausible_ranges if r.column is not None]
+        by_test = [r for r in c.plausible_ranges if r.column is None]
+        items = [self._column_range(r) for r in by_column]
+        if not by_test:
+            return items
         assert c.test_code_column and c.result_column and c.unit_column
         test, value, unit = ident(c.test_code_column), ident(c.result_column), ident(c.unit_column)
-        return [
+        return items + [
             (
                 f"{test} = {text(r.test_code)} AND ({unit} IS NULL OR {unit} = {text(r.unit)}) "
                 f"AND ({value} < {number(r.low)} OR {value} > {number(r.high)})",
@@ -143,8 +155,21 @@ class RuleItems:
                     ),
                 ),
             )
-            for r in c.plausible_ranges
+            for r in by_test
         ]
+
+    @staticmethod
+    def _column_range(r: PlausibleRange) -> Item:
+        assert r.column is not None
+        value = ident(r.column)
+        return (
+            f"{value} < {number(r.low)} OR {value} > {number(r.high)}",
+            concat(
+                text(f"{r.column}="),
+                f"CAST({value} AS STRING)",
+                text(f" {r.unit} is outside the plausible range {r.low:g}-{r.high:g}"),
+            ),
+        )
 
     def terminology(self) -> list[Item]:
         items = []
