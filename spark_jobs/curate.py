@@ -40,7 +40,9 @@ from spark_jobs.contracts.outputs import (
     output,
 )
 from spark_jobs.contracts.protocol import EntryPoint
+from spark_jobs.contracts.sensor import SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
+from spark_jobs.families import sensor
 from spark_jobs.quality.conform import raw_name
 from spark_jobs.quality.evaluate import evaluate, key_text, rejected_condition, row_rules
 from spark_jobs.quality.metrics import (
@@ -96,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CurateArgs:
     ns = parser.parse_args(argv)
     today = dt.date.fromisoformat(ns.today) if ns.today else dt.datetime.now(dt.UTC).date()
     batch = delivery_batch(parser, ns)
-    return CurateArgs(batch[0], dataset_names(parser, ns.datasets), today, batch)
+    return CurateArgs(batch[0], dataset_names(parser, ns.datasets, ns.family), today, batch)
 
 
 # ---- pure steps: checks from what was read and counted ------------------------------------
@@ -237,10 +239,18 @@ def curated_frame(
 ) -> DataFrame:
     """Rows kept, in the curated table's declared columns."""
     declared = output(Zone.CURATED, contract.name).column_names
-    rejected = F.expr(rejected_condition(contract))
+    kept = evaluated.filter(~F.expr(rejected_condition(contract)))
+    if contract.family == SENSOR_FAMILY:
+        kept = sensor.minutes(kept)
     computed = {CURATED_RUN_ID: F.lit(run_id), **partition_values(delivery)}
     columns = [computed[c].alias(c) if c in computed else F.col(c) for c in declared]
-    return evaluated.filter(~rejected).select(*columns)
+    return kept.select(*columns)
+
+
+def source_rows_column(contract: DatasetContract) -> str | None:
+    """The column counting the kept source rows each curated row stands for, where a curated
+    row summarises several (sensor minutes); reconciliation counts those, not the rows."""
+    return sensor.SECONDS_WORN if contract.family == SENSOR_FAMILY else None
 
 
 def partition_values(delivery: Delivery) -> dict[str, Column]:
@@ -358,6 +368,10 @@ class DatasetCuration:
             self.report(check(rule, False, reason=reason))
             return
         stored_curated, missing = self.tables.verified_count(self.curated, delivery)
+        counted = source_rows_column(self.contract)
+        if counted is not None:
+            found = self.tables.read(self.curated, delivery).agg(F.sum(counted)).first()
+            stored_curated = int(found[0] or 0) if found is not None else 0
         stored_quarantine = 0
         if self.tables.committed_record(self.quarantine, delivery) is not None:
             stored_quarantine, missing_q = self.tables.verified_count(self.quarantine, delivery)
@@ -384,9 +398,12 @@ class DatasetCuration:
         observation = Observation(f"rules_{contract.name}")
         observed = evaluated.observe(observation, *rule_metrics(contract, EXAMPLES, as_json=True))
         self.tables.ensure(self.curated)
-        staged_c = self.tables.stage(
-            curated_frame(observed, contract, job.run_id, job.delivery), self.curated, job.delivery
-        )
+        frame = curated_frame(observed, contract, job.run_id, job.delivery)
+        counted, accounted = source_rows_column(contract), None
+        if counted is not None:
+            accounted = Observation(f"accounted_{contract.name}")
+            frame = frame.observe(accounted, F.sum(counted).alias("rows"))
+        staged_c = self.tables.stage(frame, self.curated, job.delivery)
         # Observed values arrive as a dict of Rows; as one Row they convert like a query's.
         summary = Row(**observation.get).asDict(recursive=True)
         staged_q = self.stage_quarantine(evaluated, data_columns, int(summary["rejected"]))
@@ -394,7 +411,7 @@ class DatasetCuration:
         self.warn_quarantined(summary)
         balance = Balance(
             int(raw_lineage["rows"]["out"]),
-            staged_c.rows,
+            staged_c.rows if accounted is None else int(accounted.get["rows"] or 0),
             staged_q.rows if staged_q else 0,
             int(summary["rejected"]),
             int(summary["collapsed"]),
@@ -519,6 +536,8 @@ class DatasetCuration:
         study's current data (`curated.<family>_<dataset>_current`), in one commit; its
         lineage record to append."""
         delivery = self.args.job.delivery
+        if not self.contract.cumulative:
+            return []  # each delivery adds to the earlier ones: the curated table is the data
         latest = holder(self.tables, self.contract.name, delivery.study)
         if latest is None or latest.delivery != delivery:
             return []  # a later delivery carried the dataset: it holds the current data
@@ -623,11 +642,16 @@ def curate(args: CurateArgs, reporter: JobReporter) -> None:
 def curate_delivery(
     spark: SparkSession, tables: LakeTables, args: CurateArgs, reporter: JobReporter
 ) -> None:
-    context = dm_reference(spark, tables, args)
+    job = args.job
+    contracts = {n: contract_for(n, job.delivery.study, job.layout.family) for n in args.datasets}
+    if any(c.references_dm for c in contracts.values()):
+        context = dm_reference(spark, tables, args)
+    else:
+        context = EvaluationContext(job.delivery.study, args.today, None, "DM is not referenced")
     datasets = carried_in_batch(spark, args, reporter) if len(args.batch) > 1 else args.datasets
 
     def curate_dataset(name: str) -> None:
-        contract = contract_for(name, args.job.delivery.study)
+        contract = contracts[name]
         DatasetCuration(spark, args, reporter, contract, tables, context).run()
 
     for_each_dataset(spark, datasets, curate_dataset)
@@ -643,7 +667,8 @@ def carried_in_batch(
     manifest = job.layout.manifest(job.delivery)
     try:
         files = storage.read_json(manifest)["files"] if storage.exists(manifest) else None
-        carried = set(carried_datasets(f["name"] for f in files)) if files is not None else None
+        names = [f["name"] for f in files] if files is not None else None
+        carried = set(carried_datasets(names, job.layout.family)) if names is not None else None
     except (ValueError, KeyError, TypeError):
         carried = None  # ingest said what is wrong with the manifest
     if carried is None:

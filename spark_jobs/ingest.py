@@ -27,14 +27,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from spark_jobs.contracts import DatasetContract, contract_for, domain_of_file, skip_reason
-from spark_jobs.contracts.layout import MANIFEST_NAME, Zone
+from spark_jobs.contracts.layout import CLINICAL_FAMILY, MANIFEST_NAME, Zone
 from spark_jobs.contracts.outputs import (
     CONTRACT_COLUMNS,
     DIRECT_IDENTIFIERS,
     FILES_READABLE,
-    REJECTED_FILES,
     DatasetOutput,
     output,
+    rejected_files_output,
 )
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.formats.inspection import FileInspection, Inspected, file_format
@@ -87,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> IngestArgs:
     add_datasets_argument(parser)
     ns = parser.parse_args(argv)
     batch = delivery_batch(parser, ns)
-    return IngestArgs(batch[0], dataset_names(parser, ns.datasets), batch)
+    return IngestArgs(batch[0], dataset_names(parser, ns.datasets, ns.family), batch)
 
 
 # ---- read: the landing folder -------------------------------------------------------------
@@ -109,7 +109,7 @@ class Landing:
     skipped: list[tuple[FileStatus, str]]  # with the reason
 
 
-def classify_landing(listing: Sequence[FileStatus]) -> Landing:
+def classify_landing(listing: Sequence[FileStatus], family: str = CLINICAL_FAMILY) -> Landing:
     """Data files (with their dataset or a problem), documentation and skipped files."""
     landing = Landing([], [], [])
     for status in listing:
@@ -126,14 +126,15 @@ def classify_landing(listing: Sequence[FileStatus]) -> Landing:
         elif name.lower().endswith(DOCUMENT_EXTENSIONS):
             landing.documents.append(status)
         else:
-            landing.data_files.append(LandingFile(status, domain_of_file(name), _problem_of(name)))
+            dataset = domain_of_file(name, family)
+            landing.data_files.append(LandingFile(status, dataset, _problem_of(name, dataset)))
     return landing
 
 
-def _problem_of(name: str) -> str | None:
+def _problem_of(name: str, dataset: str | None) -> str | None:
     if file_format(name) is None:
         return "unsupported file type (expected .xpt, .csv or .parquet)"
-    if domain_of_file(name) is None:
+    if dataset is None:
         stem = name.split(".", 1)[0]
         return f"unknown domain {stem.upper()!r}: no dataset contract for this file"
     return None
@@ -171,13 +172,16 @@ def check_against_manifest(
 
 
 def missing_from_landing(
-    manifest: dict[str, dict[str, Any]], listing: Sequence[FileStatus], landing: str
+    manifest: dict[str, dict[str, Any]],
+    listing: Sequence[FileStatus],
+    landing: str,
+    family: str = CLINICAL_FAMILY,
 ) -> list[tuple[str, Inspected]]:
     """Files the manifest lists that are no longer in landing, as rejected inspections."""
     present = {s.name for s in listing}
     found = []
     for name in sorted(set(manifest) - present):
-        dataset = domain_of_file(name)
+        dataset = domain_of_file(name, family)
         if dataset is not None:
             reason = f"listed in {MANIFEST_NAME} but missing from landing"
             inspection = FileInspection(
@@ -245,15 +249,16 @@ class IngestRun:
         if not self.rejected or self.args.job.checks_only:
             return
         delivery = self.args.job.delivery
-        names = [c.name for c in REJECTED_FILES.columns]
+        rejected_files = rejected_files_output(self.args.job.layout.family)
+        names = [c.name for c in rejected_files.columns]
         rows = [
             tuple({**r, "study": delivery.study, "delivery": delivery.delivery}[n] for n in names)
             for r in self.rejected
         ]
-        schema = ", ".join(f"`{c.name}` {c.type}" for c in REJECTED_FILES.columns)
-        self.tables.ensure(REJECTED_FILES)
+        schema = ", ".join(f"`{c.name}` {c.type}" for c in rejected_files.columns)
+        self.tables.ensure(rejected_files)
         staged = self.tables.stage(
-            self.spark.createDataFrame(rows, schema), REJECTED_FILES, delivery
+            self.spark.createDataFrame(rows, schema), rejected_files, delivery
         )
         self.tables.publish(staged)
 
@@ -276,7 +281,7 @@ def ingest_delivery(run: IngestRun) -> None:
     listing = run.storage.list(landing)
     if not listing:
         raise JobError(f"{landing}: landing folder is missing or empty")
-    sorted_files = classify_landing(listing)
+    sorted_files = classify_landing(listing, job.layout.family)
     manifest = read_manifest(run.storage, job.layout.manifest(job.delivery))
     if manifest is not None:
         run.manifest_sha256 = run.storage.sha256(job.layout.manifest(job.delivery))
@@ -316,11 +321,12 @@ def inspect_delivery(
         checked = check_against_manifest(found.inspection, manifest)
         if checked.format == "parquet" and checked.accepted:
             checked = inspect_parquet(run.spark, checked)
-        checked = require_columns(checked, contract_for(landing_file.dataset, job.delivery.study))
+        contract = contract_for(landing_file.dataset, job.delivery.study, job.layout.family)
+        checked = require_columns(checked, contract)
         by_dataset[landing_file.dataset].append(replace(found, inspection=checked))
     if manifest is not None:
         landing = job.layout.landing(job.delivery)
-        for dataset, missing in missing_from_landing(manifest, listing, landing):
+        for dataset, missing in missing_from_landing(manifest, listing, landing, job.layout.family):
             if dataset in run.args.datasets:
                 by_dataset[dataset].append(missing)
     return by_dataset
@@ -450,7 +456,8 @@ def ingest_dataset(run: IngestRun, dataset: str, found: Sequence[Inspected]) -> 
     if run.args.job.checks_only:
         outcomes = [files_readable(status, reason, sources, checks_only=True)]
         if status == "accepted":
-            contract = contract_for(dataset, run.args.job.delivery.study)
+            job = run.args.job
+            contract = contract_for(dataset, job.delivery.study, job.layout.family)
             outside = sorted(
                 {c.name for i in files for c in i.columns} - set(contract.column_names)
             )
@@ -545,7 +552,7 @@ def write_raw(
     columns = union_columns(files, raw)
     rows_in = sum(i.rows or 0 for i in files)
     frame = read_domain_rows(run.spark, found, columns, job.delivery, job.run_id)
-    contract = contract_for(raw.name, job.delivery.study)
+    contract = contract_for(raw.name, job.delivery.study, job.layout.family)
     # Identifiers hide in columns outside the contract; their values are counted as written.
     outside = [c.name for c in columns if c.name not in contract.column_names]
     text = [

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 from spark_jobs.contracts.features import FEATURE_CONTRACTS, SUBJECT_PROFILE, FeatureContract
+from spark_jobs.contracts.layout import CLINICAL_FAMILY
 from spark_jobs.contracts.model import (
     Column,
     ColumnType,
@@ -17,6 +18,7 @@ from spark_jobs.contracts.model import (
     RuleKind,
 )
 from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
+from spark_jobs.contracts.sensor import SENSOR, SENSOR_FAMILY
 from spark_jobs.contracts.studies import STUDY_OVERRIDES
 
 __all__ = [
@@ -35,37 +37,58 @@ __all__ = [
     "RuleKind",
     "contract_for",
     "domain_of_file",
+    "family_contracts",
     "sdtm_contract",
 ]
 
-_BY_NAME = {c.name: c for c in SDTM_CONTRACTS}
+# The source families and their datasets, in processing order (DM first: the other SDTM
+# domains check their subjects against it).
+FAMILY_CONTRACTS: dict[str, tuple[DatasetContract, ...]] = {
+    CLINICAL_FAMILY: SDTM_CONTRACTS,
+    SENSOR_FAMILY: (SENSOR,),
+}
 # SDTM split datasets: the domain code plus up to two letters (lbch, lbhe, qscg ...).
 _SPLIT_DATASET = re.compile(r"^([a-z]{2})[a-z0-9]{0,2}$")
 
 
-def sdtm_contract(name: str) -> DatasetContract:
-    """The default contract of an SDTM dataset by its lower-case name."""
+def family_contracts(family: str) -> tuple[DatasetContract, ...]:
+    """The datasets of a source family; a clear error for an unknown family."""
     try:
-        return _BY_NAME[name]
+        return FAMILY_CONTRACTS[family]
     except KeyError:
-        known = sorted(_BY_NAME)
-        raise KeyError(f"no contract for SDTM dataset {name!r}; known: {known}") from None
+        known = sorted(FAMILY_CONTRACTS)
+        raise KeyError(f"no source family {family!r}; known: {known}") from None
 
 
-def contract_for(name: str, study: str) -> DatasetContract:
+def sdtm_contract(name: str, family: str = CLINICAL_FAMILY) -> DatasetContract:
+    """The default contract of a dataset of a family by its lower-case name."""
+    by_name = {c.name: c for c in family_contracts(family)}
+    try:
+        return by_name[name]
+    except KeyError:
+        known = sorted(by_name)
+        raise KeyError(f"no contract for {family} dataset {name!r}; known: {known}") from None
+
+
+def contract_for(name: str, study: str, family: str = CLINICAL_FAMILY) -> DatasetContract:
     """The contract of a dataset with the study's configured rule effects applied."""
-    contract = sdtm_contract(name)
+    contract = sdtm_contract(name, family)
     overrides = STUDY_OVERRIDES.get(study, {}).get(name)
     return contract.with_effects(overrides) if overrides else contract
 
 
-def domain_of_file(file_name: str) -> str | None:
-    """The SDTM dataset a landing file belongs to (`lbch.xpt` -> `lb`), or None if unknown."""
+def domain_of_file(file_name: str, family: str = CLINICAL_FAMILY) -> str | None:
+    """The dataset a landing file belongs to (`lbch.xpt` -> `lb`), or None if unknown. A
+    family whose one dataset names no file stems (sensor) takes every file."""
+    contracts = family_contracts(family)
+    if len(contracts) == 1 and not contracts[0].file_stems:
+        return contracts[0].name
+    by_name = {c.name for c in contracts}
     stem = file_name.rsplit("/", 1)[-1].split(".", 1)[0].lower()
-    if stem in _BY_NAME:
+    if stem in by_name:
         return stem
     match = _SPLIT_DATASET.match(stem)
-    if match and match.group(1) in _BY_NAME:
+    if match and match.group(1) in by_name:
         return match.group(1)
     return None
 
@@ -86,12 +109,12 @@ def skip_reason(file_name: str) -> str | None:
     return None
 
 
-def carried_datasets(file_names: Iterable[str]) -> list[str]:
+def carried_datasets(file_names: Iterable[str], family: str = CLINICAL_FAMILY) -> list[str]:
     """The datasets a delivery carries: those it has a data file of (broken or not), in
     contract order. Skipped files (hidden, temporary) carry nothing."""
     found = {
-        domain_of_file(n)
+        domain_of_file(n, family)
         for n in file_names
         if skip_reason(n) is None and n.rsplit(".", 1)[-1].lower() in DATA_EXTENSIONS
     }
-    return [c.name for c in SDTM_CONTRACTS if c.name in found]
+    return [c.name for c in family_contracts(family) if c.name in found]

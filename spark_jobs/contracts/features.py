@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from spark_jobs.contracts.layout import CLINICAL_FAMILY
 from spark_jobs.contracts.model import Column, ColumnType, Effect, Level, Rule, RuleKind
 
 S = ColumnType.STRING
@@ -21,6 +22,7 @@ class FeatureCheck(StrEnum):
 
     NO_IDENTIFIERS = "no_identifiers"
     ONE_ROW_PER_SUBJECT = "one_row_per_subject"
+    ONE_ROW_PER_SUBJECT_DAY = "one_row_per_subject_day"
 
 
 Source = tuple[str, str]  # (curated dataset, column)
@@ -43,6 +45,7 @@ class FeatureContract:
     upstream: tuple[str, ...]  # curated datasets it reads
     rules: tuple[Rule, ...]
     lineage: Mapping[str, tuple[Source, ...]] = field(default_factory=dict)
+    family: str = CLINICAL_FAMILY
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -146,6 +146,9 @@ class DatasetContract:
     reference_range: tuple[str, str] | None = None  # (low, high) columns of the lab's own range
     references_dm: bool = True
     family: str = CLINICAL_FAMILY  # the source family: its landing folder and its tables
+    # Each delivery carries the dataset whole (SDTM), so the latest one is the study's current
+    # data; False where each delivery adds to the earlier ones (a sensor upload batch).
+    cumulative: bool = True
     volume_change_limit: float = 0.5  # warn when rows change by more than this fraction
     rules: tuple[Rule, ...] = ()
 

@@ -15,6 +15,7 @@ from spark_jobs.contracts.features import FEATURE_CONTRACTS, FeatureContract
 from spark_jobs.contracts.layout import CLINICAL_FAMILY, REJECTED_FILES_DATASET, Zone
 from spark_jobs.contracts.model import ColumnType, DatasetContract, RuleKind
 from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
+from spark_jobs.contracts.sensor import SENSOR, SENSOR_DAILY, SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS, fingerprint, table_name
 
 # ---- column names the jobs add to the data ------------------------------------------------
@@ -201,14 +202,16 @@ def _typed(contract: DatasetContract) -> tuple[OutputColumn, ...]:
 
 
 def raw_output(contract: DatasetContract) -> DatasetOutput:
-    files = "/".join(contract.file_stems)
+    stems = "/".join(contract.file_stems)
+    files = f"every {stems}* file" if stems else "every data file of the delivery"
     rule = contract.rule(RuleKind.FILES_READABLE.value)
     return DatasetOutput(
         zone=Zone.RAW,
         name=contract.name,
         title=f"{contract.title} as delivered",
+        family=contract.family,
         description=f"{contract.title} ({contract.domain}) exactly as delivered: every column of "
-        f"every {files}* file, typed as in the file (SAS XPORT: numbers as double, text as "
+        f"{files}, typed as in the file (SAS XPORT: numbers as double, text as "
         "string; CSV: all text), plus provenance (source file, row number, sha256). Nothing is "
         "dropped here.",
         columns=(*_delivered(contract), *PROVENANCE, *PARTITION),
@@ -251,6 +254,7 @@ def curated_output(contract: DatasetContract) -> DatasetOutput:
         zone=Zone.CURATED,
         name=contract.name,
         title=contract.title,
+        family=contract.family,
         description=f"{contract.title} ({contract.domain}), conformed to its contract: "
         f"{contract.description} Natural key {', '.join(contract.natural_key)}; rows breaking a "
         "quarantining rule are in quarantine/ with their reasons.",
@@ -270,6 +274,7 @@ def quarantine_output(contract: DatasetContract) -> DatasetOutput:
         zone=Zone.QUARANTINE,
         name=contract.name,
         title=f"{contract.title}, quarantined rows",
+        family=contract.family,
         description=f"Rows of {contract.title} that broke a quarantining rule, with raw values.",
         columns=(
             *_delivered(contract),
@@ -281,7 +286,8 @@ def quarantine_output(contract: DatasetContract) -> DatasetOutput:
             _CURATED_RUN,
             *PARTITION,
         ),
-        inputs=curated_output(contract).inputs,
+        inputs=(asset_key(Zone.RAW, contract.name),)
+        + ((asset_key(Zone.RAW, "dm"),) if contract.references_dm else ()),
     )
 
 
@@ -306,6 +312,85 @@ def current_output(contract: DatasetContract) -> DatasetOutput:
     )
 
 
+# ---- the sensor family's curated minutes -----------------------------------------------
+
+SOURCE_ROW_LAST = "_source_row_last"
+SOURCE_ROWS = "_source_rows"
+# (name, type, description, raw columns it is computed from) of each minute column.
+_MINUTE_COLUMNS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("STUDYID", "string", "Study Identifier", ("STUDYID",)),
+    ("USUBJID", "string", "Unique Subject Identifier", ("USUBJID",)),
+    (
+        "MINUTE",
+        "timestamp",
+        "Minute of true time (TIMESTAMP - CLOCK_OFFSET_S), UTC",
+        ("TIMESTAMP", "CLOCK_OFFSET_S"),
+    ),
+    ("DEVICE_ID", "string", "Device(s) of the minute, comma-separated", ("DEVICE_ID",)),
+    ("SECONDS_WORN", "int", "Seconds of the minute with a kept reading", ("TIMESTAMP",)),
+    ("STEPS", "bigint", "Steps in the minute", ("STEPS",)),
+    ("HR_READINGS", "int", "Seconds with a heart-rate reading", ("HEART_RATE",)),
+    ("HR_MIN", "double", "Lowest heart rate (beats/min)", ("HEART_RATE",)),
+    ("HR_MAX", "double", "Highest heart rate (beats/min)", ("HEART_RATE",)),
+    ("HR_SUM", "double", "Sum of the heart-rate readings, for exact daily means", ("HEART_RATE",)),
+    ("HR_MEAN", "double", "Mean heart rate (beats/min)", ("HEART_RATE",)),
+    ("ACCEL_MEAN", "double", "Mean acceleration magnitude (g)", ("ACCEL_MAG",)),
+    (
+        "CLOCK_CORRECTION_S",
+        "int",
+        "Largest clock offset taken off a reading of the minute (s)",
+        ("CLOCK_OFFSET_S",),
+    ),
+)
+
+
+def sensor_minutes_output(contract: DatasetContract) -> DatasetOutput:
+    """Curated sensor data: the contract's rules applied to every second, then one row per
+    subject, true minute and source file, with the minute's parts, flags and source rows."""
+    raw_key = asset_key(Zone.RAW, contract.name)
+    everything = tuple(ColumnRef(raw_key, c) for c in contract.column_names)
+    lineage: dict[str, tuple[ColumnRef, ...]] = {
+        name: tuple(ColumnRef(raw_key, c) for c in sources)
+        for name, _, _, sources in _MINUTE_COLUMNS
+    }
+    for name in (FLAGS, FLAG_DETAILS, DUPLICATES_COLLAPSED, SOURCE_ROWS):
+        lineage[name] = everything
+    lineage.update({name: (ColumnRef(raw_key, name),) for name in PROVENANCE_NAMES})
+    lineage[SOURCE_ROW_LAST] = (ColumnRef(raw_key, SOURCE_ROW),)
+    lineage.update({c.name: (ColumnRef(raw_key, c.name),) for c in PARTITION})
+    lineage[CURATED_RUN_ID] = ()
+    provenance = (
+        PROVENANCE[0],
+        OutputColumn(SOURCE_ROW, "bigint", "First row of that file in the minute (1-based)"),
+        OutputColumn(SOURCE_ROW_LAST, "bigint", "Last row of that file in the minute"),
+        OutputColumn(SOURCE_ROWS, "bigint", "Rows of that file in the minute, duplicates too"),
+        *PROVENANCE[2:],
+    )
+    return DatasetOutput(
+        zone=Zone.CURATED,
+        name=contract.name,
+        title=f"{contract.title} per minute",
+        family=contract.family,
+        description=f"{contract.title}, conformed to its contract and resampled to one row per "
+        "subject and minute of true time (the device's clock corrected by its offset): "
+        "duplicated seconds collapsed, minutes with a gap, a corrected clock or two devices "
+        "flagged; impossible readings are in quarantine/ with their reasons.",
+        columns=(
+            *[OutputColumn(n, t, d) for n, t, d, _ in _MINUTE_COLUMNS],
+            *_FLAGGING,
+            *provenance,
+            _CURATED_RUN,
+            *PARTITION,
+        ),
+        checks=tuple(
+            OutputCheck(r.name, f"[{r.effect.value}] {r.description}", r.blocking)
+            for r in contract.rules
+        ),
+        inputs=(raw_key,),
+        column_lineage=lineage,
+    )
+
+
 # ---- outputs of a feature table -----------------------------------------------------------
 
 
@@ -315,12 +400,13 @@ def feature_output(contract: FeatureContract) -> DatasetOutput:
         for name, sources in contract.lineage.items()
     }
     lineage[FEATURIZED_RUN_ID] = ()
-    dm = asset_key(Zone.CURATED, "dm")
-    lineage.update({c.name: (ColumnRef(dm, c.name),) for c in PARTITION})
+    first = asset_key(Zone.CURATED, contract.upstream[0])
+    lineage.update({c.name: (ColumnRef(first, c.name),) for c in PARTITION})
     return DatasetOutput(
         zone=Zone.FEATURES,
         name=contract.name,
         title=contract.title,
+        family=contract.family,
         description=contract.description,
         columns=(
             *[OutputColumn(c.name, c.type.spark_sql, c.label) for c in contract.columns],
@@ -335,25 +421,33 @@ def feature_output(contract: FeatureContract) -> DatasetOutput:
 
 # ---- files that could not be ingested -----------------------------------------------------
 
-REJECTED_FILES = DatasetOutput(
-    zone=Zone.QUARANTINE,
-    name=REJECTED_FILES_DATASET,
-    title="Rejected landing files",
-    description="Landing files that could not be read at all, one row each, with the reason; "
-    "the files themselves stay in landing.",
-    columns=(
-        OutputColumn("file", "string", "File name in the delivery"),
-        OutputColumn("uri", "string", "Where the file lies in landing"),
-        OutputColumn("size", "bigint", "Bytes"),
-        OutputColumn("sha256", "string", "sha256 of the file, when it could be read"),
-        OutputColumn("dataset", "string", "SDTM dataset the file belongs to, if known"),
-        OutputColumn("reason", "string", "Why it was rejected, one line"),
-        OutputColumn("partition", "string", "Partition key STUDY/DELIVERY"),
-        OutputColumn("run_id", "string", "Dagster run that found it"),
-        OutputColumn("detected_at", "string", "UTC time it was found"),
-        *PARTITION,
-    ),
+
+def rejected_files_output(family: str) -> DatasetOutput:
+    """The family's landing files that could not be read at all (`quarantine.<family>_...`)."""
+    return DatasetOutput(
+        zone=Zone.QUARANTINE,
+        name=REJECTED_FILES_DATASET,
+        title="Rejected landing files",
+        description="Landing files that could not be read at all, one row each, with the "
+        "reason; the files themselves stay in landing.",
+        columns=_REJECTED_FILE_COLUMNS,
+        family=family,
+    )
+
+
+_REJECTED_FILE_COLUMNS = (
+    OutputColumn("file", "string", "File name in the delivery"),
+    OutputColumn("uri", "string", "Where the file lies in landing"),
+    OutputColumn("size", "bigint", "Bytes"),
+    OutputColumn("sha256", "string", "sha256 of the file, when it could be read"),
+    OutputColumn("dataset", "string", "Dataset the file belongs to, if known"),
+    OutputColumn("reason", "string", "Why it was rejected, one line"),
+    OutputColumn("partition", "string", "Partition key STUDY/DELIVERY"),
+    OutputColumn("run_id", "string", "Dagster run that found it"),
+    OutputColumn("detected_at", "string", "UTC time it was found"),
+    *PARTITION,
 )
+REJECTED_FILES = rejected_files_output(CLINICAL_FAMILY)
 
 
 # ---- the clinical family ------------------------------------------------------------------
@@ -369,7 +463,19 @@ CLINICAL_OUTPUTS: tuple[DatasetOutput, ...] = (
     *QUARANTINE_OUTPUTS,
     *FEATURE_OUTPUTS,
 )
-_BY_KEY = {o.asset_key: o for o in (*CLINICAL_OUTPUTS, *CURRENT_OUTPUTS, REJECTED_FILES)}
+
+# ---- the sensor family --------------------------------------------------------------------
+
+SENSOR_OUTPUTS: tuple[DatasetOutput, ...] = (
+    raw_output(SENSOR),
+    sensor_minutes_output(SENSOR),
+    quarantine_output(SENSOR),
+    feature_output(SENSOR_DAILY),
+)
+FAMILY_OUTPUTS = {CLINICAL_FAMILY: CLINICAL_OUTPUTS, SENSOR_FAMILY: SENSOR_OUTPUTS}
+_BY_KEY = {
+    o.asset_key: o for o in (*CLINICAL_OUTPUTS, *CURRENT_OUTPUTS, REJECTED_FILES, *SENSOR_OUTPUTS)
+}
 
 
 def output(zone: Zone, dataset: str) -> DatasetOutput:
@@ -377,7 +483,7 @@ def output(zone: Zone, dataset: str) -> DatasetOutput:
     try:
         return _BY_KEY[asset_key(zone, dataset)]
     except KeyError:
-        known = sorted(o.name for o in CLINICAL_OUTPUTS if o.zone is zone)
+        known = sorted(o.name for o in _BY_KEY.values() if o.zone is zone)
         raise KeyError(f"no {zone.value} output {dataset!r}; known: {known}") from None
 
 
@@ -387,9 +493,15 @@ def blocks_downstream(asset_key: str, check_name: str) -> bool:
     return found is not None and any(c.name == check_name and c.blocking for c in found.checks)
 
 
-def asset_outputs() -> tuple[DatasetOutput, ...]:
-    """Outputs Dagster shows as assets, in zone order (quarantine is part of curated)."""
-    return tuple(o for o in CLINICAL_OUTPUTS if o.is_asset)
+def asset_outputs(family: str = CLINICAL_FAMILY) -> tuple[DatasetOutput, ...]:
+    """Outputs Dagster shows as assets of a family, in zone order (quarantine is part of
+    curated)."""
+    return tuple(o for o in FAMILY_OUTPUTS[family] if o.is_asset)
+
+
+def family_outputs(family: str, zone: Zone) -> tuple[DatasetOutput, ...]:
+    """A family's declared outputs of one zone, in contract order."""
+    return tuple(o for o in FAMILY_OUTPUTS[family] if o.zone is zone)
 
 
 # ---- declared versus written --------------------------------------------------------------

@@ -14,7 +14,17 @@ second, which the curated zone resamples to (`spark_jobs.families.sensor`).
 
 from __future__ import annotations
 
-from spark_jobs.contracts.model import Column, ColumnType, DatasetContract, PlausibleRange
+from spark_jobs.contracts.features import FeatureCheck, FeatureContract
+from spark_jobs.contracts.model import (
+    Column,
+    ColumnType,
+    DatasetContract,
+    Effect,
+    Level,
+    PlausibleRange,
+    Rule,
+    RuleKind,
+)
 from spark_jobs.contracts.rules import with_standard_rules
 
 SENSOR_FAMILY = "sensor"
@@ -60,5 +70,80 @@ SENSOR = with_standard_rules(
         # Upload batches differ in size by nature; the volume warning is for gross changes.
         volume_change_limit=0.9,
         family=SENSOR_FAMILY,
+        cumulative=False,
     )
+)
+
+
+_DAY = ("sensor", "MINUTE")
+SENSOR_DAILY = FeatureContract(
+    name="sensor_daily",
+    title="Sensor features per subject-day",
+    description="One row per subject and day of wear: total steps, wear time, heart rate "
+    "minimum, mean and maximum, and resting heart rate (the mean over minutes worn in full "
+    "without a step). De-identified like the clinical features: a keyed HMAC pseudonym instead "
+    "of USUBJID, a day of wear instead of a date.",
+    grain="subject-day",
+    columns=(
+        Column("subject_pseudonym", S, "HMAC-SHA256 of STUDYID/USUBJID under the study's key"),
+        Column(
+            "wear_day",
+            I,
+            "Day of wear: 1 is the subject's first day with readings in the study's deliveries "
+            "up to this one (true time, UTC)",
+        ),
+        Column("total_steps", I, "Steps counted in the day"),
+        Column("wear_minutes", D, "Seconds with a kept reading, in minutes"),
+        Column("hr_min", D, "Lowest heart rate of the day (beats/min)"),
+        Column("hr_max", D, "Highest heart rate of the day (beats/min)"),
+        Column("hr_mean", D, "Mean of the day's heart-rate readings (beats/min)"),
+        Column(
+            "resting_hr",
+            D,
+            "Mean of the mean heart rates of the day's resting minutes (60 seconds worn, no "
+            "step), beats/min; null without one",
+        ),
+        Column("resting_minutes", I, "Resting minutes of the day"),
+    ),
+    upstream=("sensor",),
+    rules=(
+        Rule(
+            name=FeatureCheck.NO_IDENTIFIERS.value,
+            kind=RuleKind.SCHEMA_DRIFT,
+            level=Level.FILE,
+            effect=Effect.BLOCK,
+            description="No USUBJID or other identifying column and no date or timestamp column.",
+        ),
+        Rule(
+            name=FeatureCheck.ONE_ROW_PER_SUBJECT_DAY.value,
+            kind=RuleKind.NATURAL_KEY,
+            level=Level.PARTITION,
+            effect=Effect.BLOCK,
+            description="Exactly one row per subject and day of the curated minutes, pseudonyms "
+            "never missing.",
+        ),
+    ),
+    lineage={
+        "subject_pseudonym": (("sensor", "STUDYID"), ("sensor", "USUBJID")),
+        "wear_day": (_DAY,),
+        "total_steps": (("sensor", "STEPS"), _DAY),
+        "wear_minutes": (("sensor", "SECONDS_WORN"), _DAY),
+        "hr_min": (("sensor", "HR_MIN"), _DAY),
+        "hr_max": (("sensor", "HR_MAX"), _DAY),
+        "hr_mean": (("sensor", "HR_SUM"), ("sensor", "HR_READINGS"), _DAY),
+        "resting_hr": (
+            ("sensor", "HR_SUM"),
+            ("sensor", "HR_READINGS"),
+            ("sensor", "SECONDS_WORN"),
+            ("sensor", "STEPS"),
+            _DAY,
+        ),
+        "resting_minutes": (
+            ("sensor", "HR_READINGS"),
+            ("sensor", "SECONDS_WORN"),
+            ("sensor", "STEPS"),
+            _DAY,
+        ),
+    },
+    family=SENSOR_FAMILY,
 )

@@ -26,10 +26,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts.outputs import (
+    DELIVERY,
+    INGESTED_RUN_ID,
     DUPLICATES_COLLAPSED,
     FLAG_DETAILS,
     FLAGS,
     SOURCE_ROW,
+    SOURCE_ROW_LAST,
+    SOURCE_ROWS,
     SOURCE_SHA256,
     SOURCE_URI,
 )
@@ -37,8 +41,7 @@ from spark_jobs.contracts.outputs import (
 TRUE_TIME = "__true_time"
 MINUTE = "MINUTE"
 DAY = "DAY"
-SOURCE_ROW_LAST = "_source_row_last"
-SOURCE_ROWS = "_source_rows"
+SECONDS_WORN = "SECONDS_WORN"
 SECONDS_PER_MINUTE = 60
 # A resting minute: worn for all its seconds, no step, at least one heart-rate reading.
 RESTING_STEPS = 0
@@ -75,7 +78,9 @@ def minutes(kept: DataFrame) -> DataFrame:
     timed = kept.withColumn(TRUE_TIME, true_time()).withColumn(
         MINUTE, F.date_trunc("minute", F.col(TRUE_TIME))
     )
-    grouped = timed.groupBy("STUDYID", "USUBJID", MINUTE, SOURCE_URI, SOURCE_SHA256).agg(
+    # The delivery and the ingest run are one per partition: kept as they are, like the file.
+    keys = ["STUDYID", "USUBJID", MINUTE, SOURCE_URI, SOURCE_SHA256, DELIVERY, INGESTED_RUN_ID]
+    grouped = timed.groupBy(*keys).agg(
         F.array_sort(F.collect_set("DEVICE_ID")).alias("__devices"),
         F.count(F.lit(1)).cast("int").alias("SECONDS_WORN"),
         F.sum("STEPS").alias("STEPS"),

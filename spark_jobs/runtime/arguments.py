@@ -10,10 +10,8 @@ import argparse
 import uuid
 from dataclasses import dataclass
 
-from spark_jobs.contracts import SDTM_CONTRACTS
+from spark_jobs.contracts import FAMILY_CONTRACTS, family_contracts
 from spark_jobs.contracts.layout import CLINICAL_FAMILY, Delivery, LakeLayout, PartitionKeyError
-
-DATASET_NAMES = tuple(c.name for c in SDTM_CONTRACTS)
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,12 @@ class DeliveryArgs:
 def delivery_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=(doc or "").splitlines()[0])
     parser.add_argument("--lake", required=True, help="lake root: file:/path or s3://bucket/prefix")
-    parser.add_argument("--family", default=CLINICAL_FAMILY, help="source family (zone subtree)")
+    parser.add_argument(
+        "--family",
+        default=CLINICAL_FAMILY,
+        choices=sorted(FAMILY_CONTRACTS),
+        help="source family (zone subtree)",
+    )
     parser.add_argument("--study")
     parser.add_argument("--delivery")
     parser.add_argument(
@@ -44,7 +47,7 @@ def delivery_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_datasets_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--datasets", default=",".join(DATASET_NAMES))
+    parser.add_argument("--datasets", default=None, help="default: every dataset of the family")
 
 
 def delivery_batch(
@@ -71,10 +74,16 @@ def delivery_batch(
     return tuple(DeliveryArgs(layout, d, run_id, ns.checks_only) for d in deliveries)
 
 
-def dataset_names(parser: argparse.ArgumentParser, value: str) -> tuple[str, ...]:
-    """Known dataset names in contract order (DM first: the others check subjects against it)."""
+def dataset_names(
+    parser: argparse.ArgumentParser, value: str | None, family: str = CLINICAL_FAMILY
+) -> tuple[str, ...]:
+    """Known dataset names of the family in contract order (DM first: the others check
+    subjects against it); every one when none is named."""
+    known = tuple(c.name for c in family_contracts(family))
+    if value is None:
+        return known
     datasets = {d.strip().lower() for d in value.split(",") if d.strip()}
-    unknown = sorted(datasets - set(DATASET_NAMES))
+    unknown = sorted(datasets - set(known))
     if unknown:
-        parser.error(f"unknown datasets {unknown}; known: {sorted(DATASET_NAMES)}")
-    return tuple(name for name in DATASET_NAMES if name in datasets)
+        parser.error(f"unknown {family} datasets {unknown}; known: {sorted(known)}")
+    return tuple(name for name in known if name in datasets)
