@@ -14,20 +14,23 @@ inputs were refused fails alone.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.contracts import SUBJECT_PROFILE
+from spark_jobs.contracts import FEATURE_CONTRACTS, SUBJECT_PROFILE
 from spark_jobs.contracts.features import FeatureCheck
-from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
 from spark_jobs.contracts.outputs import FEATURIZED_RUN_ID, DatasetOutput, output
 from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV, SECRET_ID_SUFFIX, EntryPoint
+from spark_jobs.contracts.sensor import SENSOR_DAILY, SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
+from spark_jobs.families import sensor
 from spark_jobs.quality import identifiers
 from spark_jobs.runtime.arguments import DeliveryArgs, delivery_batch, delivery_parser
 from spark_jobs.runtime.reporting import (
@@ -51,6 +54,7 @@ from spark_jobs.storage.tables import Committed, LakeTables, Staged
 from spark_jobs.subject_profile import identifying_columns, pseudonymizer, subject_profile
 
 PROFILE = output(Zone.FEATURES, SUBJECT_PROFILE.name)
+SENSOR_DAILY_OUTPUT = output(Zone.FEATURES, SENSOR_DAILY.name)
 PSEUDONYM = "subject_pseudonym"
 
 
@@ -142,8 +146,19 @@ def one_row_per_subject(rows: int, dm_rows: int, distinct: int, no_pseudonym: in
     )
 
 
+def one_row_per_subject_day(rows: int, days: int, distinct: int, no_pseudonym: int) -> CheckOutcome:
+    """As many rows as subject-days the delivery's minutes touch, each (pseudonym, day) once."""
+    return _check(
+        FeatureCheck.ONE_ROW_PER_SUBJECT_DAY,
+        rows == days == distinct and no_pseudonym == 0,
+        rows=rows,
+        subject_days=days,
+        distinct_subject_days=distinct,
+    )
+
+
 def _check(name: FeatureCheck, passed: bool, **metadata: Any) -> CheckOutcome:
-    rule = next(r for r in SUBJECT_PROFILE.rules if r.name == name.value)
+    rule = next(r for c in (*FEATURE_CONTRACTS, SENSOR_DAILY) for r in c.rules if r.name == name)
     return CheckOutcome(name.value, passed, True, metadata, effect=rule.effect.value)
 
 
@@ -196,8 +211,16 @@ def read_inputs(
 # ---- the job ------------------------------------------------------------------------------
 
 
+def feature_of(family: str) -> DatasetOutput:
+    """The feature table a family's features job writes."""
+    return SENSOR_DAILY_OUTPUT if family == SENSOR_FAMILY else PROFILE
+
+
 def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
     """Checks of the committed partition, re-evaluated without writing anything."""
+    if job.layout.family == SENSOR_FAMILY:
+        recheck_sensor_daily(tables, job, reporter)
+        return
     if tables.committed_record(PROFILE, job.delivery) is None:
         raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
     stored = tables.read(PROFILE, job.delivery)
@@ -212,6 +235,25 @@ def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> Non
     reporter.checks(PROFILE.asset_key, outcomes)
 
 
+def recheck_sensor_daily(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
+    feature = SENSOR_DAILY_OUTPUT
+    minutes_table = output(Zone.CURATED, SENSOR_DAILY.upstream[0])
+    if tables.committed_record(feature, job.delivery) is None:
+        raise JobError(f"{feature.asset_key} {job.delivery.key}: no committed partition to check")
+    stored = tables.read(feature, job.delivery)
+    own = tables.read(minutes_table, job.delivery)
+    touched = own.select("USUBJID", F.to_date(sensor.MINUTE).alias(sensor.DAY)).distinct().count()
+    distinct = stored.select(PSEUDONYM, "wear_day").distinct().count()
+    ids = own.select(F.col("USUBJID").alias("id")).distinct()
+    by_value = identifiers.identifying_values(stored, text_columns(feature), ids)
+    missing = stored.where(F.col(PSEUDONYM).isNull()).count()
+    outcomes = [
+        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
+        one_row_per_subject_day(stored.count(), touched, distinct, missing),
+    ]
+    reporter.checks(feature.asset_key, outcomes)
+
+
 def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
     """Every delivery of the run, one after the other, in one Spark application."""
     batch, job = args.batch or (args.job,), args.job
@@ -223,7 +265,8 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
     key = pseudonym_key(args.key_env)
     if not key:
         raise JobError(
-            f"{PROFILE.asset_key}: environment variable {args.key_env} with the pseudonym "
+            f"{feature_of(job.layout.family).asset_key}: environment variable {args.key_env} "
+            "with the pseudonym "
             "key is not set; features are never written without pseudonymisation"
         )
     spark = build_session(application_name(EntryPoint.FEATURES, batch), job.layout.root)
@@ -233,88 +276,165 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
     )
 
 
+@dataclass(frozen=True)
+class FeatureBuild:
+    """A feature table's rows for one delivery, before they are staged, and what proves them.
+
+    `grain` tells from the staged partition (rows, the missing pseudonyms counted while
+    staging, the rows read back) whether it has one row per grain, and if not, why.
+    """
+
+    feature: DatasetOutput
+    rows: DataFrame
+    inputs: list[dict[str, Any]]
+    ids: DataFrame  # identifier values no feature value may equal
+    rows_in: int
+    grain: Callable[[Staged, DataFrame], tuple[CheckOutcome, str]]
+
+
 def featurize_delivery(
     spark: SparkSession, tables: LakeTables, job: DeliveryArgs, key: str, reporter: JobReporter
 ) -> None:
-    """The subject profile of one delivery from the study's current curated data."""
-    frames, inputs = read_inputs(tables, job)
-    profile = subject_profile(frames, pseudonymizer(key.encode("utf-8")))
-    leaked = identifying_columns(profile)
+    """The family's feature table of one delivery, from the study's curated data."""
+    pseudonym = pseudonymizer(key.encode("utf-8"))
+    if job.layout.family == SENSOR_FAMILY:
+        build = sensor_daily_build(spark, tables, job, pseudonym)
+    else:
+        build = profile_build(tables, job, pseudonym)
+    leaked = identifying_columns(build.rows)
     if leaked:
         reporter.error(
-            f"{PROFILE.asset_key} {job.delivery.key}: would publish identifying columns "
+            f"{build.feature.asset_key} {job.delivery.key}: would publish identifying columns "
             f"{leaked}; nothing written"
         )
-        reporter.checks(PROFILE.asset_key, [no_identifiers(leaked)])
+        reporter.checks(build.feature.asset_key, [no_identifiers(leaked)])
         return
     study, delivery = PARTITION_COLUMNS
-    profile = profile.select(
+    rows = build.rows.select(
         "*",
         F.lit(job.run_id).alias(FEATURIZED_RUN_ID),
         F.lit(job.delivery.study).alias(study),
         F.lit(job.delivery.delivery).alias(delivery),
     )
-    write_profile(spark, tables, job, reporter, profile, inputs, subject_ids(frames["dm"]))
+    write_feature(spark, tables, job, reporter, replace(build, rows=rows))
 
 
-def write_profile(
+def profile_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> FeatureBuild:
+    """The subject profile from the study's current curated SDTM: one row per DM subject."""
+    frames, inputs = read_inputs(tables, job)
+    dm_rows = int(inputs[0]["rows"] or 0)
+
+    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
+        distinct = written.select(PSEUDONYM).distinct().count()
+        missing = int(staged.extra["no_pseudonym"] or 0)
+        outcome = one_row_per_subject(staged.rows, dm_rows, distinct, missing)
+        return (
+            outcome,
+            f"{staged.rows} rows for {dm_rows} DM subjects ({distinct} distinct pseudonyms)",
+        )
+
+    return FeatureBuild(
+        PROFILE,
+        subject_profile(frames, pseudonym),
+        inputs,
+        subject_ids(frames["dm"]),
+        dm_rows,
+        grain,
+    )
+
+
+def sensor_daily_build(
+    spark: SparkSession, tables: LakeTables, job: DeliveryArgs, pseudonym: Any
+) -> FeatureBuild:
+    """Per subject-day, the days this delivery's minutes touch, each computed over the minutes
+    of every committed delivery of the study up to this one (a day two upload batches share
+    is whole in the later one's partition)."""
+    minutes_table = output(Zone.CURATED, SENSOR_DAILY.upstream[0])
+    current = delivery_order(job.delivery.delivery)
+    records = [
+        r
+        for r in tables.records(minutes_table, job.delivery.study)
+        if delivery_order(Delivery.from_key(r["partition"]).delivery) <= current
+    ]
+    if not any(r["partition"] == job.delivery.key for r in records):
+        raise JobError(
+            f"{SENSOR_DAILY_OUTPUT.asset_key} {job.delivery.key}: {minutes_table.asset_key} has "
+            f"no committed partition for {job.delivery.key}; materialize it first (or see why "
+            "its checks failed)"
+        )
+    frames = [tables.read(minutes_table, Delivery.from_key(r["partition"])) for r in records]
+    everything = functools.reduce(DataFrame.unionByName, frames)
+    own = tables.read(minutes_table, job.delivery)
+    days = sensor.daily_features(everything, own, pseudonym)
+    inputs = [
+        {**input_reference(minutes_table, r["partition"], r), "rows": r.get("rows", {}).get("out")}
+        for r in records
+    ]
+    touched = own.select("USUBJID", F.to_date(sensor.MINUTE).alias(sensor.DAY)).distinct().count()
+    names = ["subject_pseudonym", "wear_day"]
+
+    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
+        distinct = written.select(*names).distinct().count()
+        missing = int(staged.extra["no_pseudonym"] or 0)
+        outcome = one_row_per_subject_day(staged.rows, touched, distinct, missing)
+        return outcome, f"{staged.rows} rows for {touched} subject-days ({distinct} distinct)"
+
+    ids = own.select(F.col("USUBJID").alias("id")).distinct()
+    rows_in = int(next(r for r in records if r["partition"] == job.delivery.key)["rows"]["out"])
+    return FeatureBuild(SENSOR_DAILY_OUTPUT, days, inputs, ids, rows_in, grain)
+
+
+def write_feature(
     spark: SparkSession,
     tables: LakeTables,
     job: DeliveryArgs,
     reporter: JobReporter,
-    profile: DataFrame,
-    inputs: list[dict[str, Any]],
-    ids: DataFrame,
+    build: FeatureBuild,
 ) -> None:
-    """Stage, prove no identifying value and one row per subject, then publish, record and
+    """Stage, prove no identifying value and one row per grain, then publish, record and
     report; a failing check discards the staged rows."""
-    tables.ensure(PROFILE)
+    feature = build.feature
+    tables.ensure(feature)
     missing_pseudonym = F.sum(F.when(F.col(PSEUDONYM).isNull(), 1).otherwise(0))
     staged = tables.stage(
-        profile, PROFILE, job.delivery, extra_metrics=[missing_pseudonym.alias("no_pseudonym")]
+        build.rows, feature, job.delivery, extra_metrics=[missing_pseudonym.alias("no_pseudonym")]
     )
-    dm_rows = int(inputs[0]["rows"] or 0)
-    # One row per subject: the staged partition is small, so reading it back costs little.
+    # The staged partition is small, so reading it back costs little.
     written = spark.read.option("branch", staged.branch).table(staged.table)
     written = written.where(partition_of(job))
-    distinct = written.select(PSEUDONYM).distinct().count()
-    by_value = identifiers.identifying_values(written, text_columns(PROFILE), ids)
-    outcomes = [
-        no_identifiers([], by_value),
-        one_row_per_subject(staged.rows, dm_rows, distinct, int(staged.extra["no_pseudonym"] or 0)),
-    ]
+    by_value = identifiers.identifying_values(written, text_columns(feature), build.ids)
+    grain, wrong_grain = build.grain(staged, written)
+    outcomes = [no_identifiers([], by_value), grain]
     refused = []
     if by_value:
         kinds = ", ".join(f"{name} ({kind})" for name, kind in by_value.items())
         refused.append(f"values that identify someone in {kinds}")
-    if not outcomes[1].passed:
-        refused.append(
-            f"{staged.rows} rows for {dm_rows} DM subjects ({distinct} distinct pseudonyms)"
-        )
+    if not grain.passed:
+        refused.append(wrong_grain)
     if refused:
         tables.discard(staged)
         reporter.error(
-            f"{PROFILE.asset_key} {job.delivery.key}: {'; '.join(refused)}; nothing committed"
+            f"{feature.asset_key} {job.delivery.key}: {'; '.join(refused)}; nothing committed"
         )
-        reporter.checks(PROFILE.asset_key, outcomes)
+        reporter.checks(feature.asset_key, outcomes)
         return
     snapshot = tables.publish(staged)
     lineage = lineage_record(
-        output=PROFILE,
+        output=feature,
         delivery=job.delivery,
         run_id=job.run_id,
         application_id=spark.sparkContext.applicationId,
         status="accepted",
         snapshot_id=snapshot,
-        inputs=inputs,
-        rows={"in": dm_rows, "out": staged.rows},
+        inputs=build.inputs,
+        rows={"in": build.rows_in, "out": staged.rows},
         content_hash=staged.content_hash,
         data_hash=staged.data_hash,
         checks=[o.as_record() for o in outcomes],
-        schema=[{"name": n, "type": t} for n, t, _ in declared_schema(PROFILE)],
+        schema=[{"name": n, "type": t} for n, t, _ in declared_schema(feature)],
     )
-    tables.record(Committed(PROFILE, job.delivery, snapshot, lineage))
-    report_profile(spark, reporter, job, staged, snapshot, inputs, outcomes)
+    tables.record(Committed(feature, job.delivery, snapshot, lineage))
+    report_feature(spark, reporter, job, build, staged, snapshot, outcomes)
 
 
 def partition_of(job: DeliveryArgs) -> Any:
@@ -326,37 +446,38 @@ def declared_schema(feature: DatasetOutput) -> list[tuple[str, str, str | None]]
     return [(c.name, c.type, c.description or None) for c in feature.columns]
 
 
-def report_profile(
+def report_feature(
     spark: SparkSession,
     reporter: JobReporter,
     job: DeliveryArgs,
+    build: FeatureBuild,
     staged: Staged,
     snapshot: int,
-    inputs: list[dict[str, Any]],
     outcomes: Sequence[CheckOutcome],
 ) -> None:
+    feature = build.feature
     reporter.info(
-        f"{PROFILE.asset_key} {job.delivery.key}: {staged.rows} subjects -> {PROFILE.table} "
+        f"{feature.asset_key} {job.delivery.key}: {staged.rows} rows -> {feature.table} "
         f"snapshot {snapshot}"
     )
     reporter.materialization(
-        PROFILE.asset_key,
+        feature.asset_key,
         {
             "status": "accepted",
             "dagster/row_count": staged.rows,
-            "rows_in": int(inputs[0]["rows"] or 0),
+            "rows_in": build.rows_in,
             "rows_out": staged.rows,
             "content_hash": staged.content_hash,
             "data_hash": staged.data_hash,
-            "inputs": json_value(inputs),
-            **table_metadata(PROFILE, job, snapshot),
-            "dagster/column_schema": table_schema_value(declared_schema(PROFILE)),
-            "dagster/column_lineage": column_lineage_value(PROFILE),
+            "inputs": json_value(build.inputs),
+            **table_metadata(feature, job, snapshot),
+            "dagster/column_schema": table_schema_value(declared_schema(feature)),
+            "dagster/column_lineage": column_lineage_value(feature),
             "spark_application_id": spark.sparkContext.applicationId,
         },
         data_version=staged.content_hash,
     )
-    reporter.checks(PROFILE.asset_key, outcomes)
+    reporter.checks(feature.asset_key, outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

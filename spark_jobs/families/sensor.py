@@ -22,15 +22,17 @@ Pure DataFrame functions; no Spark session, no Dagster.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts.outputs import (
     DELIVERY,
-    INGESTED_RUN_ID,
     DUPLICATES_COLLAPSED,
     FLAG_DETAILS,
     FLAGS,
+    INGESTED_RUN_ID,
     SOURCE_ROW,
     SOURCE_ROW_LAST,
     SOURCE_ROWS,
@@ -180,4 +182,29 @@ def subject_days(minute_rows: DataFrame) -> DataFrame:
             exact_avg(F.when(resting, F.col("HR_SUM") / F.col("HR_READINGS"))).alias("RESTING_HR"),
             F.count(F.when(resting, True)).cast("int").alias("RESTING_MINUTES"),
         )
+    )
+
+
+def daily_features(minute_rows: DataFrame, own: DataFrame, pseudonym: Any) -> DataFrame:
+    """`features_sensor_daily`: the subject-days `own` (a delivery's minutes) touches, each
+    from all of `minute_rows` (the study's minutes up to that delivery), de-identified: a
+    pseudonym for the subject and a day of wear (1 = the subject's first day in `minute_rows`)
+    for the date."""
+    touched = own.select("USUBJID", F.to_date(MINUTE).alias(DAY)).distinct()
+    first = minute_rows.groupBy("USUBJID").agg(F.min(F.to_date(MINUTE)).alias("__first_day"))
+    days = (
+        subject_days(minute_rows)
+        .join(touched, ["USUBJID", DAY], "left_semi")
+        .join(first, "USUBJID")
+    )
+    return days.select(
+        pseudonym(F.col("STUDYID"), F.col("USUBJID")).alias("subject_pseudonym"),
+        (F.datediff(DAY, "__first_day") + 1).cast("bigint").alias("wear_day"),
+        F.col("TOTAL_STEPS").cast("bigint").alias("total_steps"),
+        F.col("WEAR_MINUTES").alias("wear_minutes"),
+        F.col("HR_MIN").alias("hr_min"),
+        F.col("HR_MAX").alias("hr_max"),
+        F.col("HR_MEAN").alias("hr_mean"),
+        F.col("RESTING_HR").alias("resting_hr"),
+        F.col("RESTING_MINUTES").cast("bigint").alias("resting_minutes"),
     )
