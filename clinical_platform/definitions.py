@@ -19,6 +19,7 @@ from clinical_platform.clinical.landing import (
 )
 from clinical_platform.clinical.sensors import clinical_landing_sensor
 from clinical_platform.deployments import LakeUri, resources_for
+from clinical_platform.sensor.assets import SENSOR_ASSETS
 
 __all__ = ["build_definitions", "defs", "resources_for"]
 
@@ -29,7 +30,7 @@ def build_definitions(
     """Assets with the resources of `environment` (default `CLINICAL_ENV`)."""
     chosen = settings.environment(environment)
     return dg.Definitions(
-        assets=[landing_clinical, *CLINICAL_ASSETS],
+        assets=[landing_clinical, *CLINICAL_ASSETS, *SENSOR_ASSETS],
         asset_checks=[deliveries_on_time],
         jobs=[checks_job(), late_deliveries_job],
         schedules=[late_delivery_schedule],

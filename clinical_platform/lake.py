@@ -35,7 +35,12 @@ from spark_jobs.contracts.layout import (
     local_path,
     next_delivery,
 )
-from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, REJECTED_FILES, asset_outputs
+from spark_jobs.contracts.outputs import (
+    Zone,
+    asset_outputs,
+    family_outputs,
+    rejected_files_output,
+)
 from spark_jobs.contracts.tables import table_name
 
 CHUNK = 1 << 20
@@ -354,7 +359,8 @@ def delivery_records(
     """The latest lineage record of each table's partition of the delivery, by table name."""
     index = index or lineage_index(layout)
     latest: dict[str, dict[str, Any]] = {}
-    for output in (*asset_outputs(), *QUARANTINE_OUTPUTS):
+    family = layout.family
+    for output in (*asset_outputs(family), *family_outputs(family, Zone.QUARANTINE)):
         record = index.latest(output.table, delivery)
         if record is not None:
             latest[output.table] = record
@@ -399,4 +405,5 @@ def read_lineage(
 def rejected_files(layout: LakeLayout, delivery: Delivery) -> list[dict[str, Any]]:
     """Rows of quarantine.<family>_rejected_files for the delivery."""
     catalog = open_catalog(catalog_settings(layout))
-    return sorted(rows_of(catalog, REJECTED_FILES.table, delivery), key=lambda r: r["file"])
+    table = rejected_files_output(layout.family).table
+    return sorted(rows_of(catalog, table, delivery), key=lambda r: r["file"])

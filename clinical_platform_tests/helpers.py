@@ -97,9 +97,10 @@ def read_table(
     dataset: str,
     delivery: Delivery,
     snapshot_id: int | None = None,
+    family: str = "clinical",
 ) -> Any:
     """The published rows of one partition, read through the table (current or a snapshot)."""
-    table = lake_catalog(lake).load_table(table_name(zone, "clinical", dataset))
+    table = lake_catalog(lake).load_table(table_name(zone, family, dataset))
     reader = spark.read.format("iceberg")
     if snapshot_id is not None:
         reader = reader.option("snapshot-id", str(snapshot_id))

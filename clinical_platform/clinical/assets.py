@@ -11,13 +11,12 @@ which job to run on which partitions.
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 from dagster._core.definitions.dependency import NodeHandle
 
 from clinical_platform.clinical.checks import check_specs
-from clinical_platform.clinical.landing import LANDING_KEY
 from clinical_platform.lake import ClinicalLake, read_manifest
 from clinical_platform.launchers.base import (
     DeliveryFailure,
@@ -35,9 +34,15 @@ from clinical_platform.launchers.stages import replay, split
 from clinical_platform.lineage.dossier import write_dossier
 from clinical_platform.lineage.openlineage import StepLineage
 from clinical_platform.lineage.openlineage import configured as lineage_configured
-from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_of
+from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
-from spark_jobs.contracts.layout import Delivery, PartitionKeyError, Zone
+from spark_jobs.contracts.layout import (
+    CLINICAL_FAMILY,
+    Delivery,
+    LakeLayout,
+    PartitionKeyError,
+    Zone,
+)
 from spark_jobs.contracts.outputs import (
     CURATED_OUTPUTS,
     FEATURE_OUTPUTS,
@@ -69,6 +74,11 @@ STAGE_OF_ZONE = {
 STAGE_CODE_VERSIONS = {zone: stage_code_version(stage) for zone, stage in STAGE_OF_ZONE.items()}
 
 
+def landing_key(family: str) -> dg.AssetKey:
+    """The observable source of a family's landed deliveries (`landing_<family>`)."""
+    return dg.AssetKey(f"{Zone.LANDING.value}_{family}")
+
+
 def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
     """The Dagster face of a declared output: key, group, schema, deps, owners, kinds."""
     tags = {"family": output.family, "zone": output.zone.value}
@@ -80,12 +90,12 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
         description=output.description,
         # Raw starts at the delivered files: the landing source, versioned by its manifest.
         deps=[dg.AssetKey(key) for key in output.inputs]
-        + ([LANDING_KEY] if output.zone is Zone.RAW else []),
+        + ([landing_key(output.family)] if output.zone is Zone.RAW else []),
         kinds=KINDS,
         owners=OWNERS,
         tags=tags,
         code_version=STAGE_CODE_VERSIONS[output.zone],
-        partitions_def=CLINICAL_DELIVERIES,
+        partitions_def=deliveries_def(output.family),
         metadata={"dagster/column_schema": column_schema(output)},
         skippable=True,
     )
@@ -121,7 +131,7 @@ def has_delivery(context: dg.AssetExecutionContext) -> bool:
     return context.has_partition_key or context.has_partition_key_range
 
 
-def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) -> list[Delivery]:
+def landed_deliveries_of(context: dg.AssetExecutionContext, layout: LakeLayout) -> list[Delivery]:
     """The step's deliveries, refused in one line when a key is malformed (typed into the UI's
     "Add a partition"), the run has no partition, or a delivery was never landed."""
     if not has_delivery(context):
@@ -130,10 +140,11 @@ def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) 
         deliveries = deliveries_of(context)
     except PartitionKeyError as error:
         raise dg.Failure(description=f"not a delivery: {error}", allow_retries=False) from None
-    missing = [d.key for d in deliveries if read_manifest(lake.layout, d) is None]
+    missing = [d.key for d in deliveries if read_manifest(layout, d) is None]
     if missing:
         raise dg.Failure(
-            description=f"{', '.join(missing)}: never landed in {lake.layout.root} (no delivery "
+            description=f"{', '.join(missing)}: never landed in {layout.zone(Zone.LANDING)} (no "
+            "delivery "
             "manifest); land it with `clinical-platform land` or drop it into landing for the "
             "landing sensor",
             allow_retries=False,
@@ -142,14 +153,16 @@ def landed_deliveries_of(context: dg.AssetExecutionContext, lake: ClinicalLake) 
 
 
 def job_arguments(
-    context: dg.AssetExecutionContext, lake: ClinicalLake, deliveries: Sequence[Delivery]
+    context: dg.AssetExecutionContext, layout: LakeLayout, deliveries: Sequence[Delivery]
 ) -> list[str]:
-    """What every job is told: the lake, the deliveries, the run, and whether to write."""
+    """What every job is told: the lake (and the family, other than clinical), the
+    deliveries, the run, and whether to write."""
     if len(deliveries) == 1:
         named = ["--study", deliveries[0].study, "--delivery", deliveries[0].delivery]
     else:
         named = ["--deliveries", ",".join(d.key for d in deliveries)]
-    arguments = ["--lake", lake.layout.root, *named, "--run-id", context.run.run_id]
+    family = [] if layout.family == CLINICAL_FAMILY else ["--family", layout.family]
+    arguments = ["--lake", layout.root, *family, *named, "--run-id", context.run.run_id]
     return [*arguments, "--checks-only"] if checks_only(context) else arguments
 
 
@@ -163,6 +176,10 @@ class Stage:
     node: str
     entry_point: EntryPoint
     outputs: Sequence[DatasetOutput]
+    family: str = CLINICAL_FAMILY
+
+    def layout(self, lake: ClinicalLake) -> LakeLayout:
+        return replace(lake.layout, family=self.family)
 
     def selected(self, context: dg.AssetExecutionContext) -> AbstractSet[AssetOrCheck]:
         """This stage's assets and checks that the run selects (whichever step asks)."""
@@ -191,6 +208,8 @@ RAW_STAGE = Stage("clinical_raw", EntryPoint.INGEST, RAW_OUTPUTS)
 CURATED_STAGE = Stage("clinical_curated", EntryPoint.CURATE, CURATED_OUTPUTS)
 FEATURES_STAGE = Stage("clinical_features", EntryPoint.FEATURES, FEATURE_OUTPUTS)
 STAGES = (RAW_STAGE, CURATED_STAGE, FEATURES_STAGE)
+# Each family's stages in graph order; a family's assets module adds its own.
+FAMILY_STAGES: dict[str, tuple[Stage, ...]] = {CLINICAL_FAMILY: STAGES}
 
 
 def run_stage(
@@ -210,7 +229,8 @@ def run_stage(
     if checks_only(context) and not has_delivery(context):
         context.log.warning(CHECKS_WITHOUT_DELIVERY)
         return
-    deliveries = landed_deliveries_of(context, lake)
+    layout = stage.layout(lake)
+    deliveries = landed_deliveries_of(context, layout)
     events = open_lineage(context, lake, deliveries)
     if events is not None:
         send(context, events.start)
@@ -218,13 +238,13 @@ def run_stage(
     # A replayed stage's application ended before the first step refreshed the dossiers.
     refresh = run is None and not checks_only(context)
     if run is None:
-        run = launch(context, spark, lake, stage, deliveries, pseudonymization)
+        run = launch(context, spark, layout, stage, deliveries, pseudonymization)
     single = deliveries[0].key  # a one-delivery job's results name no partition
     if events is not None:
         done = committed(run, single)
         send(context, lambda: events.finish(done, run.failure))
     run.results = [
-        with_metadata(r, dossier_metadata(lake, partition_of(r, single), r)) for r in run.results
+        with_metadata(r, dossier_metadata(layout, partition_of(r, single), r)) for r in run.results
     ]
     try:
         yield from stage_results(context, run)
@@ -232,7 +252,7 @@ def run_stage(
         if refresh:
             for delivery in deliveries:
                 try:
-                    write_dossier(lake.layout, delivery)
+                    write_dossier(layout, delivery)
                 except Exception as error:  # noqa: BLE001 - a dossier never fails the data
                     context.log.warning(f"{delivery.key}: dossier not refreshed ({error})")
 
@@ -241,10 +261,10 @@ def partition_of(result: Reported, single: str) -> str:
     return result.partition if isinstance(result, Batched) else single
 
 
-def dossier_metadata(lake: ClinicalLake, partition: str, result: Reported) -> dict[str, str]:
+def dossier_metadata(layout: LakeLayout, partition: str, result: Reported) -> dict[str, str]:
     """Where the delivery's dossier is, and the command that prints this asset's."""
     delivery = Delivery.from_key(partition)
-    metadata = {"dossier": lake.layout.dossier(delivery)}
+    metadata = {"dossier": layout.dossier(delivery)}
     found = result.result if isinstance(result, DeliveryResult) else result
     if isinstance(found, dg.MaterializeResult) and found.asset_key is not None:
         metadata["dossier_command"] = (
@@ -286,14 +306,14 @@ def committed(run: SparkRun, single: str) -> list[tuple[str, str]]:
 def launch(
     context: dg.AssetExecutionContext,
     spark: SparkLauncher,
-    lake: ClinicalLake,
+    layout: LakeLayout,
     stage: Stage,
     deliveries: Sequence[Delivery],
     pseudonymization: Pseudonymization,
 ) -> SparkRun:
     """This stage's job, and in the same application every later stage of the run whose step
     waits for this one (see `launchers.stages`)."""
-    arguments = job_arguments(context, lake, deliveries)
+    arguments = job_arguments(context, layout, deliveries)
     own = set(context.selected_asset_keys) | set(context.selected_asset_check_keys)
     studies = {d.study for d in deliveries}
     jobs = [stage.job(own, arguments, pseudonymization, studies)]
@@ -325,12 +345,13 @@ def stages_after(context: dg.AssetExecutionContext, stage: Stage) -> list[Stage]
     """The later stages this step can run for the run: only when it is the run's first stage,
     and only those whose steps wait for it (each selects an asset read from the stage before),
     so none starts before the application has reported for it."""
-    index = STAGES.index(stage)
-    if any(earlier.selected(context) for earlier in STAGES[:index]):
+    stages = FAMILY_STAGES[stage.family]
+    index = stages.index(stage)
+    if any(earlier.selected(context) for earlier in stages[:index]):
         return []
     found: list[Stage] = []
     previous = {k for k in stage.selected(context) if isinstance(k, dg.AssetKey)}
-    for later in STAGES[index + 1 :]:
+    for later in stages[index + 1 :]:
         assets = {k for k in later.selected(context) if isinstance(k, dg.AssetKey)}
         reads = {
             dg.AssetKey(key)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from clinical_platform.partitions import CLINICAL_DELIVERIES
+from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def
 from spark_jobs.contracts.outputs import DatasetOutput, asset_outputs
 
 
@@ -24,7 +24,7 @@ def check_specs(outputs: Iterable[DatasetOutput]) -> list[dg.AssetCheckSpec]:
             description=check.description,
             blocking=check.blocking,
             # Per delivery: a failing delivery stays visible after the next one passes.
-            partitions_def=CLINICAL_DELIVERIES,
+            partitions_def=deliveries_def(output.family),
         )
         for output in outputs
         for check in output.checks

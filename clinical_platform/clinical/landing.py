@@ -10,6 +10,7 @@ its expected cadence; a daily schedule evaluates it, and so can *Execute checks*
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -18,7 +19,7 @@ from pydantic import Field
 
 from clinical_platform.lake import ClinicalLake
 from clinical_platform.landing_zone import LandingZoneError, landing_zone, manifest_key
-from clinical_platform.partitions import CLINICAL_DELIVERIES
+from clinical_platform.partitions import deliveries_def
 from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
     MANIFEST_NAME,
@@ -55,8 +56,10 @@ class LandingPolicy(dg.ConfigurableResource):
     )
 
 
-def registered_deliveries(instance: dg.DagsterInstance) -> list[Delivery]:
-    name = CLINICAL_DELIVERIES.name
+def registered_deliveries(
+    instance: dg.DagsterInstance, family: str = CLINICAL_FAMILY
+) -> list[Delivery]:
+    name = deliveries_def(family).name
     assert name is not None
     deliveries = []
     for key in instance.get_dynamic_partitions(name):
@@ -109,24 +112,35 @@ def observe_landed(
         instance.report_runless_asset_event(landing_observation(delivery.key, version.value))
 
 
-@dg.observable_source_asset(
-    key=LANDING_KEY,
-    group_name=Zone.LANDING.value,
-    description="Files as the CROs delivered them, one partition per delivery; the data "
-    "version of a partition is the SHA-256 of its delivery manifest.",
-    partitions_def=CLINICAL_DELIVERIES,
-    tags={"family": CLINICAL_FAMILY, "zone": Zone.LANDING.value},
+def landing_source(family: str, description: str) -> dg.SourceAsset:
+    """A family's landed deliveries as an observable source (`landing_<family>`), one
+    partition per delivery, versioned by the SHA-256 of its manifest."""
+
+    @dg.observable_source_asset(
+        name=f"{Zone.LANDING.value}_{family}",
+        group_name=Zone.LANDING.value,
+        description=f"{description}; the data version of a partition is the SHA-256 of its "
+        "delivery manifest.",
+        partitions_def=deliveries_def(family),
+        tags={"family": family, "zone": Zone.LANDING.value},
+    )
+    def observe(context: dg.AssetExecutionContext, lake: ClinicalLake) -> Any:
+        zone = landing_zone(replace(lake.layout, family=family))
+        versions: dict[str, dg.DataVersion] = {}
+        for delivery in registered_deliveries(context.instance, family):
+            version = manifest_version(zone, delivery)
+            if version is None:
+                context.log.warning(f"{delivery.key}: no readable {MANIFEST_NAME}")
+                continue
+            versions[delivery.key] = version
+        return dg.DataVersionsByPartition(versions)
+
+    return observe
+
+
+landing_clinical = landing_source(
+    CLINICAL_FAMILY, "Files as the CROs delivered them, one partition per delivery"
 )
-def landing_clinical(context: dg.AssetExecutionContext, lake: ClinicalLake) -> Any:
-    zone = landing_zone(lake.layout)
-    versions: dict[str, dg.DataVersion] = {}
-    for delivery in registered_deliveries(context.instance):
-        version = manifest_version(zone, delivery)
-        if version is None:
-            context.log.warning(f"{delivery.key}: no readable {MANIFEST_NAME}")
-            continue
-        versions[delivery.key] = version
-    return dg.DataVersionsByPartition(versions)
 
 
 def late_studies(

@@ -15,9 +15,9 @@ from typing import Any
 
 from clinical_platform.lake import delivery_records
 from spark_jobs.contracts.layout import Delivery, LakeLayout
-from spark_jobs.contracts.outputs import DatasetOutput, Zone, asset_outputs
+from spark_jobs.contracts.outputs import DatasetOutput, Zone, every_asset_output
 
-_OUTPUTS = {o.asset_key: o for o in asset_outputs()}
+_OUTPUTS = {o.asset_key: o for o in every_asset_output()}
 
 
 class ColumnLineageError(ValueError):

@@ -21,7 +21,7 @@ from clinical_platform.lake import (
 )
 from clinical_platform.lineage.verify import asset_output, computed_from, verify_delivery
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
-from spark_jobs.contracts.outputs import Zone, asset_outputs
+from spark_jobs.contracts.outputs import Zone, asset_outputs, every_asset_output
 
 
 def partition_records(
@@ -31,7 +31,7 @@ def partition_records(
     found = delivery_records(layout, delivery, index)
     return [
         {"asset": output.asset_key, "table": output.table, **found[output.table]}
-        for output in asset_outputs()
+        for output in asset_outputs(layout.family)
         if output.table in found
     ]
 
@@ -244,7 +244,7 @@ def file_dispositions(index: LineageIndex, delivery: Delivery) -> dict[str, str]
     """Per landed file, what ingest did with it, from the raw records' accounting: accepted
     (ingested into raw), rejected, skipped (documentation, unknown) or not ingested (not asked
     for); empty when no raw partition of the delivery is committed."""
-    raw = (index.latest(o.table, delivery) for o in asset_outputs() if o.zone is Zone.RAW)
+    raw = (index.latest(o.table, delivery) for o in every_asset_output() if o.zone is Zone.RAW)
     accounting = next((r["delivery_files"] for r in raw if r and r.get("delivery_files")), None)
     if accounting is None:
         return {}
@@ -259,7 +259,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
     (walking the inputs each record names, earlier deliveries included), the landed files it
     was computed from and those it was not, every check result, and the verify result."""
     asset_output(asset)  # a ValueError naming the assets when it is none of them
-    by_key = {o.asset_key: o for o in asset_outputs()}
+    by_key = {o.asset_key: o for o in every_asset_output()}
     index = lineage_index(layout)
     hops: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()

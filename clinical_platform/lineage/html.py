@@ -15,11 +15,11 @@ from typing import Any
 from clinical_platform.lineage.dossier import RECORD_FIELDS
 from spark_jobs.contracts import Effect
 from spark_jobs.contracts.layout import Zone
-from spark_jobs.contracts.outputs import asset_outputs
+from spark_jobs.contracts.outputs import every_asset_output
 
 # Columns of the graph, left to right: the landed files, then each zone.
 _COLUMNS = (Zone.LANDING, Zone.RAW, Zone.CURATED, Zone.FEATURES)
-_ZONES = {o.asset_key: o.zone for o in asset_outputs()}
+_ZONES = {o.asset_key: o.zone for o in every_asset_output()}
 _NODE_W, _NODE_H, _GAP_X, _GAP_Y, _MARGIN = 200, 28, 70, 12, 12
 
 _STYLE = """

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from spark_jobs.contracts.outputs import DatasetOutput, asset_outputs
+from spark_jobs.contracts.outputs import DatasetOutput, every_asset_output
 
 PRODUCER = "https://github.com/clinical-platform/clinical-platform"
 NAMESPACE = "clinical-platform"
-_OUTPUTS = {o.asset_key: o for o in asset_outputs()}
+_OUTPUTS = {o.asset_key: o for o in every_asset_output()}
 
 
 def configured(environ: Mapping[str, str] = os.environ) -> bool:

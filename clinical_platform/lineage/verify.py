@@ -29,7 +29,13 @@ from typing import Any
 from clinical_platform.catalog import LineageIndex
 from clinical_platform.lake import bucket_key, lineage_index, read_manifest
 from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
-from spark_jobs.contracts.outputs import QUARANTINE_OUTPUTS, DatasetOutput, asset_outputs
+from spark_jobs.contracts.outputs import (
+    DatasetOutput,
+    Zone,
+    asset_outputs,
+    every_asset_output,
+    family_outputs,
+)
 from spark_jobs.contracts.protocol import record_sha256
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
 
@@ -135,7 +141,7 @@ def verify_delivery(
     def records_of(table: str, partition: str) -> list[dict[str, Any]]:
         return index.records(table, Delivery.from_key(partition))
 
-    for output in _outputs_to_verify(asset):
+    for output in _outputs_to_verify(asset, layout.family):
         versions = records_of(output.table, delivery.key)
         if not versions:
             continue
@@ -144,25 +150,26 @@ def verify_delivery(
     return found
 
 
-def _outputs_to_verify(asset: str | None) -> list[DatasetOutput]:
-    """Every asset (and quarantine) of the clinical family, or `asset` and its inputs."""
+def _outputs_to_verify(asset: str | None, family: str) -> list[DatasetOutput]:
+    """Every asset (and quarantine) of the family, or `asset` and its inputs."""
     if asset is None:
-        return [*asset_outputs(), *QUARANTINE_OUTPUTS]
+        return [*asset_outputs(family), *family_outputs(family, Zone.QUARANTINE)]
     return computed_from(asset)
 
 
 def asset_output(asset: str) -> DatasetOutput:
     """The declared output of an asset key; a ValueError naming every asset when none is."""
-    keys = [o.asset_key for o in asset_outputs()]
+    outputs = every_asset_output()
+    keys = [o.asset_key for o in outputs]
     if asset not in keys:
         raise ValueError(f"no asset {asset!r}; assets are {', '.join(keys)}")
-    return asset_outputs()[keys.index(asset)]
+    return outputs[keys.index(asset)]
 
 
 def computed_from(asset: str) -> list[DatasetOutput]:
     """The asset's output and that of every asset it is computed from (its contract's inputs,
     transitively), in zone order."""
-    outputs = list(asset_outputs())
+    outputs = list(every_asset_output())
     by_key = {o.asset_key: o for o in outputs}
     chosen: list[DatasetOutput] = []
     pending = [asset_output(asset).asset_key]

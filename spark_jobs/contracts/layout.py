@@ -188,4 +188,7 @@ class LakeLayout:
         return f"{self.root}/{_SYSTEM}/dossiers"
 
     def dossier(self, delivery: Delivery) -> str:
-        return f"{self.dossiers_dir}/{delivery.study}_{delivery.delivery}.md"
+        """A delivery's dossier; another family's deliveries may share the study and the
+        delivery id, so their dossiers are named by family too."""
+        family = "" if self.family == CLINICAL_FAMILY else f"{self.family}_"
+        return f"{self.dossiers_dir}/{family}{delivery.study}_{delivery.delivery}.md"

@@ -499,6 +499,11 @@ def asset_outputs(family: str = CLINICAL_FAMILY) -> tuple[DatasetOutput, ...]:
     return tuple(o for o in FAMILY_OUTPUTS[family] if o.is_asset)
 
 
+def every_asset_output() -> tuple[DatasetOutput, ...]:
+    """The assets of every family (asset keys are unique across families)."""
+    return tuple(o for outputs in FAMILY_OUTPUTS.values() for o in outputs if o.is_asset)
+
+
 def family_outputs(family: str, zone: Zone) -> tuple[DatasetOutput, ...]:
     """A family's declared outputs of one zone, in contract order."""
     return tuple(o for o in FAMILY_OUTPUTS[family] if o.zone is zone)

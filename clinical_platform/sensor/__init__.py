@@ -1,0 +1,1 @@
+"""The wearable-sensor source family: landing, raw, curated minutes, daily features."""
