@@ -25,23 +25,30 @@ defs = build_definitions("local", "/tmp/clinical-definitions-test-lake")
 
 def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    landing = specs.pop("landing_clinical")
-    assert landing.group_name == "landing"
-    assert isinstance(landing.partitions_def, dg.DynamicPartitionsDefinition)
+    for family in ("clinical", "sensor"):
+        landing = specs.pop(f"landing_{family}")
+        assert landing.group_name == "landing"
+        assert isinstance(landing.partitions_def, dg.DynamicPartitionsDefinition)
+        assert landing.partitions_def.name == f"{family}_deliveries"
     assert sorted(specs) == sorted(
         [
             *[f"raw_{d}" for d in DOMAINS],
             *[f"curated_{d}" for d in DOMAINS],
             "features_subject_profile",
+            "raw_sensor",
+            "curated_sensor",
+            "features_sensor_daily",
         ]
     )
     for name, spec in specs.items():
+        family = "sensor" if "sensor" in name else "clinical"
         assert spec.group_name == name.split("_", 1)[0], name
         assert spec.kinds == {"spark", "parquet"}
         assert spec.description and len(spec.description) > 40
         assert spec.code_version and len(spec.code_version) == 12
         assert isinstance(spec.partitions_def, dg.DynamicPartitionsDefinition)
-        assert spec.partitions_def.name == "clinical_deliveries"
+        assert spec.partitions_def.name == f"{family}_deliveries"
+        assert spec.tags["family"] == family
         assert spec.owners == ["team:clinical-data-engineering"]
         assert isinstance(spec.metadata["dagster/column_schema"], dg.TableSchema)
 
@@ -56,6 +63,9 @@ def test_lineage_edges_follow_the_zones() -> None:
     assert parents["curated_dm"] == {"raw_dm"}
     assert parents["raw_dm"] == {"landing_clinical"}
     assert parents["features_subject_profile"] == {f"curated_{d}" for d in SUBJECT_PROFILE.upstream}
+    assert parents["raw_sensor"] == {"landing_sensor"}
+    assert parents["curated_sensor"] == {"raw_sensor"}
+    assert parents["features_sensor_daily"] == {"curated_sensor"}
 
 
 def test_checks_come_from_the_contracts() -> None:

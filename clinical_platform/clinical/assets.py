@@ -143,8 +143,7 @@ def landed_deliveries_of(context: dg.AssetExecutionContext, layout: LakeLayout) 
     missing = [d.key for d in deliveries if read_manifest(layout, d) is None]
     if missing:
         raise dg.Failure(
-            description=f"{', '.join(missing)}: never landed in {layout.zone(Zone.LANDING)} (no "
-            "delivery "
+            description=f"{', '.join(missing)}: never landed in {layout.root} (no delivery "
             "manifest); land it with `clinical-platform land` or drop it into landing for the "
             "landing sensor",
             allow_retries=False,
