@@ -48,14 +48,21 @@ from clinical_platform.runs import (
     select_assets,
 )
 from clinical_platform.spark_commands import SparkCommandError, run_spark_command
+from spark_jobs.contracts import FAMILY_CONTRACTS
 from spark_jobs.contracts.layout import (
+    CLINICAL_FAMILY,
     MANIFEST_NAME,
     Delivery,
     LakeLayout,
     PartitionKeyError,
     local_path,
 )
-from spark_jobs.contracts.outputs import CURATED_OUTPUTS, FEATURE_OUTPUTS, RAW_OUTPUTS
+from spark_jobs.contracts.outputs import (
+    CURATED_OUTPUTS,
+    FEATURE_OUTPUTS,
+    RAW_OUTPUTS,
+    asset_outputs,
+)
 from spark_jobs.contracts.protocol import EntryPoint
 
 if TYPE_CHECKING:  # pyarrow and numpy are imported only to generate data
@@ -76,20 +83,29 @@ def _delivery(study: str, delivery: str) -> Delivery:
         raise CommandError(str(error)) from None
 
 
-def _layout(lake: str | None) -> LakeLayout:
-    return LakeLayout(lake or settings.lake_uri())
+def _layout(lake: str | None, family: str = CLINICAL_FAMILY) -> LakeLayout:
+    return LakeLayout(lake or settings.lake_uri(), family=family)
+
+
+def _add_family(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILY_CONTRACTS),
+        default=CLINICAL_FAMILY,
+        help="source family of the delivery (default: clinical)",
+    )
 
 
 def cmd_land(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
-    layout = _layout(args.lake)
+    layout = _layout(args.lake, args.family)
     try:
         result = land_delivery(
             Path(args.folder), delivery, layout, allow_duplicate=args.allow_duplicate
         )
     except LandingError as error:
         raise CommandError(str(error)) from None
-    registered = register_delivery(local_instance(), delivery)
+    registered = register_delivery(local_instance(), delivery, args.family)
     state = "already landed (same files)" if result.already_landed else "landed"
     print(f"{delivery.key}: {state}, {len(result.files)} files -> {result.uri}")
     if result.duplicate_of is not None:
@@ -108,7 +124,7 @@ def cmd_land(args: argparse.Namespace) -> int:
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
-    layout = _layout(args.lake)
+    layout = _layout(args.lake, args.family)
     defs = build_definitions(lake_uri=layout.root)
     if layout.root.startswith("file:") and not Path(local_path(layout.landing(delivery))).is_dir():
         raise CommandError(
@@ -121,7 +137,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     except SelectionError as error:
         raise CommandError(str(error)) from None
     if args.checks_only:
-        outcome = materialize_delivery(defs, delivery, local_instance(), checks_only=True)
+        outcome = materialize_delivery(
+            defs, delivery, local_instance(), checks_only=True, family=args.family
+        )
         failed = sorted(name for name, passed in outcome.checks.items() if not passed)
         print(f"{len(outcome.checks)} checks of {delivery.key} evaluated, {len(failed)} failed")
         for name in failed:
@@ -130,8 +148,11 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         if not outcome.success:
             raise CommandError(f"checks of {delivery.key} failed: {outcome.cause}")
         return 0
+    if args.family != CLINICAL_FAMILY:
+        family = {dg.AssetKey(o.asset_key) for o in asset_outputs(args.family)}
+        selection = [k for k in selection if k in family]
     selection = carried_selection(layout, delivery, selection, bool(patterns))
-    outcome = materialize_delivery(defs, delivery, local_instance(), selection)
+    outcome = materialize_delivery(defs, delivery, local_instance(), selection, family=args.family)
     print_outcome(outcome, [k.to_user_string() for k in selection])
     if not outcome.success:
         raise CommandError(f"materialize {delivery.key} failed: {outcome.cause}")
@@ -325,7 +346,7 @@ def _report_generated(
 
 def cmd_dossier(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
-    layout = _layout(args.lake)
+    layout = _layout(args.lake, args.family)
     hop = None
     if args.column:
         try:
@@ -363,7 +384,7 @@ def cmd_dossier(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     delivery = _delivery(args.study, args.delivery)
     try:
-        found = verify_delivery(_layout(args.lake), delivery, args.asset)
+        found = verify_delivery(_layout(args.lake, args.family), delivery, args.asset)
     except ValueError as error:
         raise CommandError(f"verify: {error}") from None
     for problem in found.problems:
@@ -418,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="land files identical to an earlier delivery of the study (recorded as a duplicate)",
     )
+    _add_family(land)
     land.set_defaults(handler=cmd_land)
 
     materialize = commands.add_parser(
@@ -435,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-evaluate every check on the delivery's committed data; nothing is written",
     )
+    _add_family(materialize)
     materialize.set_defaults(handler=cmd_materialize)
 
     backfill = commands.add_parser(
@@ -515,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file it was computed from, its checks and the verify result; html: the same as one "
         "self-contained page with the lineage graph",
     )
+    _add_family(dossier)
     dossier.set_defaults(handler=cmd_dossier)
 
     verify = commands.add_parser(
@@ -525,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--delivery", required=True)
     verify.add_argument("--asset", help="only this asset and what it was computed from")
     verify.add_argument("--lake")
+    _add_family(verify)
     verify.set_defaults(handler=cmd_verify)
 
     sql = commands.add_parser("sql", help="run Spark SQL against the lake's tables")

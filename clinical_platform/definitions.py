@@ -20,6 +20,7 @@ from clinical_platform.clinical.landing import (
 from clinical_platform.clinical.sensors import clinical_landing_sensor
 from clinical_platform.deployments import LakeUri, resources_for
 from clinical_platform.sensor.assets import SENSOR_ASSETS
+from spark_jobs.contracts.sensor import SENSOR_FAMILY
 
 __all__ = ["build_definitions", "defs", "resources_for"]
 
@@ -32,7 +33,7 @@ def build_definitions(
     return dg.Definitions(
         assets=[landing_clinical, *CLINICAL_ASSETS, *SENSOR_ASSETS],
         asset_checks=[deliveries_on_time],
-        jobs=[checks_job(), late_deliveries_job],
+        jobs=[checks_job(), checks_job(SENSOR_FAMILY), late_deliveries_job],
         schedules=[late_delivery_schedule],
         sensors=[clinical_landing_sensor],
         resources=resources_for(chosen, lake_uri),

@@ -12,23 +12,24 @@ import logging
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
 from clinical_platform import settings
-from clinical_platform.clinical.checks import CHECKS_JOB_NAME, checks_job
+from clinical_platform.clinical.checks import checks_job, checks_job_name
 from clinical_platform.clinical.landing import observe_landed
 from clinical_platform.lake import ClinicalLake, landed_deliveries, read_manifest
 from clinical_platform.launchers.base import ENTRY_TAG
-from clinical_platform.partitions import CLINICAL_DELIVERIES
+from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def
 from spark_jobs.contracts import RuleKind, carried_datasets
-from spark_jobs.contracts.layout import Delivery, LakeLayout
+from spark_jobs.contracts.layout import CLINICAL_FAMILY, Delivery, LakeLayout, Zone
 from spark_jobs.contracts.outputs import (
     CURATED_OUTPUTS,
     FEATURE_OUTPUTS,
     FILES_READABLE,
     RAW_OUTPUTS,
+    asset_outputs,
 )
 
 # Curated checks that refuse a whole dataset of a delivery, before any row is read.
@@ -59,9 +60,11 @@ def local_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def register_delivery(instance: dg.DagsterInstance, delivery: Delivery) -> bool:
-    """Add the delivery's partition key; return False if it was already there."""
-    name = CLINICAL_DELIVERIES.name
+def register_delivery(
+    instance: dg.DagsterInstance, delivery: Delivery, family: str = CLINICAL_FAMILY
+) -> bool:
+    """Add the delivery's partition key to its family's; return False if it was already there."""
+    name = deliveries_def(family).name
     assert name is not None
     if instance.has_dynamic_partition(name, delivery.key):
         return False
@@ -152,17 +155,28 @@ def delivery_assets(layout: LakeLayout, delivery: Delivery) -> list[dg.AssetKey]
     manifest = read_manifest(layout, delivery)
     if manifest is None:
         return None
-    return assets_of_files(f["name"] for f in manifest.get("files", []))
+    return assets_of_files((f["name"] for f in manifest.get("files", [])), layout.family)
 
 
-def assets_of_files(names: Iterable[str]) -> list[dg.AssetKey]:
+def assets_of_files(names: Iterable[str], family: str = CLINICAL_FAMILY) -> list[dg.AssetKey]:
     """Raw and curated of each dataset the files carry, and the feature tables (nothing when
     they carry no dataset)."""
-    carried = carried_datasets(names)
-    keys = [o.asset_key for o in (*RAW_OUTPUTS, *CURATED_OUTPUTS) if o.name in carried] + [
-        o.asset_key for o in FEATURE_OUTPUTS
-    ]
+    carried = carried_datasets(names, family)
+    outputs = asset_outputs(family)
+    keys = [o.asset_key for o in outputs if o.zone is not Zone.FEATURES and o.name in carried]
+    keys += [o.asset_key for o in outputs if o.zone is Zone.FEATURES]
     return [dg.AssetKey(k) for k in keys] if carried else []
+
+
+def family_job(family: str) -> dg.UnresolvedAssetJobDefinition:
+    """Every asset of a family, on its deliveries: what `materialize` runs a selection of (the
+    implicit job of all assets has no partitions when families have their own)."""
+    keys = [dg.AssetKey(o.asset_key) for o in asset_outputs(family)]
+    return dg.define_asset_job(
+        f"{family}_assets",
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=deliveries_def(family),
+    )
 
 
 def rows_and_status(materialization: dg.AssetMaterialization) -> tuple[str, int | None, str]:
@@ -184,24 +198,25 @@ def materialize_delivery(
     selection: Sequence[dg.AssetKey] | None = None,
     *,
     checks_only: bool = False,
+    family: str = CLINICAL_FAMILY,
 ) -> MaterializeOutcome:
     """Materialize (a selection of) the assets of one delivery in this process, or with
     `checks_only` re-evaluate every check on its committed data (nothing is written)."""
-    register_delivery(instance, delivery)
+    register_delivery(instance, delivery, family)
     lake = (defs.resources or {}).get("lake")
     if isinstance(lake, ClinicalLake) and not checks_only:
-        observe_landed(instance, lake.layout, [delivery])
+        observe_landed(instance, replace(lake.layout, family=family), [delivery])
     # Progress and problems on the console, one line each; step-by-step DEBUG events and
     # stack traces stay in the run's event log (the UI).
     merged = dg.Definitions.merge(defs, dg.Definitions(loggers={"console": one_line_console}))
     if not checks_only:
-        job = merged.resolve_implicit_global_asset_job_def()
-    elif any(getattr(j, "name", "") == CHECKS_JOB_NAME for j in defs.jobs or []):
-        job = merged.resolve_job_def(CHECKS_JOB_NAME)
+        job = dg.Definitions.merge(merged, dg.Definitions(jobs=[family_job(family)]))
+        job = job.resolve_job_def(f"{family}_assets")
+    elif any(getattr(j, "name", "") == checks_job_name(family) for j in defs.jobs or []):
+        job = merged.resolve_job_def(checks_job_name(family))
     else:
-        job = dg.Definitions.merge(merged, dg.Definitions(jobs=[checks_job()])).resolve_job_def(
-            CHECKS_JOB_NAME
-        )
+        with_checks = dg.Definitions.merge(merged, dg.Definitions(jobs=[checks_job(family)]))
+        job = with_checks.resolve_job_def(checks_job_name(family))
     tags = {ENTRY_TAG: "cli"}
     if checks_only:
         # Dagster 1.13 cannot validate a partition for a job of checks alone; the partition tag

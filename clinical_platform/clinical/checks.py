@@ -10,7 +10,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def
+from clinical_platform.partitions import deliveries_def
+from spark_jobs.contracts.layout import CLINICAL_FAMILY
 from spark_jobs.contracts.outputs import DatasetOutput, asset_outputs
 
 
@@ -34,14 +35,18 @@ def check_specs(outputs: Iterable[DatasetOutput]) -> list[dg.AssetCheckSpec]:
 CHECKS_JOB_NAME = "clinical_checks"
 
 
-def checks_job() -> dg.UnresolvedAssetJobDefinition:
-    """Every check of the clinical datasets, for one delivery chosen in the launchpad: they
+def checks_job_name(family: str = CLINICAL_FAMILY) -> str:
+    return f"{family}_checks"
+
+
+def checks_job(family: str = CLINICAL_FAMILY) -> dg.UnresolvedAssetJobDefinition:
+    """Every check of a family's datasets, for one delivery chosen in the launchpad: they
     re-evaluate its committed data and write nothing (*Execute checks* on an asset's Checks
     tab cannot pass a partition in Dagster 1.13)."""
-    keys = [dg.AssetKey(o.asset_key) for o in asset_outputs()]
+    keys = [dg.AssetKey(o.asset_key) for o in asset_outputs(family)]
     return dg.define_asset_job(
-        CHECKS_JOB_NAME,
+        checks_job_name(family),
         selection=dg.AssetSelection.checks_for_assets(*keys),
-        partitions_def=CLINICAL_DELIVERIES,
+        partitions_def=deliveries_def(family),
         description="Re-evaluate a delivery's checks on its committed data; nothing is written.",
     )

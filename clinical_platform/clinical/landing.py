@@ -79,10 +79,12 @@ def manifest_version(zone: Any, delivery: Delivery) -> dg.DataVersion | None:
     return dg.DataVersion(hashlib.sha256(text).hexdigest())
 
 
-def landing_observation(delivery_key: str, version: str) -> dg.AssetObservation:
+def landing_observation(
+    delivery_key: str, version: str, key: dg.AssetKey = LANDING_KEY
+) -> dg.AssetObservation:
     """The landing source observed for one delivery: its data version, the manifest's sha256."""
     return dg.AssetObservation(
-        asset_key=LANDING_KEY, partition=delivery_key, tags={DATA_VERSION_TAG: version}
+        asset_key=key, partition=delivery_key, tags={DATA_VERSION_TAG: version}
     )
 
 
@@ -99,17 +101,18 @@ def observe_landed(
     none.
     """
     zone = landing_zone(layout)
+    key = dg.AssetKey(f"{Zone.LANDING.value}_{layout.family}")
     for delivery in deliveries:
         version = manifest_version(zone, delivery)
         if version is None:
             continue
         last = instance.get_latest_data_version_record(
-            LANDING_KEY, is_source=True, partition_key=delivery.key
+            key, is_source=True, partition_key=delivery.key
         )
         seen = last.asset_event if last is not None else None
         if seen is not None and (seen.tags or {}).get(DATA_VERSION_TAG) == version.value:
             continue
-        instance.report_runless_asset_event(landing_observation(delivery.key, version.value))
+        instance.report_runless_asset_event(landing_observation(delivery.key, version.value, key))
 
 
 def landing_source(family: str, description: str) -> dg.SourceAsset:
