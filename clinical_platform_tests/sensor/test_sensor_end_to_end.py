@@ -25,7 +25,7 @@ from clinical_platform.partitions import SENSOR_DELIVERIES
 from clinical_platform.sensor.assets import SENSOR_ASSETS
 from clinical_platform_tests.helpers import checks, materializations, metadata_value, read_table
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
-from spark_jobs.contracts.outputs import REJECT_REASONS
+from spark_jobs.contracts.outputs import REJECT_REASONS, SENSOR_OUTPUTS, schema_differences
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,18 @@ def test_every_stage_commits_and_its_checks_pass(sensor_run: Any) -> None:
     text = dossier.read_text()
     assert "| features_sensor_daily | accepted | " in text
     assert "all unchanged, chain intact" in text
+
+
+def test_every_written_schema_is_the_declared_one(sensor_run: Any, spark: Any) -> None:
+    """raw, curated, quarantine and features: the tables hold exactly the declared columns
+    (raw and quarantine: the delivered columns typed as the Parquet files typed them)."""
+    lake, *_ = sensor_run
+    for out in SENSOR_OUTPUTS:
+        table = read_table(spark, lake, out.zone, out.name, DELIVERY, family=SENSOR_FAMILY)
+        written = [(f.name, f.dataType.simpleString()) for f in table.schema]
+        assert schema_differences(out, written) == [], out.asset_key
+        if not out.open_schema:
+            assert written == [(c.name, c.type) for c in out.columns], out.asset_key
 
 
 def test_quarantine_holds_the_injected_impossible_readings(sensor_run: Any, spark: Any) -> None:
