@@ -19,7 +19,9 @@ from clinical_platform.clinical.landing import (
 )
 from clinical_platform.clinical.sensors import clinical_landing_sensor
 from clinical_platform.deployments import LakeUri, resources_for
+from clinical_platform.omics.assets import OMICS_ASSETS
 from clinical_platform.sensor.assets import SENSOR_ASSETS
+from spark_jobs.contracts.omics import OMICS_FAMILY
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
 
 __all__ = ["build_definitions", "defs", "resources_for"]
@@ -31,9 +33,14 @@ def build_definitions(
     """Assets with the resources of `environment` (default `CLINICAL_ENV`)."""
     chosen = settings.environment(environment)
     return dg.Definitions(
-        assets=[landing_clinical, *CLINICAL_ASSETS, *SENSOR_ASSETS],
+        assets=[landing_clinical, *CLINICAL_ASSETS, *SENSOR_ASSETS, *OMICS_ASSETS],
         asset_checks=[deliveries_on_time],
-        jobs=[checks_job(), checks_job(SENSOR_FAMILY), late_deliveries_job],
+        jobs=[
+            checks_job(),
+            checks_job(SENSOR_FAMILY),
+            checks_job(OMICS_FAMILY),
+            late_deliveries_job,
+        ],
         schedules=[late_delivery_schedule],
         sensors=[clinical_landing_sensor],
         resources=resources_for(chosen, lake_uri),

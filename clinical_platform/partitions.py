@@ -10,12 +10,19 @@ from __future__ import annotations
 import dagster as dg
 
 from spark_jobs.contracts.layout import CLINICAL_FAMILY, Delivery
+from spark_jobs.contracts.omics import OMICS_FAMILY
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
 
 CLINICAL_DELIVERIES = dg.DynamicPartitionsDefinition(name="clinical_deliveries")
 # A sensor delivery is an upload batch; its key names the batch (`STUDY/YYYY-MM-DD[_n]`).
 SENSOR_DELIVERIES = dg.DynamicPartitionsDefinition(name="sensor_deliveries")
-DELIVERIES_OF_FAMILY = {CLINICAL_FAMILY: CLINICAL_DELIVERIES, SENSOR_FAMILY: SENSOR_DELIVERIES}
+# An omics delivery is one sequencing batch.
+OMICS_DELIVERIES = dg.DynamicPartitionsDefinition(name="omics_deliveries")
+DELIVERIES_OF_FAMILY = {
+    CLINICAL_FAMILY: CLINICAL_DELIVERIES,
+    SENSOR_FAMILY: SENSOR_DELIVERIES,
+    OMICS_FAMILY: OMICS_DELIVERIES,
+}
 
 
 def deliveries_def(family: str) -> dg.DynamicPartitionsDefinition:

@@ -25,7 +25,7 @@ defs = build_definitions("local", "/tmp/clinical-definitions-test-lake")
 
 def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    for family in ("clinical", "sensor"):
+    for family in ("clinical", "sensor", "omics"):
         landing = specs.pop(f"landing_{family}")
         assert landing.group_name == "landing"
         assert isinstance(landing.partitions_def, dg.DynamicPartitionsDefinition)
@@ -38,10 +38,14 @@ def test_asset_graph_has_raw_curated_and_features_per_zone() -> None:
             "raw_sensor",
             "curated_sensor",
             "features_sensor_daily",
+            *[f"{zone}_{d}" for zone in ("raw", "curated") for d in ("counts", "samples")],
+            "features_omics_top_genes",
         ]
     )
+    omics = {"raw_counts", "raw_samples", "curated_counts", "curated_samples"}
     for name, spec in specs.items():
         family = "sensor" if "sensor" in name else "clinical"
+        family = "omics" if name in omics or "omics" in name else family
         assert spec.group_name == name.split("_", 1)[0], name
         assert spec.kinds == {"spark", "parquet"}
         assert spec.description and len(spec.description) > 40
@@ -66,6 +70,8 @@ def test_lineage_edges_follow_the_zones() -> None:
     assert parents["raw_sensor"] == {"landing_sensor"}
     assert parents["curated_sensor"] == {"raw_sensor"}
     assert parents["features_sensor_daily"] == {"curated_sensor"}
+    assert parents["curated_counts"] == {"raw_counts"}
+    assert parents["features_omics_top_genes"] == {"curated_counts", "curated_samples"}
 
 
 def test_checks_come_from_the_contracts() -> None:

@@ -32,6 +32,7 @@ from spark_jobs.contracts import (
     contract_for,
 )
 from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
+from spark_jobs.contracts.omics import COUNTS, OMICS_FAMILY
 from spark_jobs.contracts.outputs import (
     CURATED_RUN_ID,
     CURRENT_SUFFIX,
@@ -42,7 +43,7 @@ from spark_jobs.contracts.outputs import (
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
-from spark_jobs.families import sensor
+from spark_jobs.families import omics, sensor
 from spark_jobs.quality.conform import raw_name
 from spark_jobs.quality.evaluate import evaluate, key_text, rejected_condition, row_rules
 from spark_jobs.quality.metrics import (
@@ -242,6 +243,8 @@ def curated_frame(
     kept = evaluated.filter(~F.expr(rejected_condition(contract)))
     if contract.family == SENSOR_FAMILY:
         kept = sensor.minutes(kept)
+    elif contract.family == OMICS_FAMILY and contract.name == COUNTS.name:
+        kept = omics.with_sample_qc(kept)
     computed = {CURATED_RUN_ID: F.lit(run_id), **partition_values(delivery)}
     columns = [computed[c].alias(c) if c in computed else F.col(c) for c in declared]
     return kept.select(*columns)

@@ -26,11 +26,12 @@ from pyspark.sql import functions as F
 from spark_jobs.contracts import FEATURE_CONTRACTS, SUBJECT_PROFILE
 from spark_jobs.contracts.features import FeatureCheck
 from spark_jobs.contracts.layout import Delivery, Zone, delivery_order
+from spark_jobs.contracts.omics import OMICS_FAMILY, OMICS_TOP_GENES, TOP_GENES
 from spark_jobs.contracts.outputs import FEATURIZED_RUN_ID, DatasetOutput, output
 from spark_jobs.contracts.protocol import PSEUDONYM_KEY_ENV, SECRET_ID_SUFFIX, EntryPoint
 from spark_jobs.contracts.sensor import SENSOR_DAILY, SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS
-from spark_jobs.families import sensor
+from spark_jobs.families import omics, sensor
 from spark_jobs.quality import identifiers
 from spark_jobs.runtime.arguments import DeliveryArgs, delivery_batch, delivery_parser
 from spark_jobs.runtime.reporting import (
@@ -55,6 +56,7 @@ from spark_jobs.subject_profile import identifying_columns, pseudonymizer, subje
 
 PROFILE = output(Zone.FEATURES, SUBJECT_PROFILE.name)
 SENSOR_DAILY_OUTPUT = output(Zone.FEATURES, SENSOR_DAILY.name)
+TOP_GENES_OUTPUT = output(Zone.FEATURES, OMICS_TOP_GENES.name)
 PSEUDONYM = "subject_pseudonym"
 
 
@@ -157,8 +159,20 @@ def one_row_per_subject_day(rows: int, days: int, distinct: int, no_pseudonym: i
     )
 
 
+def one_row_per_sample_gene(rows: int, expected: int, distinct: int, missing: int) -> CheckOutcome:
+    """The top genes once for each sample that passed QC, every row with its pseudonyms."""
+    return _check(
+        FeatureCheck.ONE_ROW_PER_SAMPLE_GENE,
+        rows == expected == distinct and missing == 0,
+        rows=rows,
+        expected_rows=expected,
+        distinct_sample_genes=distinct,
+    )
+
+
 def _check(name: FeatureCheck, passed: bool, **metadata: Any) -> CheckOutcome:
-    rule = next(r for c in (*FEATURE_CONTRACTS, SENSOR_DAILY) for r in c.rules if r.name == name)
+    contracts = (*FEATURE_CONTRACTS, SENSOR_DAILY, OMICS_TOP_GENES)
+    rule = next(r for c in contracts for r in c.rules if r.name == name)
     return CheckOutcome(name.value, passed, True, metadata, effect=rule.effect.value)
 
 
@@ -213,13 +227,16 @@ def read_inputs(
 
 def feature_of(family: str) -> DatasetOutput:
     """The feature table a family's features job writes."""
-    return SENSOR_DAILY_OUTPUT if family == SENSOR_FAMILY else PROFILE
+    return {SENSOR_FAMILY: SENSOR_DAILY_OUTPUT, OMICS_FAMILY: TOP_GENES_OUTPUT}.get(family, PROFILE)
 
 
 def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
     """Checks of the committed partition, re-evaluated without writing anything."""
     if job.layout.family == SENSOR_FAMILY:
         recheck_sensor_daily(tables, job, reporter)
+        return
+    if job.layout.family == OMICS_FAMILY:
+        recheck_top_genes(tables, job, reporter)
         return
     if tables.committed_record(PROFILE, job.delivery) is None:
         raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
@@ -250,6 +267,25 @@ def recheck_sensor_daily(tables: LakeTables, job: DeliveryArgs, reporter: JobRep
     outcomes = [
         no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
         one_row_per_subject_day(stored.count(), touched, distinct, missing),
+    ]
+    reporter.checks(feature.asset_key, outcomes)
+
+
+def recheck_top_genes(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
+    feature = TOP_GENES_OUTPUT
+    if tables.committed_record(feature, job.delivery) is None:
+        raise JobError(f"{feature.asset_key} {job.delivery.key}: no committed partition to check")
+    stored = tables.read(feature, job.delivery)
+    counts, _ = this_delivery(tables, job, feature, "counts")
+    samples, _ = this_delivery(tables, job, feature, "samples")
+    expected = expected_top_gene_rows(counts)
+    distinct = stored.select("sample_pseudonym", "gene_id").distinct().count()
+    ids = samples.select(F.col("USUBJID").alias("id")).where(F.col("id").isNotNull())
+    by_value = identifiers.identifying_values(stored, text_columns(feature), ids)
+    missing = stored.where(F.col(PSEUDONYM).isNull() | F.col("sample_pseudonym").isNull())
+    outcomes = [
+        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
+        one_row_per_sample_gene(stored.count(), expected, distinct, missing.count()),
     ]
     reporter.checks(feature.asset_key, outcomes)
 
@@ -299,6 +335,8 @@ def featurize_delivery(
     pseudonym = pseudonymizer(key.encode("utf-8"))
     if job.layout.family == SENSOR_FAMILY:
         build = sensor_daily_build(spark, tables, job, pseudonym)
+    elif job.layout.family == OMICS_FAMILY:
+        build = top_genes_build(tables, job, pseudonym)
     else:
         build = profile_build(tables, job, pseudonym)
     leaked = identifying_columns(build.rows)
@@ -382,6 +420,49 @@ def sensor_daily_build(
     ids = own.select(F.col("USUBJID").alias("id")).distinct()
     rows_in = int(next(r for r in records if r["partition"] == job.delivery.key)["rows"]["out"])
     return FeatureBuild(SENSOR_DAILY_OUTPUT, days, inputs, ids, rows_in, grain)
+
+
+def this_delivery(
+    tables: LakeTables, job: DeliveryArgs, feature: DatasetOutput, name: str
+) -> tuple[DataFrame, dict[str, Any]]:
+    """A curated dataset's partition of this very delivery, and its lineage reference."""
+    curated = output(Zone.CURATED, name)
+    record = tables.committed_record(curated, job.delivery)
+    if record is None:
+        raise JobError(
+            f"{feature.asset_key} {job.delivery.key}: {curated.asset_key} has no committed "
+            f"partition for {job.delivery.key}; materialize it first (or see why its checks "
+            "failed)"
+        )
+    reference = {**input_reference(curated, job.delivery.key, record)}
+    reference["rows"] = record.get("rows", {}).get("out")
+    return tables.read(curated, job.delivery), reference
+
+
+def expected_top_gene_rows(counts: DataFrame) -> int:
+    """Samples that pass QC times the top genes (fewer when the batch has fewer genes)."""
+    passing = counts.where("PASSES_QC").select("SAMPLE_ID").distinct().count()
+    return passing * min(TOP_GENES, omics.gene_variances(counts).count())
+
+
+def top_genes_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> FeatureBuild:
+    """Per sample of the batch that passed QC, the log-CPM of the batch's top-variance genes."""
+    feature = TOP_GENES_OUTPUT
+    counts, counts_ref = this_delivery(tables, job, feature, "counts")
+    samples, samples_ref = this_delivery(tables, job, feature, "samples")
+    rows = omics.top_gene_features(counts, samples, pseudonym, TOP_GENES)
+    expected = expected_top_gene_rows(counts)
+    names = ["sample_pseudonym", "gene_id"]
+
+    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
+        distinct = written.select(*names).distinct().count()
+        missing = int(staged.extra["no_pseudonym"] or 0)
+        outcome = one_row_per_sample_gene(staged.rows, expected, distinct, missing)
+        return outcome, f"{staged.rows} rows for {expected} sample-genes ({distinct} distinct)"
+
+    ids = samples.select(F.col("USUBJID").alias("id")).where(F.col("id").isNotNull())
+    rows_in = int(counts_ref["rows"] or 0)
+    return FeatureBuild(feature, rows, [counts_ref, samples_ref], ids, rows_in, grain)
 
 
 def write_feature(

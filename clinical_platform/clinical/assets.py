@@ -375,6 +375,29 @@ def pipeline_job(jobs: Sequence[SparkJob], checks: Sequence[Sequence[str]]) -> S
     return SparkJob(EntryPoint.PIPELINE, arguments, secrets, checks=checks)
 
 
+def stage_asset(stage: Stage, doc: str) -> dg.AssetsDefinition:
+    """A family's stage as a subsettable multi-asset on its deliveries (another family's)."""
+
+    @dg.multi_asset(
+        name=stage.node,
+        specs=[asset_spec(o) for o in stage.outputs],
+        check_specs=check_specs(stage.outputs),
+        can_subset=True,
+        partitions_def=deliveries_def(stage.family),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=doc,
+    )
+    def step(
+        context: dg.AssetExecutionContext,
+        spark: SparkLauncher,
+        lake: ClinicalLake,
+        pseudonymization: Pseudonymization,
+    ) -> Iterator[StepEvent]:
+        yield from run_stage(context, spark, lake, stage, pseudonymization)
+
+    return step
+
+
 @dg.multi_asset(
     name=RAW_STAGE.node,
     specs=[asset_spec(o) for o in RAW_OUTPUTS],

@@ -6,18 +6,8 @@ The same stages as the clinical family (`clinical.assets`), run by the same Spar
 but which job runs for which assets.
 """
 
-from collections.abc import Iterator
-
-import dagster as dg
-
-from clinical_platform.clinical.assets import FAMILY_STAGES, Stage, asset_spec, run_stage
-from clinical_platform.clinical.checks import check_specs
+from clinical_platform.clinical.assets import FAMILY_STAGES, Stage, stage_asset
 from clinical_platform.clinical.landing import landing_source
-from clinical_platform.lake import ClinicalLake
-from clinical_platform.launchers.base import SparkLauncher
-from clinical_platform.launchers.batch import StepEvent
-from clinical_platform.partitions import SENSOR_DELIVERIES
-from clinical_platform.pseudonymization import Pseudonymization
 from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import family_outputs
 from spark_jobs.contracts.protocol import EntryPoint
@@ -43,34 +33,13 @@ landing_sensor = landing_source(
 )
 
 
-def _stage_asset(stage: Stage, doc: str) -> dg.AssetsDefinition:
-    @dg.multi_asset(
-        name=stage.node,
-        specs=[asset_spec(o) for o in stage.outputs],
-        check_specs=check_specs(stage.outputs),
-        can_subset=True,
-        partitions_def=SENSOR_DELIVERIES,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=doc,
-    )
-    def step(
-        context: dg.AssetExecutionContext,
-        spark: SparkLauncher,
-        lake: ClinicalLake,
-        pseudonymization: Pseudonymization,
-    ) -> Iterator[StepEvent]:
-        yield from run_stage(context, spark, lake, stage, pseudonymization)
-
-    return step
-
-
-sensor_raw = _stage_asset(RAW_STAGE, "landing -> raw: every reading as the device sent it.")
-sensor_curated = _stage_asset(
+sensor_raw = stage_asset(RAW_STAGE, "landing -> raw: every reading as the device sent it.")
+sensor_curated = stage_asset(
     CURATED_STAGE,
     "raw -> curated minutes + quarantine: the contract's rules on every second, then one row "
     "per subject and minute of true time.",
 )
-sensor_features = _stage_asset(
+sensor_features = stage_asset(
     FEATURES_STAGE, "curated -> features_sensor_daily, pseudonymised with the study's HMAC key."
 )
 

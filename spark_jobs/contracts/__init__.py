@@ -17,6 +17,7 @@ from spark_jobs.contracts.model import (
     Rule,
     RuleKind,
 )
+from spark_jobs.contracts.omics import OMICS_CONTRACTS, OMICS_FAMILY
 from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
 from spark_jobs.contracts.sensor import SENSOR, SENSOR_FAMILY
 from spark_jobs.contracts.studies import STUDY_OVERRIDES
@@ -46,6 +47,7 @@ __all__ = [
 FAMILY_CONTRACTS: dict[str, tuple[DatasetContract, ...]] = {
     CLINICAL_FAMILY: SDTM_CONTRACTS,
     SENSOR_FAMILY: (SENSOR,),
+    OMICS_FAMILY: OMICS_CONTRACTS,
 }
 # SDTM split datasets: the domain code plus up to two letters (lbch, lbhe, qscg ...).
 _SPLIT_DATASET = re.compile(r"^([a-z]{2})[a-z0-9]{0,2}$")
@@ -87,6 +89,10 @@ def domain_of_file(file_name: str, family: str = CLINICAL_FAMILY) -> str | None:
     stem = file_name.rsplit("/", 1)[-1].split(".", 1)[0].lower()
     if stem in by_name:
         return stem
+    # A batch's files name their dataset first: counts_batch1.parquet, samples_batch1.csv.
+    for contract in contracts:
+        if any(stem.startswith(f"{s}_") for s in contract.file_stems if len(s) > 2):
+            return contract.name
     match = _SPLIT_DATASET.match(stem)
     if match and match.group(1) in by_name:
         return match.group(1)

@@ -23,6 +23,7 @@ class FeatureCheck(StrEnum):
     NO_IDENTIFIERS = "no_identifiers"
     ONE_ROW_PER_SUBJECT = "one_row_per_subject"
     ONE_ROW_PER_SUBJECT_DAY = "one_row_per_subject_day"
+    ONE_ROW_PER_SAMPLE_GENE = "one_row_per_sample_gene"
 
 
 Source = tuple[str, str]  # (curated dataset, column)

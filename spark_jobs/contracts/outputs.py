@@ -9,11 +9,12 @@ dependencies as assets. Nothing here imports Spark or Dagster.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from spark_jobs.contracts.features import FEATURE_CONTRACTS, FeatureContract
 from spark_jobs.contracts.layout import CLINICAL_FAMILY, REJECTED_FILES_DATASET, Zone
 from spark_jobs.contracts.model import ColumnType, DatasetContract, RuleKind
+from spark_jobs.contracts.omics import COUNTS, OMICS_FAMILY, OMICS_TOP_GENES, SAMPLES
 from spark_jobs.contracts.sdtm import SDTM_CONTRACTS
 from spark_jobs.contracts.sensor import SENSOR, SENSOR_DAILY, SENSOR_FAMILY
 from spark_jobs.contracts.tables import PARTITION_COLUMNS, fingerprint, table_name
@@ -472,9 +473,68 @@ SENSOR_OUTPUTS: tuple[DatasetOutput, ...] = (
     quarantine_output(SENSOR),
     feature_output(SENSOR_DAILY),
 )
-FAMILY_OUTPUTS = {CLINICAL_FAMILY: CLINICAL_OUTPUTS, SENSOR_FAMILY: SENSOR_OUTPUTS}
+
+# ---- the omics family ---------------------------------------------------------------------
+
+# Columns curation adds to every count: what the count means for its sample.
+_SAMPLE_QC_COLUMNS = (
+    OutputColumn("LIBRARY_SIZE", "bigint", "Reads of the sample over every gene kept"),
+    OutputColumn("DETECTED_GENES", "bigint", "Genes of the sample with at least one read"),
+    OutputColumn("GENES_MEASURED", "bigint", "Genes the batch measured (any sample)"),
+    OutputColumn(
+        "PASSES_QC",
+        "boolean",
+        "Library size and detected share at or above the QC limits (failing rows are flagged "
+        "sample_qc, not dropped)",
+    ),
+    OutputColumn("LOG_CPM", "double", "log2((COUNT + 0.5) / (LIBRARY_SIZE + 1) * 1e6)"),
+)
+
+
+def omics_counts_output(contract: DatasetContract) -> DatasetOutput:
+    """Curated counts: conformed like any dataset, then each count with its sample's QC and its
+    log-CPM (`spark_jobs.families.omics`)."""
+    base = curated_output(contract)
+    typed = len(_typed(contract))
+    raw_key = asset_key(Zone.RAW, contract.name)
+    counts = tuple(ColumnRef(raw_key, c) for c in ("SAMPLE_ID", "GENE_ID", "COUNT"))
+    lineage = {
+        **base.column_lineage,
+        **{c.name: counts for c in _SAMPLE_QC_COLUMNS},
+        "GENES_MEASURED": (ColumnRef(raw_key, "GENE_ID"),),
+    }
+    return replace(
+        base,
+        description=f"{base.description} Each count carries its sample's library size, "
+        "detected genes and QC result, and its log-CPM.",
+        columns=(*base.columns[:typed], *_SAMPLE_QC_COLUMNS, *base.columns[typed:]),
+        column_lineage=lineage,
+    )
+
+
+OMICS_OUTPUTS: tuple[DatasetOutput, ...] = (
+    raw_output(SAMPLES),
+    raw_output(COUNTS),
+    curated_output(SAMPLES),
+    omics_counts_output(COUNTS),
+    quarantine_output(SAMPLES),
+    quarantine_output(COUNTS),
+    feature_output(OMICS_TOP_GENES),
+)
+FAMILY_OUTPUTS = {
+    CLINICAL_FAMILY: CLINICAL_OUTPUTS,
+    SENSOR_FAMILY: SENSOR_OUTPUTS,
+    OMICS_FAMILY: OMICS_OUTPUTS,
+}
 _BY_KEY = {
-    o.asset_key: o for o in (*CLINICAL_OUTPUTS, *CURRENT_OUTPUTS, REJECTED_FILES, *SENSOR_OUTPUTS)
+    o.asset_key: o
+    for o in (
+        *CLINICAL_OUTPUTS,
+        *CURRENT_OUTPUTS,
+        REJECTED_FILES,
+        *SENSOR_OUTPUTS,
+        *OMICS_OUTPUTS,
+    )
 }
 
 

@@ -122,6 +122,8 @@ DEFAULT_RULES: tuple[tuple[RuleKind, Level, Effect, str], ...] = (
 def _applies(kind: RuleKind, contract: DatasetContract) -> bool:
     if kind is RuleKind.SUBJECT_IN_DM:
         return contract.references_dm
+    if kind is RuleKind.STUDY_MATCHES:
+        return "STUDYID" in contract.column_names  # omics counts name only sample and gene
     if kind is RuleKind.FUTURE_DATE:
         return bool(contract.datetime_columns)
     if kind is RuleKind.ISO8601:
