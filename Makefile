@@ -27,7 +27,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
-.PHONY: help setup demo ui test test-fast test-emr-spark lint format snapshot bench bench-scale clean check-prerequisites
+.PHONY: help setup demo ui test test-fast test-emr-spark lint format snapshot bench bench-scale bench-families clean check-prerequisites
 
 help:
 	@echo "make demo       generate, land and materialize a sample delivery, then say where to look"
@@ -38,6 +38,8 @@ help:
 	@echo "make snapshot   store the definitions snapshot after an intended change"
 	@echo "make bench      every speed target of issue 17 in one table (about 30 min; docs/benchmarks.md)"
 	@echo "make bench-scale a 2 GiB .xpt ingested with a 1 GB driver heap (about 10 min; needs ~5 GB disk)"
+	@echo "make bench-families  sensor (1,000 subject-days, 86.4M readings) against bare PySpark;"
+	@echo "                 BENCH_FAMILIES_ARGS='omics --samples 1000 --genes 20000' for omics"
 	@echo "make setup      create $(VENV) from uv.lock (the other targets do this when needed)"
 
 check-prerequisites:
@@ -137,6 +139,9 @@ bench: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
 # Issue 15's scale runs; apart from bench, whose table must finish in 30 minutes.
 bench-scale: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
 	$(VENV)/bin/python benchmarks/bench_large_xpt.py $(BENCH_SCALE_ARGS)
+
+bench-families: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
+	$(VENV)/bin/python benchmarks/bench_families.py $(BENCH_FAMILIES_ARGS)
 
 snapshot: $(STAMP)
 	UPDATE_SNAPSHOTS=1 $(VENV)/bin/pytest -q clinical_platform_tests/test_definitions.py -k snapshot

@@ -12,7 +12,7 @@ from clinical_platform.generators.sdtm import generate_sdtm
 from clinical_platform.generators.xport_writer import write_xport
 from spark_jobs import ingest
 from spark_jobs.contracts.layout import Delivery, LakeLayout, Zone
-from spark_jobs.contracts.outputs import PROVENANCE_NAMES, output
+from spark_jobs.contracts.outputs import PROVENANCE_NAMES, SOURCE_ROW, output
 from spark_jobs.formats import raw_rows, xport
 from spark_jobs.formats.inspection import FileInspection, SourceColumn
 from spark_jobs.runtime.session import JobError
@@ -289,3 +289,28 @@ def test_a_column_the_contract_does_not_declare_is_never_written(
         "(column SVCOMMENT is written but not declared); nothing written"
     )
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize("own_metadata_column", [False, True])
+def test_parquet_rows_are_numbered_as_the_file_holds_them(
+    spark: SparkSession, tmp_path: Path, own_metadata_column: bool
+) -> None:
+    """Row numbers follow the file across row groups and splits: on the JVM where Spark has
+    `_metadata.row_index`, by zipWithIndex where a file's own `_metadata` column hides it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"value": [f"v{i}" for i in range(30_000)]}
+    if own_metadata_column:
+        columns["_metadata"] = ["x"] * 30_000
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table(columns), path, row_group_size=2_000)
+    split = "spark.sql.files.maxPartitionBytes"
+    spark.conf.set(split, "20000")  # several splits of one file, in any order
+    try:
+        rows = raw_rows.numbered_parquet(spark, path.as_uri())
+        assert rows.rdd.getNumPartitions() > 1
+        found = {r.VALUE: r[SOURCE_ROW] for r in rows.collect()}
+    finally:
+        spark.conf.unset(split)
+    assert found == {f"v{i}": i + 1 for i in range(30_000)}

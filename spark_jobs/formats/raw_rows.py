@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -189,6 +190,23 @@ def read_domain_rows(
     return result
 
 
+def numbered_parquet(spark: SparkSession, uri: str) -> DataFrame:
+    """A Parquet file's rows, names upper-cased, each with its 1-based row number in the file.
+
+    Spark 3.5 reads the number with the rows (`_metadata.row_index`, right across row groups
+    and splits), so 86 million sensor readings never pass through Python. Older Spark (EMR
+    6.x's 3.4) and a file with its own `_metadata` column number them with `zipWithIndex`.
+    """
+    df = spark.read.parquet(uri)
+    upper = [F.col(f"`{c}`").alias(c.strip().upper()) for c in df.columns]
+    try:
+        return df.select(*upper, (F.col("_metadata.row_index") + 1).alias(SOURCE_ROW))
+    except AnalysisException:
+        renamed = df.toDF(*[c.strip().upper() for c in df.columns])
+        numbered = renamed.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
+        return numbered.toDF([*renamed.columns, SOURCE_ROW])
+
+
 def _parquet_rows(
     spark: SparkSession,
     inspection: FileInspection,
@@ -196,11 +214,8 @@ def _parquet_rows(
     delivery: Delivery,
     run_id: str,
 ) -> DataFrame:
-    df = spark.read.parquet(inspection.uri)
-    df = df.toDF(*[c.strip().upper() for c in df.columns])
+    df = numbered_parquet(spark, inspection.uri)
     present = set(df.columns)
-    numbered = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
-    df = numbered.toDF([*df.columns, SOURCE_ROW])
     selected = [
         (F.col(c.name) if c.name in present else F.lit(None)).cast(c.type).alias(c.name)
         for c in columns
