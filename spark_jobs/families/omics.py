@@ -50,7 +50,8 @@ def with_sample_qc(kept: DataFrame) -> DataFrame:
             F.when(
                 few_genes,
                 F.format_string(
-                    f"{SAMPLE_QC}: %d of %d genes detected, below {MIN_DETECTED_SHARE:.0%}",
+                    # A literal percent sign is %% to Java's formatter.
+                    f"{SAMPLE_QC}: %d of %d genes detected, below {MIN_DETECTED_SHARE * 100:.0f}%%",
                     detected,
                     genes,
                 ),
