@@ -3,6 +3,7 @@ log-CPM, and the variance ranking the features take the top genes from."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
@@ -62,3 +63,32 @@ def test_top_genes_rank_by_variance_over_passing_samples_ties_by_gene(
     assert [r.variance_rank for r in ranked] == [1, 2, 3, 4]
     flat = {r.GENE_ID: r.gene_variance for r in top_genes(qc, 5).collect()}["FLAT"]
     assert flat == 0.0  # decimal sums: equal values give exactly no variance
+
+
+def test_a_sample_sent_twice_is_quarantined_whole_even_where_its_copies_agree(
+    spark: SparkSession,
+) -> None:
+    from pyspark.sql import functions as F
+
+    from spark_jobs.contracts.omics import COUNTS
+    from spark_jobs.contracts.outputs import SOURCE_ROW, SOURCE_URI
+    from spark_jobs.quality.evaluate import evaluate, rejected_condition
+    from spark_jobs.quality.rule_sql import EvaluationContext
+
+    rows = [("A", "G0", 7), ("A", "G1", 0), ("B", "G0", 5), ("B", "G1", 0)]
+    rows += [("B", "G0", 9), ("B", "G1", 0)]  # B again: other count for G0, the same for G1
+    raw = spark.createDataFrame(
+        [(*r, "file:/counts.parquet", i + 1) for i, r in enumerate(rows)],
+        f"SAMPLE_ID string, GENE_ID string, COUNT bigint, {SOURCE_URI} string, {SOURCE_ROW} bigint",
+    )
+    types = {"SAMPLE_ID": "string", "GENE_ID": "string", "COUNT": "bigint"}
+    evaluated = evaluate(
+        raw, COUNTS, types, EvaluationContext("OMICS01", dt.date(2030, 1, 1), None)
+    )
+    rejected = evaluated.filter(F.expr(rejected_condition(COUNTS)))
+    assert sorted((r.SAMPLE_ID, r.GENE_ID) for r in rejected.collect()) == [
+        ("B", "G0"),
+        ("B", "G0"),
+        ("B", "G1"),
+        ("B", "G1"),
+    ]

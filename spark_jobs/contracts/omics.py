@@ -2,9 +2,10 @@
 
 A delivery is one sequencing batch: `counts_<batch>.parquet|csv` (SAMPLE_ID, GENE_ID, COUNT)
 and `samples_<batch>.csv` (who, which visit, which tissue). The standard rules apply from the
-same facts as SDTM: a SAMPLE_ID sent twice with other counts gives one gene two differing rows,
-so every row of that sample is quarantined by `natural_key` (which copy would be right?); a
-negative count is quarantined by `plausible_range`.
+same facts as SDTM: a SAMPLE_ID sent twice gives every gene two rows, so every row of that
+sample is quarantined by `natural_key` (which copy would be right?), also where both copies
+hold the same count (counts switch `exact_duplicates` off); a negative count is quarantined by
+`plausible_range`.
 
 Curation adds what a count means (`spark_jobs.families.omics`): each sample's library size and
 detected genes, whether it passes QC (a failing sample's rows are flagged `sample_qc`, never
@@ -63,6 +64,9 @@ SAMPLES = with_standard_rules(
     )
 )
 
+# Counts are not collapsed when two rows of a sample and gene are alike: a sample sent twice
+# has many genes with the same count in both copies (zeros above all), and collapsing those
+# would keep them as if the sample had been sent once. Two rows of one key are a conflict.
 COUNTS = with_standard_rules(
     DatasetContract(
         name="counts",
@@ -82,7 +86,7 @@ COUNTS = with_standard_rules(
         family=OMICS_FAMILY,
         cumulative=False,
     )
-)
+).with_effects({RuleKind.EXACT_DUPLICATES.value: Effect.OFF})
 
 OMICS_CONTRACTS: tuple[DatasetContract, ...] = (SAMPLES, COUNTS)
 
