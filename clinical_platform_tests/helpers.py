@@ -51,6 +51,29 @@ def materialize(
     )
 
 
+def land_and_materialize(
+    folder: Path, delivery: Delivery, lake: Path, family: str, assets: Sequence[Any]
+) -> dg.ExecuteInProcessResult:
+    """Land a folder as a delivery of another family than clinical and materialize all its
+    assets in a fresh instance, in-process (never raises on failure)."""
+    from clinical_platform.partitions import deliveries_def
+    from spark_jobs.contracts.outputs import asset_outputs
+
+    land_delivery(folder, delivery, LakeLayout(str(lake), family=family))
+    instance = dg.DagsterInstance.ephemeral()
+    name = deliveries_def(family).name
+    assert name is not None
+    instance.add_dynamic_partitions(name, [delivery.key])
+    return dg.materialize(
+        assets,
+        partition_key=delivery.key,
+        instance=instance,
+        resources=resources_for("local", str(lake)),
+        selection=[o.asset_key for o in asset_outputs(family)],
+        raise_on_error=False,
+    )
+
+
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
     found = {}
     for event in result.get_asset_materialization_events():

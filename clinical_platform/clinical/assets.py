@@ -34,7 +34,7 @@ from clinical_platform.launchers.stages import replay, split
 from clinical_platform.lineage.dossier import write_dossier
 from clinical_platform.lineage.openlineage import StepLineage
 from clinical_platform.lineage.openlineage import configured as lineage_configured
-from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def, deliveries_of
+from clinical_platform.partitions import deliveries_def, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
 from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
@@ -398,58 +398,15 @@ def stage_asset(stage: Stage, doc: str) -> dg.AssetsDefinition:
     return step
 
 
-@dg.multi_asset(
-    name=RAW_STAGE.node,
-    specs=[asset_spec(o) for o in RAW_OUTPUTS],
-    check_specs=check_specs(RAW_OUTPUTS),
-    can_subset=True,
-    partitions_def=CLINICAL_DELIVERIES,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+clinical_raw = stage_asset(
+    RAW_STAGE,
+    "landing -> raw for the selected domains of the deliveries, in one Spark application.",
 )
-def clinical_raw(
-    context: dg.AssetExecutionContext,
-    spark: SparkLauncher,
-    lake: ClinicalLake,
-    pseudonymization: Pseudonymization,
-) -> Iterator[StepEvent]:
-    """landing -> raw for the selected domains of the deliveries, in one Spark application."""
-    yield from run_stage(context, spark, lake, RAW_STAGE, pseudonymization)
-
-
-@dg.multi_asset(
-    name=CURATED_STAGE.node,
-    specs=[asset_spec(o) for o in CURATED_OUTPUTS],
-    check_specs=check_specs(CURATED_OUTPUTS),
-    can_subset=True,
-    partitions_def=CLINICAL_DELIVERIES,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+clinical_curated = stage_asset(
+    CURATED_STAGE, "raw -> curated + quarantine with every contract rule, in one Spark application."
 )
-def clinical_curated(
-    context: dg.AssetExecutionContext,
-    spark: SparkLauncher,
-    lake: ClinicalLake,
-    pseudonymization: Pseudonymization,
-) -> Iterator[StepEvent]:
-    """raw -> curated + quarantine with every contract rule, in one Spark application."""
-    yield from run_stage(context, spark, lake, CURATED_STAGE, pseudonymization)
-
-
-@dg.multi_asset(
-    name=FEATURES_STAGE.node,
-    specs=[asset_spec(o) for o in FEATURE_OUTPUTS],
-    check_specs=check_specs(FEATURE_OUTPUTS),
-    can_subset=True,
-    partitions_def=CLINICAL_DELIVERIES,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+clinical_features = stage_asset(
+    FEATURES_STAGE, "curated -> features_subject_profile, pseudonymised with the study's HMAC key."
 )
-def clinical_features(
-    context: dg.AssetExecutionContext,
-    spark: SparkLauncher,
-    lake: ClinicalLake,
-    pseudonymization: Pseudonymization,
-) -> Iterator[StepEvent]:
-    """curated -> features_subject_profile, pseudonymised with the study's HMAC key."""
-    yield from run_stage(context, spark, lake, FEATURES_STAGE, pseudonymization)
-
 
 CLINICAL_ASSETS = [clinical_raw, clinical_curated, clinical_features]

@@ -19,13 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clinical_platform.definitions import resources_for
 from clinical_platform.generators.omics import OmicsDelivery, generate_omics, log_cpm
-from clinical_platform.lake import land_delivery
 from clinical_platform.omics.assets import OMICS_ASSETS
-from clinical_platform.partitions import OMICS_DELIVERIES
-from clinical_platform_tests.helpers import checks, lake_catalog, materializations, read_table
-from spark_jobs.contracts.layout import Delivery, LakeLayout
+from clinical_platform_tests.helpers import (
+    checks,
+    lake_catalog,
+    land_and_materialize,
+    materializations,
+    read_table,
+)
+from spark_jobs.contracts.layout import Delivery
 from spark_jobs.contracts.omics import OMICS_FAMILY, TOP_GENES
 from spark_jobs.contracts.outputs import FLAGS, OMICS_OUTPUTS, REJECT_REASONS, schema_differences
 
@@ -47,18 +50,7 @@ def omics_run(
         # One batch holds both sample faults: the low library and the id sent twice.
         generated = generate_omics(root / "batch", SAMPLES, GENES, batches=1, study=STUDY)
         lake = root / "lake"
-        land_delivery(root / "batch", DELIVERY, LakeLayout(str(lake), family=OMICS_FAMILY))
-        instance = dg.DagsterInstance.ephemeral()
-        assert OMICS_DELIVERIES.name is not None
-        instance.add_dynamic_partitions(OMICS_DELIVERIES.name, [DELIVERY.key])
-        result = dg.materialize(
-            OMICS_ASSETS,
-            partition_key=DELIVERY.key,
-            instance=instance,
-            resources=resources_for("local", str(lake)),
-            selection=[o.asset_key for o in OMICS_OUTPUTS if o.is_asset],
-            raise_on_error=False,
-        )
+        result = land_and_materialize(root / "batch", DELIVERY, lake, OMICS_FAMILY, OMICS_ASSETS)
     return lake, generated, result, key
 
 

@@ -18,12 +18,16 @@ import dagster as dg
 import pytest
 from pyspark.sql import functions as F
 
-from clinical_platform.definitions import resources_for
 from clinical_platform.generators.sensor import SensorDelivery, generate_sensor
-from clinical_platform.lake import land_delivery, read_lineage
-from clinical_platform.partitions import SENSOR_DELIVERIES
+from clinical_platform.lake import read_lineage
 from clinical_platform.sensor.assets import SENSOR_ASSETS
-from clinical_platform_tests.helpers import checks, materializations, metadata_value, read_table
+from clinical_platform_tests.helpers import (
+    checks,
+    land_and_materialize,
+    materializations,
+    metadata_value,
+    read_table,
+)
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import REJECT_REASONS, SENSOR_OUTPUTS, schema_differences
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
@@ -44,18 +48,7 @@ def sensor_run(
         root = tmp_path_factory.mktemp("sensor_lake")
         generated = generate_sensor(root / "upload", 3, 2, study=STUDY)
         lake = root / "lake"
-        land_delivery(root / "upload", DELIVERY, LakeLayout(str(lake), family=SENSOR_FAMILY))
-        instance = dg.DagsterInstance.ephemeral()
-        assert SENSOR_DELIVERIES.name is not None
-        instance.add_dynamic_partitions(SENSOR_DELIVERIES.name, [DELIVERY.key])
-        result = dg.materialize(
-            SENSOR_ASSETS,
-            partition_key=DELIVERY.key,
-            instance=instance,
-            resources=resources_for("local", str(lake)),
-            selection=["raw_sensor", "curated_sensor", "features_sensor_daily"],
-            raise_on_error=False,
-        )
+        result = land_and_materialize(root / "upload", DELIVERY, lake, SENSOR_FAMILY, SENSOR_ASSETS)
     return lake, generated, result, key
 
 

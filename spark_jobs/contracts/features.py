@@ -28,6 +28,26 @@ class FeatureCheck(StrEnum):
 
 Source = tuple[str, str]  # (curated dataset, column)
 
+# Every feature table's first check: nothing in it identifies anyone.
+NO_IDENTIFIERS_RULE = Rule(
+    name=FeatureCheck.NO_IDENTIFIERS.value,
+    kind=RuleKind.SCHEMA_DRIFT,
+    level=Level.FILE,
+    effect=Effect.BLOCK,
+    description="No USUBJID or other identifying column and no date or timestamp column.",
+)
+
+
+def grain_rule(check: FeatureCheck, description: str) -> Rule:
+    """A feature table's second check: one row per its grain (blocking)."""
+    return Rule(
+        name=check.value,
+        kind=RuleKind.NATURAL_KEY,
+        level=Level.PARTITION,
+        effect=Effect.BLOCK,
+        description=description,
+    )
+
 
 @dataclass(frozen=True)
 class FeatureContract:
@@ -130,19 +150,10 @@ SUBJECT_PROFILE = FeatureContract(
     ),
     upstream=("dm", "ae", "vs", "lb", "ex", "ds"),
     rules=(
-        Rule(
-            name=FeatureCheck.NO_IDENTIFIERS.value,
-            kind=RuleKind.SCHEMA_DRIFT,
-            level=Level.FILE,
-            effect=Effect.BLOCK,
-            description="No USUBJID or other identifying column and no date or timestamp column.",
-        ),
-        Rule(
-            name=FeatureCheck.ONE_ROW_PER_SUBJECT.value,
-            kind=RuleKind.NATURAL_KEY,
-            level=Level.PARTITION,
-            effect=Effect.BLOCK,
-            description="Exactly one row per curated DM subject, pseudonyms unique.",
+        NO_IDENTIFIERS_RULE,
+        grain_rule(
+            FeatureCheck.ONE_ROW_PER_SUBJECT,
+            "Exactly one row per curated DM subject, pseudonyms unique.",
         ),
     ),
     lineage=SUBJECT_PROFILE_LINEAGE,

@@ -14,15 +14,18 @@ dropped), and log-CPM. Features are, per sample, the log-CPM of the batch's most
 
 from __future__ import annotations
 
-from spark_jobs.contracts.features import FeatureCheck, FeatureContract
+from spark_jobs.contracts.features import (
+    NO_IDENTIFIERS_RULE,
+    FeatureCheck,
+    FeatureContract,
+    grain_rule,
+)
 from spark_jobs.contracts.model import (
     Column,
     ColumnType,
     DatasetContract,
     Effect,
-    Level,
     PlausibleRange,
-    Rule,
     RuleKind,
 )
 from spark_jobs.contracts.rules import with_standard_rules
@@ -111,19 +114,10 @@ OMICS_TOP_GENES = FeatureContract(
     ),
     upstream=("counts", "samples"),
     rules=(
-        Rule(
-            name=FeatureCheck.NO_IDENTIFIERS.value,
-            kind=RuleKind.SCHEMA_DRIFT,
-            level=Level.FILE,
-            effect=Effect.BLOCK,
-            description="No USUBJID or other identifying column and no date or timestamp column.",
-        ),
-        Rule(
-            name=FeatureCheck.ONE_ROW_PER_SAMPLE_GENE.value,
-            kind=RuleKind.NATURAL_KEY,
-            level=Level.PARTITION,
-            effect=Effect.BLOCK,
-            description=f"Exactly {TOP_GENES} genes (or every gene, when fewer) for each sample "
+        NO_IDENTIFIERS_RULE,
+        grain_rule(
+            FeatureCheck.ONE_ROW_PER_SAMPLE_GENE,
+            f"Exactly {TOP_GENES} genes (or every gene, when fewer) for each sample "
             "that passed QC, each once, pseudonyms never missing.",
         ),
     ),

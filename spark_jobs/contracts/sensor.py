@@ -14,16 +14,17 @@ second, which the curated zone resamples to (`spark_jobs.families.sensor`).
 
 from __future__ import annotations
 
-from spark_jobs.contracts.features import FeatureCheck, FeatureContract
+from spark_jobs.contracts.features import (
+    NO_IDENTIFIERS_RULE,
+    FeatureCheck,
+    FeatureContract,
+    grain_rule,
+)
 from spark_jobs.contracts.model import (
     Column,
     ColumnType,
     DatasetContract,
-    Effect,
-    Level,
     PlausibleRange,
-    Rule,
-    RuleKind,
 )
 from spark_jobs.contracts.rules import with_standard_rules
 
@@ -107,20 +108,10 @@ SENSOR_DAILY = FeatureContract(
     ),
     upstream=("sensor",),
     rules=(
-        Rule(
-            name=FeatureCheck.NO_IDENTIFIERS.value,
-            kind=RuleKind.SCHEMA_DRIFT,
-            level=Level.FILE,
-            effect=Effect.BLOCK,
-            description="No USUBJID or other identifying column and no date or timestamp column.",
-        ),
-        Rule(
-            name=FeatureCheck.ONE_ROW_PER_SUBJECT_DAY.value,
-            kind=RuleKind.NATURAL_KEY,
-            level=Level.PARTITION,
-            effect=Effect.BLOCK,
-            description="Exactly one row per subject and day of the curated minutes, pseudonyms "
-            "never missing.",
+        NO_IDENTIFIERS_RULE,
+        grain_rule(
+            FeatureCheck.ONE_ROW_PER_SUBJECT_DAY,
+            "Exactly one row per subject and day of the curated minutes, pseudonyms never missing.",
         ),
     ),
     lineage={
