@@ -55,11 +55,11 @@ from spark_jobs.contracts.layout import (
     Delivery,
     LakeLayout,
     PartitionKeyError,
+    Zone,
     local_path,
 )
 from spark_jobs.contracts.outputs import (
     CURATED_OUTPUTS,
-    FEATURE_OUTPUTS,
     RAW_OUTPUTS,
     asset_outputs,
 )
@@ -148,9 +148,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         if not outcome.success:
             raise CommandError(f"checks of {delivery.key} failed: {outcome.cause}")
         return 0
-    if args.family != CLINICAL_FAMILY:
-        family = {dg.AssetKey(o.asset_key) for o in asset_outputs(args.family)}
-        selection = [k for k in selection if k in family]
+    selection = of_family(selection, args.family)
     selection = carried_selection(layout, delivery, selection, bool(patterns))
     outcome = materialize_delivery(defs, delivery, local_instance(), selection, family=args.family)
     print_outcome(outcome, [k.to_user_string() for k in selection])
@@ -159,8 +157,21 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def of_family(selection: Sequence[dg.AssetKey], family: str) -> list[dg.AssetKey]:
+    """The selected assets of the family; a one-line error when none of them is."""
+    keys = {dg.AssetKey(o.asset_key) for o in asset_outputs(family)}
+    chosen = [k for k in selection if k in keys]
+    if not chosen:
+        names = ", ".join(sorted(k.to_user_string() for k in keys))
+        raise CommandError(
+            f"no asset of the {family} family is selected (its assets: {names}); "
+            "another family's assets need --family"
+        )
+    return chosen
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
-    layout = _layout(args.lake)
+    layout = _layout(args.lake, args.family)
     first = _delivery(args.study, args.first) if args.first else None
     last = _delivery(args.study, args.last) if args.last else None
     if first and last and last < first:
@@ -178,6 +189,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         selection = select_assets(defs, patterns)
     except SelectionError as error:
         raise CommandError(str(error)) from None
+    selection = of_family(selection, args.family)
     outcome = backfill_deliveries(defs, layout, deliveries, local_instance(), selection)
     print_backfill(outcome)
     if not outcome.success:
@@ -350,11 +362,12 @@ def cmd_dossier(args: argparse.Namespace) -> int:
     hop = None
     if args.column:
         try:
-            hop = trace_column(layout, delivery, args.column, args.asset)
+            hop = trace_column(layout, delivery, args.column, args.asset or None)
         except ColumnLineageError as error:
             raise CommandError(f"dossier --column: {error}") from None
     if args.format != "md":
-        asset = hop.asset if hop else args.asset or FEATURE_OUTPUTS[-1].asset_key
+        features = [o for o in asset_outputs(args.family) if o.zone is Zone.FEATURES]
+        asset = hop.asset if hop else args.asset or features[-1].asset_key
         try:
             found = asset_dossier(layout, delivery, asset)
         except ValueError as error:
@@ -477,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="asset keys or patterns, comma-separated or repeated, e.g. 'raw_*' (default: all)",
     )
     backfill.add_argument("--lake")
+    _add_family(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     generate = commands.add_parser("generate", help="generate synthetic test data")

@@ -21,23 +21,24 @@ from clinical_platform.clinical.checks import checks_job, checks_job_name
 from clinical_platform.clinical.landing import observe_landed
 from clinical_platform.lake import ClinicalLake, landed_deliveries, read_manifest
 from clinical_platform.launchers.base import ENTRY_TAG
-from clinical_platform.partitions import CLINICAL_DELIVERIES, deliveries_def
+from clinical_platform.partitions import deliveries_def
 from spark_jobs.contracts import RuleKind, carried_datasets
 from spark_jobs.contracts.layout import CLINICAL_FAMILY, Delivery, LakeLayout, Zone
 from spark_jobs.contracts.outputs import (
-    CURATED_OUTPUTS,
-    FEATURE_OUTPUTS,
     FILES_READABLE,
-    RAW_OUTPUTS,
     asset_outputs,
+    every_asset_output,
 )
 
 # Curated checks that refuse a whole dataset of a delivery, before any row is read.
 GATE_CHECKS = (RuleKind.FILES_READABLE.value, RuleKind.REQUIRED_COLUMNS.value)
-_RAW_KEYS = frozenset(o.asset_key for o in RAW_OUTPUTS)
-_FEATURE_KEYS = tuple(o.asset_key for o in FEATURE_OUTPUTS)
-_FEATURE_INPUTS = {o.asset_key: frozenset(o.inputs) for o in FEATURE_OUTPUTS}
-_CURATED_BY_KEY = {o.asset_key: o for o in CURATED_OUTPUTS}
+# Every family's, to explain a run's outcome whatever family it ran.
+_ALL_ASSETS = every_asset_output()
+_RAW_KEYS = frozenset(o.asset_key for o in _ALL_ASSETS if o.zone is Zone.RAW)
+_FEATURES = [o for o in _ALL_ASSETS if o.zone is Zone.FEATURES]
+_FEATURE_KEYS = tuple(o.asset_key for o in _FEATURES)
+_FEATURE_INPUTS = {o.asset_key: frozenset(o.inputs) for o in _FEATURES}
+_CURATED_BY_KEY = {o.asset_key: o for o in _ALL_ASSETS if o.zone is Zone.CURATED}
 
 DAGSTER_YAML = """\
 # Written by clinical-platform for local use: SQLite storage under this folder.
@@ -282,7 +283,8 @@ def materialize_delivery(
             )
             outcome.problems.append(f"step {event.step_key} skipped: {why}")
     # A feature table is not built when a curated domain it reads was refused.
-    wanted = [k.to_user_string() for k in selection] if selection else list(_FEATURE_KEYS)
+    family_features = [o.asset_key for o in asset_outputs(family) if o.zone is Zone.FEATURES]
+    wanted = [k.to_user_string() for k in selection] if selection else family_features
     for key in wanted:
         if key in _FEATURE_KEYS and key not in outcome.statuses and not outcome.success:
             reasons = [text for asset, text in blocked.items() if asset in _FEATURE_INPUTS[key]]
@@ -389,14 +391,18 @@ def backfill_deliveries(
     """Materialize the selected assets of the deliveries they carry in this process: one run per
     range of neighbouring partitions (see `partition_ranges`; usually one), in which each stage
     is one Spark application for every delivery of the range."""
+    family = layout.family
     for delivery in deliveries:
-        register_delivery(instance, delivery)
+        register_delivery(instance, delivery, family)
     observe_landed(instance, layout, deliveries)
-    name = CLINICAL_DELIVERIES.name
+    name = deliveries_def(family).name
     assert name is not None
+    # The family's job: the implicit one of all assets has no partitions now that each family
+    # has its own.
     job = dg.Definitions.merge(
-        defs, dg.Definitions(loggers={"console": one_line_console})
-    ).resolve_implicit_global_asset_job_def()
+        defs,
+        dg.Definitions(loggers={"console": one_line_console}, jobs=[family_job(family)]),
+    ).resolve_job_def(f"{family}_assets")
     outcome = BackfillOutcome()
     for keys in partition_ranges(
         instance.get_dynamic_partitions(name), [d.key for d in deliveries]

@@ -371,17 +371,18 @@ class DatasetCuration:
             self.report(check(rule, False, reason=reason))
             return
         stored_curated, missing = self.tables.verified_count(self.curated, delivery)
+        accounted = stored_curated
         counted = source_rows_column(self.contract)
         if counted is not None:
             found = self.tables.read(self.curated, delivery).agg(F.sum(counted)).first()
-            stored_curated = int(found[0] or 0) if found is not None else 0
+            accounted = int(found[0] or 0) if found is not None else 0
         stored_quarantine = 0
         if self.tables.committed_record(self.quarantine, delivery) is not None:
             stored_quarantine, missing_q = self.tables.verified_count(self.quarantine, delivery)
             missing += missing_q
         expected = int(summary["rejected"])
         balance = Balance(
-            raw_rows, stored_curated, stored_quarantine, expected, int(summary["collapsed"])
+            raw_rows, accounted, stored_quarantine, expected, int(summary["collapsed"])
         )
         extra: dict[str, Any] = {"expected_quarantined_rows": expected}
         if missing:

@@ -440,9 +440,11 @@ def this_delivery(
 
 
 def expected_top_gene_rows(counts: DataFrame) -> int:
-    """Samples that pass QC times the top genes (fewer when the batch has fewer genes)."""
-    passing = counts.where("PASSES_QC").select("SAMPLE_ID").distinct().count()
-    return passing * min(TOP_GENES, omics.gene_variances(counts).count())
+    """The counts of the passing samples on the top genes: one feature row each (a sample
+    without a row for a gene, as exports that leave out zero counts have, has no feature row
+    for it)."""
+    chosen = omics.top_genes(counts, TOP_GENES).select("GENE_ID")
+    return counts.where("PASSES_QC").join(F.broadcast(chosen), "GENE_ID").count()
 
 
 def top_genes_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> FeatureBuild:
@@ -538,7 +540,8 @@ def report_feature(
 ) -> None:
     feature = build.feature
     reporter.info(
-        f"{feature.asset_key} {job.delivery.key}: {staged.rows} rows -> {feature.table} "
+        f"{feature.asset_key} {job.delivery.key}: {staged.rows} "
+        f"{'subjects' if feature is PROFILE else 'rows'} -> {feature.table} "
         f"snapshot {snapshot}"
     )
     reporter.materialization(

@@ -25,12 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_jobs import curate, features, ingest
-from spark_jobs.contracts.outputs import (
-    CURATED_OUTPUTS,
-    FEATURE_OUTPUTS,
-    RAW_OUTPUTS,
-    DatasetOutput,
-)
+from spark_jobs.contracts.layout import Zone
+from spark_jobs.contracts.outputs import family_outputs
 from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.runtime.reporting import JobReporter
 from spark_jobs.runtime.session import JobError, run_job
@@ -57,18 +53,19 @@ class Stage:
     def reads(self) -> frozenset[str]:
         """The assets this stage's job reads: the declared inputs of the outputs it writes."""
         datasets = getattr(self.args, "datasets", None)  # features writes all of its outputs
+        family = self.args.job.layout.family
         return frozenset(
             key
-            for output in OUTPUTS[self.name]
+            for output in family_outputs(family, ZONE_OF_STAGE[self.name])
             if datasets is None or output.name in datasets
             for key in output.inputs
         )
 
 
-OUTPUTS: dict[str, tuple[DatasetOutput, ...]] = {
-    EntryPoint.INGEST: RAW_OUTPUTS,
-    EntryPoint.CURATE: CURATED_OUTPUTS,
-    EntryPoint.FEATURES: FEATURE_OUTPUTS,
+ZONE_OF_STAGE: dict[str, Zone] = {
+    EntryPoint.INGEST: Zone.RAW,
+    EntryPoint.CURATE: Zone.CURATED,
+    EntryPoint.FEATURES: Zone.FEATURES,
 }
 
 

@@ -266,8 +266,9 @@ def dossier_metadata(layout: LakeLayout, partition: str, result: Reported) -> di
     metadata = {"dossier": layout.dossier(delivery)}
     found = result.result if isinstance(result, DeliveryResult) else result
     if isinstance(found, dg.MaterializeResult) and found.asset_key is not None:
+        family = "" if layout.family == CLINICAL_FAMILY else f"--family {layout.family} "
         metadata["dossier_command"] = (
-            f"clinical-platform dossier --study {delivery.study} --delivery "
+            f"clinical-platform dossier {family}--study {delivery.study} --delivery "
             f"{delivery.delivery} --asset {found.asset_key.to_user_string()} --format html "
             "--out dossier.html"
         )

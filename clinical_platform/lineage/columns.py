@@ -37,9 +37,9 @@ class ColumnHop:
     files: tuple[Mapping[str, Any], ...] = field(default=())
 
 
-def column_owner(column: str, asset: str | None = None) -> DatasetOutput:
-    """The asset whose column is asked for: `asset`, or the first one, features first, that
-    has a column of that name."""
+def column_owner(column: str, asset: str | None = None, family: str | None = None) -> DatasetOutput:
+    """The asset whose column is asked for: `asset`, or the first one of the family (any, when
+    none is named), features first, that has a column of that name."""
     if asset is not None:
         found = _OUTPUTS.get(asset)
         if found is None:
@@ -50,6 +50,8 @@ def column_owner(column: str, asset: str | None = None) -> DatasetOutput:
         return found
     for zone in (Zone.FEATURES, Zone.CURATED, Zone.RAW):
         for output in _OUTPUTS.values():
+            if family is not None and output.family != family:
+                continue
             if output.zone is zone and column in {c.name for c in output.columns}:
                 return output
     raise ColumnLineageError(f"no asset has a column {column!r}")
@@ -77,7 +79,7 @@ def trace_column(
     """The column of the delivery's partition of `asset` (or of the asset that has it), with
     every column upstream of it down to the variables of the landed files."""
     records = _Records(layout)
-    return _hop(records, column_owner(column, asset), column, delivery.key)
+    return _hop(records, column_owner(column, asset, layout.family), column, delivery.key)
 
 
 def _hop(records: _Records, output: DatasetOutput, column: str, partition: str) -> ColumnHop:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from clinical_platform.lake import (
     same_data_elsewhere,
 )
 from clinical_platform.lineage.verify import asset_output, computed_from, verify_delivery
-from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, LakeLayout, local_path
+from spark_jobs.contracts.layout import (
+    CLINICAL_FAMILY,
+    MANIFEST_NAME,
+    Delivery,
+    LakeLayout,
+    local_path,
+)
 from spark_jobs.contracts.outputs import Zone, asset_outputs, every_asset_output
 
 
@@ -240,11 +247,13 @@ RECORD_FIELDS = (
 )
 
 
-def file_dispositions(index: LineageIndex, delivery: Delivery) -> dict[str, str]:
+def file_dispositions(
+    index: LineageIndex, delivery: Delivery, family: str = CLINICAL_FAMILY
+) -> dict[str, str]:
     """Per landed file, what ingest did with it, from the raw records' accounting: accepted
     (ingested into raw), rejected, skipped (documentation, unknown) or not ingested (not asked
     for); empty when no raw partition of the delivery is committed."""
-    raw = (index.latest(o.table, delivery) for o in every_asset_output() if o.zone is Zone.RAW)
+    raw = (index.latest(o.table, delivery) for o in asset_outputs(family) if o.zone is Zone.RAW)
     accounting = next((r["delivery_files"] for r in raw if r and r.get("delivery_files")), None)
     if accounting is None:
         return {}
@@ -258,7 +267,8 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
     """The dossier of one asset's partition as data: every partition it was computed from
     (walking the inputs each record names, earlier deliveries included), the landed files it
     was computed from and those it was not, every check result, and the verify result."""
-    asset_output(asset)  # a ValueError naming the assets when it is none of them
+    # A ValueError naming the assets when it is none of them; its family's landing and files.
+    layout = replace(layout, family=asset_output(asset).family)
     by_key = {o.asset_key: o for o in every_asset_output()}
     index = lineage_index(layout)
     hops: list[dict[str, Any]] = []
@@ -283,7 +293,7 @@ def asset_dossier(layout: LakeLayout, delivery: Delivery, asset: str) -> dict[st
             hop["sources"] = [s for s in record.get("sources", []) if s.get("accepted", True)]
     used = {(h["partition"], s["name"]): s["sha256"] for h in hops for s in h.get("sources", [])}
     manifest = read_manifest(layout, delivery) or {"files": []}
-    disposition = file_dispositions(index, delivery)
+    disposition = file_dispositions(index, delivery, layout.family)
     landed = [
         {
             "name": f["name"],

@@ -42,3 +42,20 @@ def test_each_stage_is_parsed_by_its_own_job() -> None:
 def test_stages_out_of_order_or_unknown_are_refused(stages: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args([a for text in stages for a in ("--stage", text)])
+
+
+def test_a_later_stage_of_another_family_reads_that_familys_assets() -> None:
+    """A blocking failure of raw_sensor must stop the sensor curate stage of the application."""
+    common = "--lake /tmp/lake --study S01 --delivery 2024-01-15"
+    stages = parse_args(
+        [
+            *("--stage", f"ingest {common} --family sensor"),
+            *("--stage", f"curate {common} --family sensor"),
+            *("--stage", f"features {common} --family sensor --key-env K"),
+        ]
+    )
+    assert [s.reads for s in stages] == [
+        frozenset(),  # raw reads the landed files, no asset
+        frozenset({"raw_sensor"}),
+        frozenset({"curated_sensor"}),
+    ]

@@ -40,6 +40,7 @@ from spark_jobs.families.sensor import (
     GAP,
     SOURCE_ROW_LAST,
     SOURCE_ROWS,
+    daily_features,
     minutes,
     subject_days,
 )
@@ -258,3 +259,16 @@ def test_readings_as_csv_text_give_the_same_minutes(spark: SparkSession, tmp_pat
             tuple(r) for r in subject_days(minutes(kept)).drop("STUDYID").collect()
         )
     assert results["csv"] == results["parquet"]
+
+
+def test_a_file_sent_again_in_a_later_batch_counts_once(spark: SparkSession) -> None:
+    rows = [reading(f"08:00:{s:02d}", 60.0, 1) for s in range(60)]
+    kept, _ = kept_and_quarantined(small_raw(spark, rows))
+    first = minutes(kept)
+    again = first.withColumn(DELIVERY, F.lit(f"{STUDY}/2024-01-10"))
+
+    def pseudonym(study: Any, subject: Any) -> Any:
+        return F.concat_ws("/", study, subject)
+
+    (day,) = daily_features(first.unionByName(again), again, pseudonym).collect()
+    assert (day.total_steps, day.wear_minutes, day.wear_day) == (60, 1.0, 1)

@@ -117,13 +117,13 @@ OMICS_TOP_GENES = FeatureContract(
         NO_IDENTIFIERS_RULE,
         grain_rule(
             FeatureCheck.ONE_ROW_PER_SAMPLE_GENE,
-            f"Exactly {TOP_GENES} genes (or every gene, when fewer) for each sample "
-            "that passed QC, each once, pseudonyms never missing.",
+            f"One row per count of a sample that passed QC on one of the {TOP_GENES} top genes, "
+            "each (sample, gene) once, pseudonyms never missing.",
         ),
     ),
     lineage={
         "subject_pseudonym": (("samples", "STUDYID"), ("samples", "USUBJID")),
-        "sample_pseudonym": (("counts", "SAMPLE_ID"),),
+        "sample_pseudonym": (("samples", "STUDYID"), ("counts", "SAMPLE_ID")),
         "visit": (("samples", "VISIT"),),
         "tissue": (("samples", "TISSUE"),),
         "gene_id": _GENE,

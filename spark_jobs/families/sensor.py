@@ -97,8 +97,11 @@ def minutes(kept: DataFrame) -> DataFrame:
         F.max(SOURCE_ROW).alias(SOURCE_ROW_LAST),
         F.sum(F.col(DUPLICATES_COLLAPSED) + 1).alias(SOURCE_ROWS),
         F.sum(DUPLICATES_COLLAPSED).cast("int").alias(DUPLICATES_COLLAPSED),
-        F.array_distinct(F.flatten(F.collect_list(FLAGS))).alias("__second_flags"),
-        F.array_distinct(F.flatten(F.collect_list(FLAG_DETAILS))).alias("__second_details"),
+        # Sorted: the order rows reach an aggregate is not fixed, content hashes must be.
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list(FLAGS)))).alias("__second_flags"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list(FLAG_DETAILS)))).alias(
+            "__second_details"
+        ),
     )
     flags = _minute_flags()
     return grouped.select(
@@ -190,6 +193,8 @@ def daily_features(minute_rows: DataFrame, own: DataFrame, pseudonym: Any) -> Da
     from all of `minute_rows` (the study's minutes up to that delivery), de-identified: a
     pseudonym for the subject and a day of wear (1 = the subject's first day in `minute_rows`)
     for the date."""
+    # A file sent again in a later batch holds the same minutes: count them once.
+    minute_rows = minute_rows.dropDuplicates(["USUBJID", MINUTE, SOURCE_SHA256])
     touched = own.select("USUBJID", F.to_date(MINUTE).alias(DAY)).distinct()
     first = minute_rows.groupBy("USUBJID").agg(F.min(F.to_date(MINUTE)).alias("__first_day"))
     days = (
