@@ -79,6 +79,7 @@ def parse(entry, argv):
     parser.add_argument("--key-env")
     ns = parser.parse_args(argv)
     ns.batch = delivery_batch(parser, ns)
+    ns.job = ns.batch[0]  # the pipeline reads a stage's family from it, like the real args'
     ns.names = ("subject_profile",) if entry == "features" else dataset_names(parser, ns.datasets)
     ns.datasets = ns.names  # what the pipeline reads a stage's inputs from
     return ns
