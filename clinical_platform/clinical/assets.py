@@ -86,7 +86,10 @@ def asset_spec(output: DatasetOutput) -> dg.AssetSpec:
         tags["domain"] = output.name.upper()
     return dg.AssetSpec(
         key=dg.AssetKey(output.asset_key),
-        group_name=output.zone.value,
+        # Clinical assets are grouped by zone; another family's make one group of their own: a
+        # group's "Materialize" then picks the partitions of one family (Dagster cannot choose
+        # partitions for assets of several partitions definitions at once).
+        group_name=output.zone.value if output.family == CLINICAL_FAMILY else output.family,
         description=output.description,
         # Raw starts at the delivered files: the landing source, versioned by its manifest.
         deps=[dg.AssetKey(key) for key in output.inputs]
