@@ -36,6 +36,7 @@ from clinical_platform.lineage.openlineage import StepLineage
 from clinical_platform.lineage.openlineage import configured as lineage_configured
 from clinical_platform.partitions import deliveries_def, deliveries_of
 from clinical_platform.pseudonymization import Pseudonymization
+from spark_jobs.contracts import FAMILY_CONTRACTS
 from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
     Delivery,
@@ -43,12 +44,7 @@ from spark_jobs.contracts.layout import (
     PartitionKeyError,
     Zone,
 )
-from spark_jobs.contracts.outputs import (
-    CURATED_OUTPUTS,
-    FEATURE_OUTPUTS,
-    RAW_OUTPUTS,
-    DatasetOutput,
-)
+from spark_jobs.contracts.outputs import DatasetOutput, family_outputs
 from spark_jobs.contracts.protocol import EntryPoint
 
 OWNERS = ["team:clinical-data-engineering"]
@@ -206,12 +202,17 @@ class Stage:
         return SparkJob(self.entry_point, [*arguments, "--key-env", key_var], secrets)
 
 
-RAW_STAGE = Stage("clinical_raw", EntryPoint.INGEST, RAW_OUTPUTS)
-CURATED_STAGE = Stage("clinical_curated", EntryPoint.CURATE, CURATED_OUTPUTS)
-FEATURES_STAGE = Stage("clinical_features", EntryPoint.FEATURES, FEATURE_OUTPUTS)
-STAGES = (RAW_STAGE, CURATED_STAGE, FEATURES_STAGE)
-# Each family's stages in graph order; a family's assets module adds its own.
-FAMILY_STAGES: dict[str, tuple[Stage, ...]] = {CLINICAL_FAMILY: STAGES}
+def family_stages(family: str) -> tuple[Stage, ...]:
+    """A family's stages in graph order: `<family>_raw`, `_curated`, `_features`, each running
+    its zone's job on the family's declared outputs of that zone."""
+    return tuple(
+        Stage(f"{family}_{zone.value}", entry_point, family_outputs(family, zone), family)
+        for zone, entry_point in STAGE_OF_ZONE.items()
+    )
+
+
+FAMILY_STAGES = {family: family_stages(family) for family in FAMILY_CONTRACTS}
+RAW_STAGE, CURATED_STAGE, FEATURES_STAGE = STAGES = FAMILY_STAGES[CLINICAL_FAMILY]
 
 
 def run_stage(

@@ -6,23 +6,11 @@ The same stages as the clinical family (`clinical.assets`), run by the same Spar
 `--family omics`: the kernel's omics contracts say what they read and write.
 """
 
-from clinical_platform.clinical.assets import FAMILY_STAGES, Stage, stage_asset
+from clinical_platform.clinical.assets import FAMILY_STAGES, stage_asset
 from clinical_platform.clinical.landing import landing_source
-from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.omics import OMICS_FAMILY
-from spark_jobs.contracts.outputs import family_outputs
-from spark_jobs.contracts.protocol import EntryPoint
 
-RAW_STAGE = Stage(
-    "omics_raw", EntryPoint.INGEST, family_outputs(OMICS_FAMILY, Zone.RAW), OMICS_FAMILY
-)
-CURATED_STAGE = Stage(
-    "omics_curated", EntryPoint.CURATE, family_outputs(OMICS_FAMILY, Zone.CURATED), OMICS_FAMILY
-)
-FEATURES_STAGE = Stage(
-    "omics_features", EntryPoint.FEATURES, family_outputs(OMICS_FAMILY, Zone.FEATURES), OMICS_FAMILY
-)
-FAMILY_STAGES[OMICS_FAMILY] = (RAW_STAGE, CURATED_STAGE, FEATURES_STAGE)
+RAW_STAGE, CURATED_STAGE, FEATURES_STAGE = FAMILY_STAGES[OMICS_FAMILY]
 
 landing_omics = landing_source(
     OMICS_FAMILY,

@@ -6,26 +6,11 @@ The same stages as the clinical family (`clinical.assets`), run by the same Spar
 but which job runs for which assets.
 """
 
-from clinical_platform.clinical.assets import FAMILY_STAGES, Stage, stage_asset
+from clinical_platform.clinical.assets import FAMILY_STAGES, stage_asset
 from clinical_platform.clinical.landing import landing_source
-from spark_jobs.contracts.layout import Zone
-from spark_jobs.contracts.outputs import family_outputs
-from spark_jobs.contracts.protocol import EntryPoint
 from spark_jobs.contracts.sensor import SENSOR_FAMILY
 
-RAW_STAGE = Stage(
-    "sensor_raw", EntryPoint.INGEST, family_outputs(SENSOR_FAMILY, Zone.RAW), SENSOR_FAMILY
-)
-CURATED_STAGE = Stage(
-    "sensor_curated", EntryPoint.CURATE, family_outputs(SENSOR_FAMILY, Zone.CURATED), SENSOR_FAMILY
-)
-FEATURES_STAGE = Stage(
-    "sensor_features",
-    EntryPoint.FEATURES,
-    family_outputs(SENSOR_FAMILY, Zone.FEATURES),
-    SENSOR_FAMILY,
-)
-FAMILY_STAGES[SENSOR_FAMILY] = (RAW_STAGE, CURATED_STAGE, FEATURES_STAGE)
+RAW_STAGE, CURATED_STAGE, FEATURES_STAGE = FAMILY_STAGES[SENSOR_FAMILY]
 
 landing_sensor = landing_source(
     SENSOR_FAMILY,
