@@ -133,7 +133,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         )
     patterns = [p.strip() for p in (args.select or "").split(",") if p.strip()]
     try:
-        selection = select_assets(defs, patterns)
+        selection = select_assets(defs, patterns, args.family)
     except SelectionError as error:
         raise CommandError(str(error)) from None
     if args.checks_only:
@@ -148,26 +148,12 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         if not outcome.success:
             raise CommandError(f"checks of {delivery.key} failed: {outcome.cause}")
         return 0
-    selection = of_family(selection, args.family)
     selection = carried_selection(layout, delivery, selection, bool(patterns))
     outcome = materialize_delivery(defs, delivery, local_instance(), selection, family=args.family)
     print_outcome(outcome, [k.to_user_string() for k in selection])
     if not outcome.success:
         raise CommandError(f"materialize {delivery.key} failed: {outcome.cause}")
     return 0
-
-
-def of_family(selection: Sequence[dg.AssetKey], family: str) -> list[dg.AssetKey]:
-    """The selected assets of the family; a one-line error when none of them is."""
-    keys = {dg.AssetKey(o.asset_key) for o in asset_outputs(family)}
-    chosen = [k for k in selection if k in keys]
-    if not chosen:
-        names = ", ".join(sorted(k.to_user_string() for k in keys))
-        raise CommandError(
-            f"no asset of the {family} family is selected (its assets: {names}); "
-            "another family's assets need --family"
-        )
-    return chosen
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -186,10 +172,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     defs = build_definitions(lake_uri=layout.root)
     patterns = [p.strip() for value in args.select or [] for p in value.split(",") if p.strip()]
     try:
-        selection = select_assets(defs, patterns)
+        selection = select_assets(defs, patterns, args.family)
     except SelectionError as error:
         raise CommandError(str(error)) from None
-    selection = of_family(selection, args.family)
     outcome = backfill_deliveries(defs, layout, deliveries, local_instance(), selection)
     print_backfill(outcome)
     if not outcome.success:

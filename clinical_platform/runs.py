@@ -73,9 +73,14 @@ def register_delivery(
     return True
 
 
-def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.AssetKey]:
-    """Asset keys matching shell-style patterns (`curated_*`), in graph order."""
-    keys = list(defs.resolve_asset_graph().toposorted_asset_keys)
+def select_assets(
+    defs: dg.Definitions, patterns: Sequence[str], family: str = CLINICAL_FAMILY
+) -> list[dg.AssetKey]:
+    """The family's asset keys matching shell-style patterns (`curated_*`), in graph order: a
+    run materializes one family's deliveries (`family_job`)."""
+    own = {o.asset_key for o in asset_outputs(family)}
+    graph = defs.resolve_asset_graph().toposorted_asset_keys
+    keys = [k for k in graph if k.to_user_string() in own]
     if not patterns:
         return keys
     chosen: list[dg.AssetKey] = []
@@ -83,7 +88,8 @@ def select_assets(defs: dg.Definitions, patterns: Sequence[str]) -> list[dg.Asse
         matched = [k for k in keys if fnmatch.fnmatchcase(k.to_user_string(), pattern)]
         if not matched:
             raise SelectionError(
-                f"--select {pattern!r} matches no asset; assets are "
+                f"--select {pattern!r} matches no asset of the {family} family (another "
+                f"family's need --family); its assets are "
                 f"{', '.join(k.to_user_string() for k in keys)}"
             )
         chosen += [k for k in matched if k not in chosen]
