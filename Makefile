@@ -112,17 +112,23 @@ ui: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
 	CLINICAL_DEMO_PSEUDONYM_KEY="$${CLINICAL_DEMO_PSEUDONYM_KEY:-demo-key-not-for-real-data}" \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Whole test modules spread over TEST_WORKERS processes (pytest-xdist), heaviest first
+# (conftest.py): module fixtures stay shared, and while one worker waits on a Spark application
+# or the browser the other runs. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
-	$(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(JARS_STAMP) $(CDS_STAMP)
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The Spark jobs on EMR 6.15's Spark: the job tests and the pilot end to end (its hashes must
 # equal those of any other PySpark's run left in .artifacts/, which make test writes).
 test-emr-spark: $(SPARK34_STAMP) $(JARS_SPARK34_STAMP) $(CDS_SPARK34_STAMP)
 	CLINICAL_JARS_DIR="$(CURDIR)/$(JARS_SPARK34)" CLINICAL_REQUIRE_SPARK_COMPARISON=1 \
-		$(VENV_SPARK34)/bin/pytest -p no:cacheprovider --durations=10 $(PYTEST_ARGS) \
+		$(VENV_SPARK34)/bin/pytest -p no:cacheprovider $(XDIST) --durations=10 $(PYTEST_ARGS) \
 		clinical_platform_tests/spark_jobs/ \
 		clinical_platform_tests/clinical/test_pilot_end_to_end.py -k 'not rematerializ'
 

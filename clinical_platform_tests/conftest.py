@@ -29,6 +29,26 @@ TEST_PSEUDONYM_KEY = "test-key-0123456789"
 PILOT_HASHES_DIR = PROJECT_ROOT / ".artifacts"
 
 
+def module_weight(items: list[pytest.Item]) -> int:
+    """2 for a module driving the browser, 1 for one with end-to-end (slow) tests, else 0."""
+    if any(item.get_closest_marker("browser") for item in items):
+        return 2
+    return 1 if any(item.get_closest_marker("slow") for item in items) else 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest modules first, each module's tests together and in their order.
+
+    `make test` spreads whole modules over two workers (pytest-xdist, `--dist loadfile`) in
+    this order: starting the long end-to-end modules first lets the many short ones fill in
+    beside them, instead of one long module running alone at the end."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    ordered = sorted(modules.values(), key=module_weight, reverse=True)  # stable: ties keep order
+    items[:] = [item for module in ordered for item in module]
+
+
 def pilot_dir_or_skip() -> Path:
     """The CDISC pilot folder; missing is a skip locally and a failure in CI."""
     folder = Path(os.environ.get("CDISC_PILOT_DIR", DEFAULT_PILOT_DIR))
