@@ -17,7 +17,7 @@ from clinical_platform.clinical.landing import (
     late_deliveries_job,
     late_delivery_schedule,
 )
-from clinical_platform.clinical.sensors import clinical_landing_sensor
+from clinical_platform.clinical.sensors import clinical_landing_sensor, landing_sensor
 from clinical_platform.deployments import LakeUri, resources_for
 from clinical_platform.omics.assets import OMICS_ASSETS
 from clinical_platform.sensor.assets import SENSOR_ASSETS
@@ -42,7 +42,11 @@ def build_definitions(
             late_deliveries_job,
         ],
         schedules=[late_delivery_schedule],
-        sensors=[clinical_landing_sensor],
+        sensors=[
+            clinical_landing_sensor,
+            landing_sensor(SENSOR_FAMILY),
+            landing_sensor(OMICS_FAMILY),
+        ],
         resources=resources_for(chosen, lake_uri),
     )
 

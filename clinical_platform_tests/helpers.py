@@ -52,10 +52,23 @@ def materialize(
 
 
 def land_and_materialize(
-    folder: Path, delivery: Delivery, lake: Path, family: str, assets: Sequence[Any]
+    folder: Path,
+    delivery: Delivery,
+    lake: Path,
+    family: str,
+    assets: Sequence[Any],
+    *,
+    via_sensor: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Land a folder as a delivery of another family than clinical and materialize all its
-    assets in a fresh instance, in-process (never raises on failure)."""
+    assets in a fresh instance, in-process (never raises on failure).
+
+    With `via_sensor`, what runs is what the family's landing sensor asks for: one tick of
+    the real sensor adds the partition, and its one run request's partition and assets are
+    materialized (the daemon would launch the same request)."""
+    from clinical_platform.clinical.landing import LandingPolicy
+    from clinical_platform.clinical.sensors import landing_sensor
+    from clinical_platform.lake import ClinicalLake
     from clinical_platform.partitions import deliveries_def
     from spark_jobs.contracts.outputs import asset_outputs
 
@@ -63,13 +76,29 @@ def land_and_materialize(
     instance = dg.DagsterInstance.ephemeral()
     name = deliveries_def(family).name
     assert name is not None
-    instance.add_dynamic_partitions(name, [delivery.key])
+    selection = [dg.AssetKey(o.asset_key) for o in asset_outputs(family)]
+    partition = delivery.key
+    if via_sensor:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"lake": ClinicalLake(uri=str(lake)), "landing_policy": LandingPolicy()},
+        )
+        tick = landing_sensor(family)(context)
+        assert isinstance(tick, dg.SensorResult)
+        [request] = tick.run_requests or []
+        [added] = tick.dynamic_partitions_requests or []
+        assert isinstance(added, dg.AddDynamicPartitionsRequest)
+        assert added.partitions_def_name == name
+        instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+        selection, partition = list(request.asset_selection or []), request.partition_key
+    else:
+        instance.add_dynamic_partitions(name, [delivery.key])
     return dg.materialize(
         assets,
-        partition_key=delivery.key,
+        partition_key=partition,
         instance=instance,
         resources=resources_for("local", str(lake)),
-        selection=[o.asset_key for o in asset_outputs(family)],
+        selection=selection,
         raise_on_error=False,
     )
 

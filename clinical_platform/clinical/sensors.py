@@ -1,4 +1,5 @@
-"""The landing sensor: a delivery a CRO drops into landing is checked and processed, no click.
+"""The landing sensors: a delivery dropped into a family's landing zone is checked and
+processed, no click. One sensor per family (`<family>_landing_sensor`), the same logic.
 
 Each tick lists, per study, only the keys after the study's cursor key, plus the deliveries
 still waiting (their prefix alone), so its cost does not grow with old deliveries. A delivery
@@ -21,6 +22,7 @@ from typing import Literal
 
 import dagster as dg
 
+from clinical_platform.clinical.assets import landing_key
 from clinical_platform.clinical.landing import LandingPolicy, landing_observation
 from clinical_platform.lake import ClinicalLake, LandedFile, manifest_files, manifest_text
 from clinical_platform.landing_zone import (
@@ -32,17 +34,31 @@ from clinical_platform.landing_zone import (
     manifest_key,
 )
 from clinical_platform.launchers.base import ENTRY_TAG
-from clinical_platform.partitions import CLINICAL_DELIVERIES
+from clinical_platform.partitions import deliveries_def
 from clinical_platform.runs import assets_of_files
 from spark_jobs.contracts import DATA_EXTENSIONS, skip_reason
-from spark_jobs.contracts.layout import MANIFEST_NAME, Delivery, PartitionKeyError
-from spark_jobs.contracts.outputs import RAW_OUTPUTS, asset_outputs
+from spark_jobs.contracts.layout import (
+    CLINICAL_FAMILY,
+    MANIFEST_NAME,
+    Delivery,
+    LakeLayout,
+    PartitionKeyError,
+    Zone,
+)
+from spark_jobs.contracts.outputs import asset_outputs, family_outputs
 
-SENSOR_NAME = "clinical_landing_sensor"
 DELIVERY_TAG = "clinical/delivery"
 MANIFEST_TAG = "clinical/manifest_sha256"
-CLINICAL_KEYS = [dg.AssetKey(o.asset_key) for o in asset_outputs()]
-RAW_KEYS = frozenset(dg.AssetKey(o.asset_key) for o in RAW_OUTPUTS)
+# Another family's deliveries may share a study and delivery id; its runs say whose they are
+# (a run without the tag is clinical's, as every run was before the other families).
+FAMILY_TAG = "clinical/family"
+
+
+def sensor_name(family: str) -> str:
+    return f"{family}_landing_sensor"
+
+
+SENSOR_NAME = sensor_name(CLINICAL_FAMILY)
 
 
 @dataclass
@@ -256,18 +272,23 @@ def new_keys(zone: LandingZone, tick: Tick) -> dict[Delivery, list[LandingObject
     return found
 
 
-def earlier_run(instance: dg.DagsterInstance, delivery: Delivery) -> dg.DagsterRun | None:
+def earlier_run(
+    instance: dg.DagsterInstance, delivery: Delivery, family: str
+) -> dg.DagsterRun | None:
+    """The family's last sensor-started run of the delivery (a few at most per delivery key)."""
     runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={DELIVERY_TAG: delivery.key, ENTRY_TAG: "sensor"}), limit=1
+        filters=dg.RunsFilter(tags={DELIVERY_TAG: delivery.key, ENTRY_TAG: "sensor"}), limit=20
     )
-    return runs[0] if runs else None
+    ours = [r for r in runs if r.tags.get(FAMILY_TAG, CLINICAL_FAMILY) == family]
+    return ours[0] if ours else None
 
 
 def already_materialized(
-    instance: dg.DagsterInstance, delivery: Delivery, keys: list[dg.AssetKey]
+    instance: dg.DagsterInstance, delivery: Delivery, keys: list[dg.AssetKey], family: str
 ) -> bool:
     """Whether the delivery's first raw asset has a materialization (`materialize` ran it)."""
-    raw = [k for k in keys if k in RAW_KEYS]
+    raw_keys = {dg.AssetKey(o.asset_key) for o in family_outputs(family, Zone.RAW)}
+    raw = [k for k in keys if k in raw_keys]
     if not raw:
         return False
     records = instance.fetch_materializations(
@@ -283,6 +304,7 @@ def decide(
     tick: Tick,
     instance: dg.DagsterInstance,
     now: float,
+    family: str = CLINICAL_FAMILY,
 ) -> None:
     """Record the verdict: keep waiting, log the refusal once, or request the run."""
     key = delivery.key
@@ -297,7 +319,7 @@ def decide(
         return
     tick.cursor.waiting.pop(key, None)
     digest = hashlib.sha256(verdict.manifest).hexdigest()
-    before = earlier_run(instance, delivery)
+    before = earlier_run(instance, delivery, family)
     if before is not None:
         if before.tags.get(MANIFEST_TAG) != digest:
             tick.say(
@@ -307,20 +329,25 @@ def decide(
             )
         return
     names = [f.name for f in manifest_files(json.loads(verdict.manifest))]
-    keys = assets_of_files(names)
+    keys = assets_of_files(names, family)
     for note in verdict.notes:
         tick.say("info", f"{key}: {note}")
-    if already_materialized(instance, delivery, keys):
+    if already_materialized(instance, delivery, keys, family):
         tick.say("info", f"{key}: already materialized (clinical-platform materialize); no run")
         return
     tick.partitions.append(key)
-    tick.observations.append(landing_observation(key, digest))
+    tick.observations.append(landing_observation(key, digest, landing_key(family)))
     tick.runs.append(
         dg.RunRequest(
             run_key=f"{key}@{digest[:16]}",
             partition_key=key,
             asset_selection=keys,
-            tags={DELIVERY_TAG: key, MANIFEST_TAG: digest, ENTRY_TAG: "sensor"},
+            tags={
+                DELIVERY_TAG: key,
+                MANIFEST_TAG: digest,
+                ENTRY_TAG: "sensor",
+                FAMILY_TAG: family,
+            },
         )
     )
     tick.say("info", f"{key}: complete ({verdict.reason}); run of {len(keys)} assets requested")
@@ -332,9 +359,10 @@ def evaluate(
     instance: dg.DagsterInstance,
     policy: LandingPolicy,
     now: float,
+    family: str = CLINICAL_FAMILY,
 ) -> Tick:
-    """One tick over the landing zone: no Spark, no file read beyond manifests (and the
-    SHA-256 of small files when the store keeps none)."""
+    """One tick over a family's landing zone: no Spark, no file read beyond manifests (and
+    the SHA-256 of small files when the store keeps none)."""
     tick = Tick(cursor)
     found = new_keys(zone, tick)
     for key in cursor.waiting:
@@ -346,38 +374,49 @@ def evaluate(
                 objects = list(zone.objects(delivery_prefix(delivery)))
             waiting = tick.cursor.waiting.get(delivery.key)
             verdict = judge(zone, delivery, objects, waiting, now, policy)
-            decide(delivery, verdict, objects, tick, instance, now)
+            decide(delivery, verdict, objects, tick, instance, now, family)
         except LandingZoneError as error:
             tick.say("warning", f"{delivery.key}: not evaluated this tick — {error}")
     return tick
 
 
-@dg.sensor(
-    name=SENSOR_NAME,
-    description="Starts a run of every stage when a complete delivery lands (S3 or local).",
-    target=dg.AssetSelection.assets(*CLINICAL_KEYS),
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def clinical_landing_sensor(
-    context: dg.SensorEvaluationContext, lake: ClinicalLake, landing_policy: LandingPolicy
-) -> dg.SensorResult:
-    try:
-        cursor = LandingCursor.load(context.cursor)
-    except (ValueError, TypeError) as error:
-        context.log.warning(f"cursor unreadable ({error}); listing landing from the start")
-        cursor = LandingCursor()
-    tick = evaluate(
-        landing_zone(lake.layout), cursor, context.instance, landing_policy, time.time()
+def landing_sensor(family: str) -> dg.SensorDefinition:
+    """The sensor of one family's landing zone (`<lake>/landing/<family>/STUDY/DELIVERY/`):
+    it adds the family's delivery partitions and targets the family's assets only."""
+    keys = [dg.AssetKey(o.asset_key) for o in asset_outputs(family)]
+    partitions = deliveries_def(family)
+
+    @dg.sensor(
+        name=sensor_name(family),
+        description=f"Starts a run of every {family} stage when a complete delivery lands in "
+        f"landing/{family}/ (S3 or local).",
+        target=dg.AssetSelection.assets(*keys),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    for level, line in tick.log:
-        getattr(context.log, level)(line)
-    return dg.SensorResult(
-        run_requests=tick.runs,
-        cursor=tick.cursor.dump(),
-        dynamic_partitions_requests=(
-            [CLINICAL_DELIVERIES.build_add_request(tick.partitions)] if tick.partitions else []
-        ),
-        skip_reason=None if tick.runs else "no complete new delivery",
-        asset_events=tick.observations,
-    )
+    def family_landing_sensor(
+        context: dg.SensorEvaluationContext, lake: ClinicalLake, landing_policy: LandingPolicy
+    ) -> dg.SensorResult:
+        try:
+            cursor = LandingCursor.load(context.cursor)
+        except (ValueError, TypeError) as error:
+            context.log.warning(f"cursor unreadable ({error}); listing landing from the start")
+            cursor = LandingCursor()
+        zone = landing_zone(LakeLayout(lake.uri, family=family))
+        tick = evaluate(zone, cursor, context.instance, landing_policy, time.time(), family)
+        for level, line in tick.log:
+            getattr(context.log, level)(line)
+        return dg.SensorResult(
+            run_requests=tick.runs,
+            cursor=tick.cursor.dump(),
+            dynamic_partitions_requests=(
+                [partitions.build_add_request(tick.partitions)] if tick.partitions else []
+            ),
+            skip_reason=None if tick.runs else "no complete new delivery",
+            asset_events=tick.observations,
+        )
+
+    return family_landing_sensor
+
+
+clinical_landing_sensor = landing_sensor(CLINICAL_FAMILY)

@@ -14,10 +14,12 @@ from clinical_platform.clinical.landing import LANDING_KEY, LandingPolicy
 from clinical_platform.clinical.sensors import (
     DELIVERY_TAG,
     ENTRY_TAG,
+    FAMILY_TAG,
     MANIFEST_TAG,
     LandingCursor,
     clinical_landing_sensor,
     evaluate,
+    landing_sensor,
 )
 from clinical_platform.lake import ClinicalLake, land_delivery, read_manifest
 from clinical_platform.landing_zone import landing_zone
@@ -67,6 +69,7 @@ def tick(
     instance: dg.DagsterInstance,
     cursor: str | None = None,
     policy: LandingPolicy = POLICY,
+    sensor: dg.SensorDefinition = clinical_landing_sensor,
 ) -> dg.SensorResult:
     """One evaluation of the real sensor definition, with its resources."""
     context = dg.build_sensor_context(
@@ -74,7 +77,7 @@ def tick(
         cursor=cursor,
         resources={"lake": ClinicalLake(uri=layout.root), "landing_policy": policy},
     )
-    result = clinical_landing_sensor(context)
+    result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -342,3 +345,67 @@ def test_sha256_from_the_store_or_read_below_the_size_limit(
         "HeadObject",
     ]
     assert zone.stored_sha256("S02/2024-01-15/dm.csv") == hashlib.sha256(DM).hexdigest()
+
+
+def test_each_family_has_its_own_sensor_partitions_and_runs(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """Sensor readings, an omics batch and an SDTM delivery land under the same study and
+    delivery id. Each family's sensor sees only its own landing zone and requests a run of its
+    own assets, adds its own partition and observes its own landing source; a run of one family
+    does not count as the other's."""
+    lake, delivery = str(tmp_path / "lake"), Delivery("S01", "2024-01-15")
+    carried = {
+        "clinical": {"dm.csv": DM},
+        "sensor": {
+            "wrist_0001.csv": b"USUBJID,TIMESTAMP,HEART_RATE\nS01-001,2024-01-15T00:00:00Z,60\n"
+        },
+        "omics": {"counts_b1.csv": b"SAMPLE_ID,GENE_ID,COUNT\nX1,G1,3\n", "samples_b1.csv": DM},
+    }
+    for family, files in carried.items():
+        source = tmp_path / family
+        source.mkdir()
+        for name, content in files.items():
+            (source / name).write_bytes(content)
+        land_delivery(source, delivery, LakeLayout(lake, family=family))
+
+    expected = {
+        "clinical": ["curated_dm", "features_subject_profile", "raw_dm"],
+        "sensor": ["curated_sensor", "features_sensor_daily", "raw_sensor"],
+        "omics": [
+            "curated_counts",
+            "curated_samples",
+            "features_omics_top_genes",
+            "raw_counts",
+            "raw_samples",
+        ],
+    }
+    for family, assets in expected.items():
+        sensor = landing_sensor(family)
+        assert sensor.name == f"{family}_landing_sensor"
+        result = tick(LakeLayout(lake), instance, sensor=sensor)
+        [run] = result.run_requests or []
+        assert sorted(k.to_user_string() for k in run.asset_selection or []) == assets
+        assert (run.partition_key, run.tags[FAMILY_TAG]) == (delivery.key, family)
+        [added] = result.dynamic_partitions_requests or []
+        assert (added.partitions_def_name, added.partition_keys) == (
+            f"{family}_deliveries",
+            [delivery.key],
+        )
+        [observed] = result.asset_events
+        assert isinstance(observed, dg.AssetObservation)
+        assert observed.asset_key == dg.AssetKey(f"landing_{family}")
+        # Once the family's run exists, a fresh listing starts nothing more for it, and says
+        # nothing: the other families' runs of the same key are not its own.
+        instance.add_run(
+            dg.DagsterRun(job_name="__ASSET_JOB", run_id=f"run-{family}", tags=run.tags)
+        )
+        again = evaluate(
+            landing_zone(LakeLayout(lake, family=family)),
+            LandingCursor(),
+            instance,
+            POLICY,
+            0.0,
+            family,
+        )
+        assert (again.runs, again.log) == ([], [])

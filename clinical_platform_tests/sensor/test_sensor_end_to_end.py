@@ -48,7 +48,10 @@ def sensor_run(
         root = tmp_path_factory.mktemp("sensor_lake")
         generated = generate_sensor(root / "upload", 3, 2, study=STUDY)
         lake = root / "lake"
-        result = land_and_materialize(root / "upload", DELIVERY, lake, SENSOR_FAMILY, SENSOR_ASSETS)
+        # As in production: the family's landing sensor sees the upload and asks for the run.
+        result = land_and_materialize(
+            root / "upload", DELIVERY, lake, SENSOR_FAMILY, SENSOR_ASSETS, via_sensor=True
+        )
     return lake, generated, result, key
 
 
