@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spark_jobs import curate, features, ingest
-from spark_jobs.contracts.layout import Zone
 from spark_jobs.contracts.outputs import family_outputs
-from spark_jobs.contracts.protocol import EntryPoint
+from spark_jobs.contracts.protocol import ZONE_OF_STAGE, EntryPoint
 from spark_jobs.runtime.reporting import JobReporter
 from spark_jobs.runtime.session import JobError, run_job
 
@@ -60,13 +59,6 @@ class Stage:
             if datasets is None or output.name in datasets
             for key in output.inputs
         )
-
-
-ZONE_OF_STAGE: dict[str, Zone] = {
-    EntryPoint.INGEST: Zone.RAW,
-    EntryPoint.CURATE: Zone.CURATED,
-    EntryPoint.FEATURES: Zone.FEATURES,
-}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> list[Stage]:

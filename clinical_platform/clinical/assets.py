@@ -45,7 +45,7 @@ from spark_jobs.contracts.layout import (
     Zone,
 )
 from spark_jobs.contracts.outputs import DatasetOutput, family_outputs
-from spark_jobs.contracts.protocol import EntryPoint
+from spark_jobs.contracts.protocol import STAGE_OF_ZONE, EntryPoint
 
 OWNERS = ["team:clinical-data-engineering"]
 KINDS = {"spark", "parquet"}
@@ -60,11 +60,6 @@ def column_schema(output: DatasetOutput) -> dg.TableSchema:
     )
 
 
-STAGE_OF_ZONE = {
-    Zone.RAW: EntryPoint.INGEST,
-    Zone.CURATED: EntryPoint.CURATE,
-    Zone.FEATURES: EntryPoint.FEATURES,
-}
 # Per stage: a change to one job's code makes only its assets (and what reads them) stale,
 # not every partition of the lake. Computed once (walking the imports takes ~0.2 s a stage).
 STAGE_CODE_VERSIONS = {zone: stage_code_version(stage) for zone, stage in STAGE_OF_ZONE.items()}

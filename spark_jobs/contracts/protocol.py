@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from spark_jobs.contracts.layout import Zone
+
 
 class EntryPoint(StrEnum):
     """The `spark_jobs/<name>.py` scripts a launcher can submit."""
@@ -18,6 +20,15 @@ class EntryPoint(StrEnum):
     PIPELINE = "pipeline"  # several of the stages above in one application
     QUERY = "query"  # `clinical-platform sql`
     MAINTAIN = "maintain"  # `clinical-platform retention`
+
+
+# The stage that writes each zone below landing (one Spark job per zone).
+STAGE_OF_ZONE: dict[Zone, EntryPoint] = {
+    Zone.RAW: EntryPoint.INGEST,
+    Zone.CURATED: EntryPoint.CURATE,
+    Zone.FEATURES: EntryPoint.FEATURES,
+}
+ZONE_OF_STAGE: dict[str, Zone] = {stage: zone for zone, stage in STAGE_OF_ZONE.items()}
 
 
 # The launcher reads the last stderr line with this prefix as the one-line failure reason.
