@@ -103,6 +103,29 @@ def land_and_materialize(
     )
 
 
+def run_family_checks(
+    lake: Path, delivery: Delivery, family: str, assets: Sequence[Any]
+) -> dg.ExecuteInProcessResult:
+    """The family's checks job (what *Launchpad -> <family>_checks* runs) on one committed
+    delivery: every check of its assets, re-evaluated; nothing is written."""
+    from clinical_platform.clinical.checks import checks_job, checks_job_name
+    from clinical_platform.partitions import deliveries_def
+
+    instance = dg.DagsterInstance.ephemeral()
+    name = deliveries_def(family).name
+    assert name is not None
+    instance.add_dynamic_partitions(name, [delivery.key])
+    defs = dg.Definitions(
+        assets=assets, jobs=[checks_job(family)], resources=resources_for("local", str(lake))
+    )
+    job = defs.resolve_job_def(checks_job_name(family))
+    # As `materialize --checks-only` does: Dagster 1.13 validates no partition key for a job
+    # of checks alone, so the run carries its delivery as the partition tag.
+    return job.execute_in_process(
+        instance=instance, tags={"dagster/partition": delivery.key}, raise_on_error=False
+    )
+
+
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
     found = {}
     for event in result.get_asset_materialization_events():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -137,37 +137,55 @@ def text_columns(feature: DatasetOutput) -> list[str]:
     ]
 
 
-def one_row_per_subject(rows: int, dm_rows: int, distinct: int, no_pseudonym: int) -> CheckOutcome:
-    """As many rows as curated DM subjects, each with its own pseudonym."""
-    return _check(
-        FeatureCheck.ONE_ROW_PER_SUBJECT,
-        rows == dm_rows == distinct and no_pseudonym == 0,
-        rows=rows,
-        dm_subjects=dm_rows,
-        distinct_pseudonyms=distinct,
-    )
+@dataclass(frozen=True)
+class Grain:
+    """What "one row per ..." means for a feature table: the columns that must be distinct,
+    what the expected count counts, and the check's metadata names."""
+
+    check: FeatureCheck
+    columns: tuple[str, ...]
+    unit: str  # what the expected rows stand for, in the refusal's words
+    expected_name: str  # metadata key of the expected count
+    distinct_name: str  # metadata key of the distinct grain values
+
+    def of_rows(
+        self, rows: DataFrame, count: int, expected: int, missing: int
+    ) -> tuple[CheckOutcome, str]:
+        """The check on written rows (`count` of them, `missing` without a pseudonym): as many
+        as expected, each grain value once, none without its pseudonym; and what to say when
+        it fails."""
+        distinct = rows.select(*self.columns).distinct().count()
+        outcome = _check(
+            self.check,
+            count == expected == distinct and missing == 0,
+            rows=count,
+            **{self.expected_name: expected, self.distinct_name: distinct},
+        )
+        return outcome, f"{count} rows for {expected} {self.unit} ({distinct} distinct)"
 
 
-def one_row_per_subject_day(rows: int, days: int, distinct: int, no_pseudonym: int) -> CheckOutcome:
-    """As many rows as subject-days the delivery's minutes touch, each (pseudonym, day) once."""
-    return _check(
-        FeatureCheck.ONE_ROW_PER_SUBJECT_DAY,
-        rows == days == distinct and no_pseudonym == 0,
-        rows=rows,
-        subject_days=days,
-        distinct_subject_days=distinct,
-    )
-
-
-def one_row_per_sample_gene(rows: int, expected: int, distinct: int, missing: int) -> CheckOutcome:
-    """The top genes once for each sample that passed QC, every row with its pseudonyms."""
-    return _check(
-        FeatureCheck.ONE_ROW_PER_SAMPLE_GENE,
-        rows == expected == distinct and missing == 0,
-        rows=rows,
-        expected_rows=expected,
-        distinct_sample_genes=distinct,
-    )
+# One row per DM subject, per subject and day of wear, per passing sample and top gene.
+PROFILE_GRAIN = Grain(
+    FeatureCheck.ONE_ROW_PER_SUBJECT,
+    columns=(PSEUDONYM,),
+    unit="DM subjects",
+    expected_name="dm_subjects",
+    distinct_name="distinct_pseudonyms",
+)
+SENSOR_DAILY_GRAIN = Grain(
+    FeatureCheck.ONE_ROW_PER_SUBJECT_DAY,
+    columns=(PSEUDONYM, "wear_day"),
+    unit="subject-days",
+    expected_name="subject_days",
+    distinct_name="distinct_subject_days",
+)
+TOP_GENES_GRAIN = Grain(
+    FeatureCheck.ONE_ROW_PER_SAMPLE_GENE,
+    columns=("sample_pseudonym", "gene_id"),
+    unit="sample-genes",
+    expected_name="expected_rows",
+    distinct_name="distinct_sample_genes",
+)
 
 
 def _check(name: FeatureCheck, passed: bool, **metadata: Any) -> CheckOutcome:
@@ -231,61 +249,32 @@ def feature_of(family: str) -> DatasetOutput:
 
 
 def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
-    """Checks of the committed partition, re-evaluated without writing anything."""
+    """Checks of the committed partition, re-evaluated without writing anything: the same
+    grain and identifier facts as the build's, from the same inputs."""
+    feature = feature_of(job.layout.family)
+    if tables.committed_record(feature, job.delivery) is None:
+        raise JobError(f"{feature.asset_key} {job.delivery.key}: no committed partition to check")
     if job.layout.family == SENSOR_FAMILY:
-        recheck_sensor_daily(tables, job, reporter)
-        return
-    if job.layout.family == OMICS_FAMILY:
-        recheck_top_genes(tables, job, reporter)
-        return
-    if tables.committed_record(PROFILE, job.delivery) is None:
-        raise JobError(f"{PROFILE.asset_key} {job.delivery.key}: no committed partition to check")
-    stored = tables.read(PROFILE, job.delivery)
-    dm_frame, dm = read_curated(tables, job, "dm")
-    rows = stored.count()
-    distinct = stored.select(PSEUDONYM).distinct().count()
-    by_value = identifiers.identifying_values(stored, text_columns(PROFILE), subject_ids(dm_frame))
-    outcomes = [
-        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
-        one_row_per_subject(rows, int(dm["rows"] or 0), distinct, 0),
-    ]
-    reporter.checks(PROFILE.asset_key, outcomes)
-
-
-def recheck_sensor_daily(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
-    feature = SENSOR_DAILY_OUTPUT
-    minutes_table = output(Zone.CURATED, SENSOR_DAILY.upstream[0])
-    if tables.committed_record(feature, job.delivery) is None:
-        raise JobError(f"{feature.asset_key} {job.delivery.key}: no committed partition to check")
+        grain, expected, ids = sensor_daily_facts(
+            tables.read(output(Zone.CURATED, SENSOR_DAILY.upstream[0]), job.delivery)
+        )
+    elif job.layout.family == OMICS_FAMILY:
+        counts, _ = this_delivery(tables, job, feature, "counts")
+        samples, _ = this_delivery(tables, job, feature, "samples")
+        chosen = omics.chosen_genes(counts, TOP_GENES)
+        grain, expected, ids = top_genes_facts(counts, samples, chosen)
+    else:
+        dm_frame, dm = read_curated(tables, job, "dm")
+        grain, expected, ids = PROFILE_GRAIN, int(dm["rows"] or 0), subject_ids(dm_frame)
     stored = tables.read(feature, job.delivery)
-    own = tables.read(minutes_table, job.delivery)
-    touched = own.select("USUBJID", F.to_date(sensor.MINUTE).alias(sensor.DAY)).distinct().count()
-    distinct = stored.select(PSEUDONYM, "wear_day").distinct().count()
-    ids = own.select(F.col("USUBJID").alias("id")).distinct()
     by_value = identifiers.identifying_values(stored, text_columns(feature), ids)
-    missing = stored.where(F.col(PSEUDONYM).isNull()).count()
+    unnamed = F.lit(False)
+    for column in dict.fromkeys((PSEUDONYM, *grain.columns)):
+        unnamed = unnamed | F.col(column).isNull()
+    missing = stored.where(unnamed).count()
     outcomes = [
         no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
-        one_row_per_subject_day(stored.count(), touched, distinct, missing),
-    ]
-    reporter.checks(feature.asset_key, outcomes)
-
-
-def recheck_top_genes(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> None:
-    feature = TOP_GENES_OUTPUT
-    if tables.committed_record(feature, job.delivery) is None:
-        raise JobError(f"{feature.asset_key} {job.delivery.key}: no committed partition to check")
-    stored = tables.read(feature, job.delivery)
-    counts, _ = this_delivery(tables, job, feature, "counts")
-    samples, _ = this_delivery(tables, job, feature, "samples")
-    expected = expected_top_gene_rows(counts)
-    distinct = stored.select("sample_pseudonym", "gene_id").distinct().count()
-    ids = samples.select(F.col("USUBJID").alias("id")).where(F.col("id").isNotNull())
-    by_value = identifiers.identifying_values(stored, text_columns(feature), ids)
-    missing = stored.where(F.col(PSEUDONYM).isNull() | F.col("sample_pseudonym").isNull())
-    outcomes = [
-        no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
-        one_row_per_sample_gene(stored.count(), expected, distinct, missing.count()),
+        grain.of_rows(stored, stored.count(), expected, missing)[0],
     ]
     reporter.checks(feature.asset_key, outcomes)
 
@@ -316,8 +305,7 @@ def featurize(args: FeatureArgs, reporter: JobReporter) -> None:
 class FeatureBuild:
     """A feature table's rows for one delivery, before they are staged, and what proves them.
 
-    `grain` tells from the staged partition (rows, the missing pseudonyms counted while
-    staging, the rows read back) whether it has one row per grain, and if not, why.
+    The staged partition must hold `expected` rows, one per value of `grain`.
     """
 
     feature: DatasetOutput
@@ -325,7 +313,8 @@ class FeatureBuild:
     inputs: list[dict[str, Any]]
     ids: DataFrame  # identifier values no feature value may equal
     rows_in: int
-    grain: Callable[[Staged, DataFrame], tuple[CheckOutcome, str]]
+    grain: Grain
+    expected: int
 
 
 def featurize_delivery(
@@ -361,24 +350,9 @@ def profile_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> Feat
     """The subject profile from the study's current curated SDTM: one row per DM subject."""
     frames, inputs = read_inputs(tables, job)
     dm_rows = int(inputs[0]["rows"] or 0)
-
-    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
-        distinct = written.select(PSEUDONYM).distinct().count()
-        missing = int(staged.extra["no_pseudonym"] or 0)
-        outcome = one_row_per_subject(staged.rows, dm_rows, distinct, missing)
-        return (
-            outcome,
-            f"{staged.rows} rows for {dm_rows} DM subjects ({distinct} distinct pseudonyms)",
-        )
-
-    return FeatureBuild(
-        PROFILE,
-        subject_profile(frames, pseudonym),
-        inputs,
-        subject_ids(frames["dm"]),
-        dm_rows,
-        grain,
-    )
+    rows = subject_profile(frames, pseudonym)
+    ids = subject_ids(frames["dm"])
+    return FeatureBuild(PROFILE, rows, inputs, ids, dm_rows, PROFILE_GRAIN, dm_rows)
 
 
 def sensor_daily_build(
@@ -408,18 +382,16 @@ def sensor_daily_build(
         {**input_reference(minutes_table, r["partition"], r), "rows": r.get("rows", {}).get("out")}
         for r in records
     ]
-    touched = own.select("USUBJID", F.to_date(sensor.MINUTE).alias(sensor.DAY)).distinct().count()
-    names = ["subject_pseudonym", "wear_day"]
-
-    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
-        distinct = written.select(*names).distinct().count()
-        missing = int(staged.extra["no_pseudonym"] or 0)
-        outcome = one_row_per_subject_day(staged.rows, touched, distinct, missing)
-        return outcome, f"{staged.rows} rows for {touched} subject-days ({distinct} distinct)"
-
-    ids = own.select(F.col("USUBJID").alias("id")).distinct()
+    grain, touched, ids = sensor_daily_facts(own)
     rows_in = int(next(r for r in records if r["partition"] == job.delivery.key)["rows"]["out"])
-    return FeatureBuild(SENSOR_DAILY_OUTPUT, days, inputs, ids, rows_in, grain)
+    return FeatureBuild(SENSOR_DAILY_OUTPUT, days, inputs, ids, rows_in, grain, touched)
+
+
+def sensor_daily_facts(own: DataFrame) -> tuple[Grain, int, DataFrame]:
+    """From the delivery's own minutes: the subject-days it touches (one feature row each),
+    and the subject ids no feature value may equal."""
+    touched = own.select("USUBJID", F.to_date(sensor.MINUTE).alias(sensor.DAY)).distinct().count()
+    return SENSOR_DAILY_GRAIN, touched, own.select(F.col("USUBJID").alias("id")).distinct()
 
 
 def this_delivery(
@@ -439,12 +411,16 @@ def this_delivery(
     return tables.read(curated, job.delivery), reference
 
 
-def expected_top_gene_rows(counts: DataFrame) -> int:
+def top_genes_facts(
+    counts: DataFrame, samples: DataFrame, chosen: DataFrame
+) -> tuple[Grain, int, DataFrame]:
     """The counts of the passing samples on the top genes: one feature row each (a sample
     without a row for a gene, as exports that leave out zero counts have, has no feature row
-    for it)."""
-    chosen = omics.top_genes(counts, TOP_GENES).select("GENE_ID")
-    return counts.where("PASSES_QC").join(F.broadcast(chosen), "GENE_ID").count()
+    for it); and the subject ids no feature value may equal."""
+    genes = F.broadcast(chosen.select("GENE_ID"))
+    expected = counts.where("PASSES_QC").join(genes, "GENE_ID").count()
+    ids = samples.select(F.col("USUBJID").alias("id")).where(F.col("id").isNotNull())
+    return TOP_GENES_GRAIN, expected, ids
 
 
 def top_genes_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> FeatureBuild:
@@ -452,19 +428,11 @@ def top_genes_build(tables: LakeTables, job: DeliveryArgs, pseudonym: Any) -> Fe
     feature = TOP_GENES_OUTPUT
     counts, counts_ref = this_delivery(tables, job, feature, "counts")
     samples, samples_ref = this_delivery(tables, job, feature, "samples")
-    rows = omics.top_gene_features(counts, samples, pseudonym, TOP_GENES)
-    expected = expected_top_gene_rows(counts)
-    names = ["sample_pseudonym", "gene_id"]
-
-    def grain(staged: Staged, written: DataFrame) -> tuple[CheckOutcome, str]:
-        distinct = written.select(*names).distinct().count()
-        missing = int(staged.extra["no_pseudonym"] or 0)
-        outcome = one_row_per_sample_gene(staged.rows, expected, distinct, missing)
-        return outcome, f"{staged.rows} rows for {expected} sample-genes ({distinct} distinct)"
-
-    ids = samples.select(F.col("USUBJID").alias("id")).where(F.col("id").isNotNull())
+    chosen = omics.chosen_genes(counts, TOP_GENES)
+    rows = omics.top_gene_features(counts, samples, pseudonym, chosen)
+    grain, expected, ids = top_genes_facts(counts, samples, chosen)
     rows_in = int(counts_ref["rows"] or 0)
-    return FeatureBuild(feature, rows, [counts_ref, samples_ref], ids, rows_in, grain)
+    return FeatureBuild(feature, rows, [counts_ref, samples_ref], ids, rows_in, grain, expected)
 
 
 def write_feature(
@@ -486,7 +454,8 @@ def write_feature(
     written = spark.read.option("branch", staged.branch).table(staged.table)
     written = written.where(partition_of(job))
     by_value = identifiers.identifying_values(written, text_columns(feature), build.ids)
-    grain, wrong_grain = build.grain(staged, written)
+    missing = int(staged.extra["no_pseudonym"] or 0)
+    grain, wrong_grain = build.grain.of_rows(written, staged.rows, build.expected, missing)
     outcomes = [no_identifiers([], by_value), grain]
     refused = []
     if by_value:

@@ -26,7 +26,9 @@ from clinical_platform_tests.helpers import (
     lake_catalog,
     land_and_materialize,
     materializations,
+    metadata_value,
     read_table,
+    run_family_checks,
 )
 from spark_jobs.contracts.layout import Delivery
 from spark_jobs.contracts.omics import OMICS_FAMILY, TOP_GENES
@@ -141,3 +143,18 @@ def test_features_are_the_top_variance_genes_of_the_passing_samples(
     assert {r.subject_pseudonym for r in rows} <= {
         pseudonym(f"{STUDY}-{1001 + n}") for n in range(SAMPLES)
     }
+
+
+def test_checks_run_alone_agree_with_the_materialization(omics_run: Any) -> None:
+    """The `omics_checks` job re-evaluates the committed batch without writing: every check
+    gives the verdict it gave when written, and the features their grain figures."""
+    lake, _, result, _ = omics_run
+    alone = run_family_checks(lake, DELIVERY, OMICS_FAMILY, OMICS_ASSETS)
+    assert alone.get_asset_materialization_events() == []
+    written, rechecked = checks(result), checks(alone)
+    assert {k: c.passed for k, c in rechecked.items()} == {k: c.passed for k, c in written.items()}
+    grain = ("features_omics_top_genes", "one_row_per_sample_gene")
+    figures = ("rows", "expected_rows", "distinct_sample_genes")
+    assert [metadata_value(rechecked[grain], f) for f in figures] == [
+        metadata_value(written[grain], f) for f in figures
+    ]

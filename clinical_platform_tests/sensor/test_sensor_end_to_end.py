@@ -27,6 +27,7 @@ from clinical_platform_tests.helpers import (
     materializations,
     metadata_value,
     read_table,
+    run_family_checks,
 )
 from spark_jobs.contracts.layout import Delivery, LakeLayout, local_path
 from spark_jobs.contracts.outputs import REJECT_REASONS, SENSOR_OUTPUTS, schema_differences
@@ -120,3 +121,18 @@ def test_features_are_the_generators_truth(sensor_run: Any, spark: Any) -> None:
         assert (day.total_steps, day.wear_minutes) == (truth.total_steps, truth.wear_minutes)
         assert (day.hr_min, day.hr_max, day.hr_mean) == (truth.hr_min, truth.hr_max, truth.hr_mean)
         assert day.resting_hr == pytest.approx(truth.resting_hr, rel=1e-12)
+
+
+def test_checks_run_alone_agree_with_the_materialization(sensor_run: Any) -> None:
+    """The `sensor_checks` job re-evaluates the committed upload batch without writing: every
+    check gives the verdict it gave when written, and the daily features their grain figures."""
+    lake, _, result, _ = sensor_run
+    alone = run_family_checks(lake, DELIVERY, SENSOR_FAMILY, SENSOR_ASSETS)
+    assert alone.get_asset_materialization_events() == []
+    written, rechecked = checks(result), checks(alone)
+    assert {k: c.passed for k, c in rechecked.items()} == {k: c.passed for k, c in written.items()}
+    grain = ("features_sensor_daily", "one_row_per_subject_day")
+    figures = ("rows", "subject_days", "distinct_subject_days")
+    assert [metadata_value(rechecked[grain], f) for f in figures] == [
+        metadata_value(written[grain], f) for f in figures
+    ]

@@ -101,10 +101,19 @@ def top_genes(counts: DataFrame, top: int) -> DataFrame:
     )
 
 
-def top_gene_features(counts: DataFrame, samples: DataFrame, pseudonym: Any, top: int) -> DataFrame:
-    """`features_omics_top_genes`: every passing sample's log-CPM of the batch's top genes,
-    with pseudonyms for the subject and the sample, its visit and tissue."""
-    chosen = F.broadcast(top_genes(counts, top))
+def chosen_genes(counts: DataFrame, top: int) -> DataFrame:
+    """`top_genes`, computed once: its few rows are brought to the driver and back, so that
+    the features and their expected row count do not aggregate every count again each."""
+    ranked = top_genes(counts, top)
+    return counts.sparkSession.createDataFrame(ranked.collect(), ranked.schema)
+
+
+def top_gene_features(
+    counts: DataFrame, samples: DataFrame, pseudonym: Any, chosen: DataFrame
+) -> DataFrame:
+    """`features_omics_top_genes`: every passing sample's log-CPM of the batch's top genes
+    (`chosen_genes`), with pseudonyms for the subject and the sample, its visit and tissue."""
+    chosen = F.broadcast(chosen)
     sheet = samples.select("SAMPLE_ID", "STUDYID", "USUBJID", "VISIT", "TISSUE")
     rows = counts.where("PASSES_QC").join(chosen, "GENE_ID").join(sheet, "SAMPLE_ID", "left")
     return rows.select(
