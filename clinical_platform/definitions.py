@@ -17,7 +17,7 @@ from clinical_platform.clinical.landing import (
     late_deliveries_job,
     late_delivery_schedule,
 )
-from clinical_platform.clinical.sensors import clinical_landing_sensor, landing_sensor
+from clinical_platform.clinical.sensors import clinical_landing_sensor, landing_sensor_of
 from clinical_platform.deployments import LakeUri, resources_for
 from clinical_platform.omics.assets import OMICS_ASSETS
 from clinical_platform.sensor.assets import SENSOR_ASSETS
@@ -44,8 +44,8 @@ def build_definitions(
         schedules=[late_delivery_schedule],
         sensors=[
             clinical_landing_sensor,
-            landing_sensor(SENSOR_FAMILY),
-            landing_sensor(OMICS_FAMILY),
+            landing_sensor_of(SENSOR_FAMILY),
+            landing_sensor_of(OMICS_FAMILY),
         ],
         resources=resources_for(chosen, lake_uri),
     )

@@ -67,7 +67,7 @@ def land_and_materialize(
     the real sensor adds the partition, and its one run request's partition and assets are
     materialized (the daemon would launch the same request)."""
     from clinical_platform.clinical.landing import LandingPolicy
-    from clinical_platform.clinical.sensors import landing_sensor
+    from clinical_platform.clinical.sensors import landing_sensor_of
     from clinical_platform.lake import ClinicalLake
     from clinical_platform.partitions import deliveries_def
     from spark_jobs.contracts.outputs import asset_outputs
@@ -83,7 +83,7 @@ def land_and_materialize(
             instance=instance,
             resources={"lake": ClinicalLake(uri=str(lake)), "landing_policy": LandingPolicy()},
         )
-        tick = landing_sensor(family)(context)
+        tick = landing_sensor_of(family)(context)
         assert isinstance(tick, dg.SensorResult)
         [request] = tick.run_requests or []
         [added] = tick.dynamic_partitions_requests or []

@@ -275,12 +275,16 @@ def new_keys(zone: LandingZone, tick: Tick) -> dict[Delivery, list[LandingObject
 def earlier_run(
     instance: dg.DagsterInstance, delivery: Delivery, family: str
 ) -> dg.DagsterRun | None:
-    """The family's last sensor-started run of the delivery (a few at most per delivery key)."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={DELIVERY_TAG: delivery.key, ENTRY_TAG: "sensor"}), limit=20
-    )
-    ours = [r for r in runs if r.tags.get(FAMILY_TAG, CLINICAL_FAMILY) == family]
-    return ours[0] if ours else None
+    """The family's last sensor-started run of the delivery."""
+    tags = {DELIVERY_TAG: delivery.key, ENTRY_TAG: "sensor"}
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={**tags, FAMILY_TAG: family}), limit=1)
+    if runs or family != CLINICAL_FAMILY:
+        return runs[0] if runs else None
+    # Runs started before the families were tagged are all clinical's.
+    untagged = [
+        r for r in instance.get_runs(filters=dg.RunsFilter(tags=tags)) if FAMILY_TAG not in r.tags
+    ]
+    return untagged[0] if untagged else None
 
 
 def already_materialized(
@@ -380,7 +384,7 @@ def evaluate(
     return tick
 
 
-def landing_sensor(family: str) -> dg.SensorDefinition:
+def landing_sensor_of(family: str) -> dg.SensorDefinition:
     """The sensor of one family's landing zone (`<lake>/landing/<family>/STUDY/DELIVERY/`):
     it adds the family's delivery partitions and targets the family's assets only."""
     keys = [dg.AssetKey(o.asset_key) for o in asset_outputs(family)]
@@ -419,4 +423,4 @@ def landing_sensor(family: str) -> dg.SensorDefinition:
     return family_landing_sensor
 
 
-clinical_landing_sensor = landing_sensor(CLINICAL_FAMILY)
+clinical_landing_sensor = landing_sensor_of(CLINICAL_FAMILY)

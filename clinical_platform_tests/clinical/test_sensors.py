@@ -19,7 +19,7 @@ from clinical_platform.clinical.sensors import (
     LandingCursor,
     clinical_landing_sensor,
     evaluate,
-    landing_sensor,
+    landing_sensor_of,
 )
 from clinical_platform.lake import ClinicalLake, land_delivery, read_manifest
 from clinical_platform.landing_zone import landing_zone
@@ -260,8 +260,10 @@ def test_different_files_under_a_started_delivery_are_refused(
     landing.delivery(delivery, {"ae.csv": AE})
     first = tick(s3_layout, instance)
     request = (first.run_requests or [])[0]
-    instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="r1", tags=request.tags))
-    assert request.tags[ENTRY_TAG] == "sensor"
+    assert request.tags[ENTRY_TAG] == "sensor" and request.tags[FAMILY_TAG] == "clinical"
+    # A run started before runs named their family is the clinical family's.
+    before_families = {k: v for k, v in request.tags.items() if k != FAMILY_TAG}
+    instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="r1", tags=before_families))
 
     landing.delivery(delivery, {"ae.csv": AE, "vs.csv": DM})
     cursor = LandingCursor.load(first.cursor)
@@ -381,7 +383,7 @@ def test_each_family_has_its_own_sensor_partitions_and_runs(
         ],
     }
     for family, assets in expected.items():
-        sensor = landing_sensor(family)
+        sensor = landing_sensor_of(family)
         assert sensor.name == f"{family}_landing_sensor"
         result = tick(LakeLayout(lake), instance, sensor=sensor)
         [run] = result.run_requests or []
