@@ -163,7 +163,11 @@ def write_pilot_hashes(lake: Path, delivery: Any, result: Any) -> None:
     }
     path = pilot_hashes_file(pyspark.__version__)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
+    # Each pytest-xdist worker that builds the pilot writes it; a reader on the other worker
+    # must never see a half-written file.
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(hashes, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 # ---------------------------------------------------------------------------- S3 lake (moto)

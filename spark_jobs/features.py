@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.contracts import FEATURE_CONTRACTS, SUBJECT_PROFILE
@@ -148,12 +148,16 @@ class Grain:
     expected_name: str  # metadata key of the expected count
     distinct_name: str  # metadata key of the distinct grain values
 
+    def unnamed(self) -> Column:
+        """A row without its subject pseudonym or a value of the grain."""
+        columns = dict.fromkeys((PSEUDONYM, *self.columns))
+        return functools.reduce(lambda a, b: a | b, (F.col(c).isNull() for c in columns))
+
     def of_rows(
         self, rows: DataFrame, count: int, expected: int, missing: int
     ) -> tuple[CheckOutcome, str]:
-        """The check on written rows (`count` of them, `missing` without a pseudonym): as many
-        as expected, each grain value once, none without its pseudonym; and what to say when
-        it fails."""
+        """The check on written rows (`count` of them, `missing` of them `unnamed`): as many
+        as expected, each grain value once, none unnamed; and what to say when it fails."""
         distinct = rows.select(*self.columns).distinct().count()
         outcome = _check(
             self.check,
@@ -268,10 +272,7 @@ def recheck(tables: LakeTables, job: DeliveryArgs, reporter: JobReporter) -> Non
         grain, expected, ids = PROFILE_GRAIN, int(dm["rows"] or 0), subject_ids(dm_frame)
     stored = tables.read(feature, job.delivery)
     by_value = identifiers.identifying_values(stored, text_columns(feature), ids)
-    unnamed = F.lit(False)
-    for column in dict.fromkeys((PSEUDONYM, *grain.columns)):
-        unnamed = unnamed | F.col(column).isNull()
-    missing = stored.where(unnamed).count()
+    missing = stored.where(grain.unnamed()).count()
     outcomes = [
         no_identifiers(identifying_columns(stored.drop(*PARTITION_COLUMNS)), by_value),
         grain.of_rows(stored, stored.count(), expected, missing)[0],
@@ -446,15 +447,15 @@ def write_feature(
     report; a failing check discards the staged rows."""
     feature = build.feature
     tables.ensure(feature)
-    missing_pseudonym = F.sum(F.when(F.col(PSEUDONYM).isNull(), 1).otherwise(0))
+    unnamed = F.sum(F.when(build.grain.unnamed(), 1).otherwise(0))
     staged = tables.stage(
-        build.rows, feature, job.delivery, extra_metrics=[missing_pseudonym.alias("no_pseudonym")]
+        build.rows, feature, job.delivery, extra_metrics=[unnamed.alias("unnamed")]
     )
     # The staged partition is small, so reading it back costs little.
     written = spark.read.option("branch", staged.branch).table(staged.table)
     written = written.where(partition_of(job))
     by_value = identifiers.identifying_values(written, text_columns(feature), build.ids)
-    missing = int(staged.extra["no_pseudonym"] or 0)
+    missing = int(staged.extra["unnamed"] or 0)
     grain, wrong_grain = build.grain.of_rows(written, staged.rows, build.expected, missing)
     outcomes = [no_identifiers([], by_value), grain]
     refused = []

@@ -83,8 +83,9 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Any:
         patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         patch.setenv("CLINICAL_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
         patch.delenv("CLINICAL_ENV", raising=False)
-        # The log's width is the terminal's, or 120 columns without one; pytest-xdist's
-        # workers set COLUMNS=80, which would cut the lines these tests read.
+        # The log's width is the terminal's, or 120 columns without one; the workers of
+        # `make test` (pytest-xdist, via execnet) run with COLUMNS=80 in their environment,
+        # which would cut the lines these tests read.
         patch.delenv("COLUMNS", raising=False)
         runs = []
         for delivery, folder in ((DELIVERY, "transfer"), (BROKEN, "broken")):
