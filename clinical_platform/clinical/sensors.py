@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import dagster as dg
@@ -41,7 +41,6 @@ from spark_jobs.contracts.layout import (
     CLINICAL_FAMILY,
     MANIFEST_NAME,
     Delivery,
-    LakeLayout,
     PartitionKeyError,
     Zone,
 )
@@ -406,7 +405,7 @@ def landing_sensor_of(family: str) -> dg.SensorDefinition:
         except (ValueError, TypeError) as error:
             context.log.warning(f"cursor unreadable ({error}); listing landing from the start")
             cursor = LandingCursor()
-        zone = landing_zone(LakeLayout(lake.uri, family=family))
+        zone = landing_zone(replace(lake.layout, family=family))
         tick = evaluate(zone, cursor, context.instance, landing_policy, time.time(), family)
         for level, line in tick.log:
             getattr(context.log, level)(line)
