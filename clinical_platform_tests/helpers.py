@@ -126,6 +126,22 @@ def run_family_checks(
     )
 
 
+def assert_checks_alone_agree(
+    written: dg.ExecuteInProcessResult,
+    alone: dg.ExecuteInProcessResult,
+    grain: tuple[str, str],
+    figures: Sequence[str],
+) -> None:
+    """A checks-only run wrote nothing, gave every check the verdict of the materialization,
+    and the grain check (asset, check) the same figures."""
+    assert alone.get_asset_materialization_events() == []
+    before, again = checks(written), checks(alone)
+    assert {k: c.passed for k, c in again.items()} == {k: c.passed for k, c in before.items()}
+    assert [metadata_value(again[grain], f) for f in figures] == [
+        metadata_value(before[grain], f) for f in figures
+    ]
+
+
 def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMaterialization]:
     found = {}
     for event in result.get_asset_materialization_events():

@@ -22,6 +22,7 @@ from clinical_platform.generators.sensor import SensorDelivery, generate_sensor
 from clinical_platform.lake import read_lineage
 from clinical_platform.sensor.assets import SENSOR_ASSETS
 from clinical_platform_tests.helpers import (
+    assert_checks_alone_agree,
     checks,
     land_and_materialize,
     materializations,
@@ -128,11 +129,9 @@ def test_checks_run_alone_agree_with_the_materialization(sensor_run: Any) -> Non
     check gives the verdict it gave when written, and the daily features their grain figures."""
     lake, _, result, _ = sensor_run
     alone = run_family_checks(lake, DELIVERY, SENSOR_FAMILY, SENSOR_ASSETS)
-    assert alone.get_asset_materialization_events() == []
-    written, rechecked = checks(result), checks(alone)
-    assert {k: c.passed for k, c in rechecked.items()} == {k: c.passed for k, c in written.items()}
-    grain = ("features_sensor_daily", "one_row_per_subject_day")
-    figures = ("rows", "subject_days", "distinct_subject_days")
-    assert [metadata_value(rechecked[grain], f) for f in figures] == [
-        metadata_value(written[grain], f) for f in figures
-    ]
+    assert_checks_alone_agree(
+        result,
+        alone,
+        ("features_sensor_daily", "one_row_per_subject_day"),
+        ("rows", "subject_days", "distinct_subject_days"),
+    )
